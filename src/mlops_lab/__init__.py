@@ -1,0 +1,1 @@
+"""MLOps Lab: the Airbnb price-category pipeline, tracked in MLflow and versioned by DVC."""

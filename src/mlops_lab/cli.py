@@ -1,0 +1,125 @@
+"""The `mlops-lab` command: one subcommand per pipeline stage, as dvc.yaml calls them."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import click
+from mlflow.exceptions import MlflowException
+
+from mlops_lab.config import ConfigError, load_config
+from mlops_lab.context import StageContext
+from mlops_lab.data_prep.task import RawDataError
+from mlops_lab.data_prep.transform import SchemaError
+from mlops_lab.tracking import (
+    Lineage,
+    TrackingUnavailable,
+    git_state,
+    pipeline_id,
+    resolve_tracking,
+    sha256_file,
+)
+
+log = logging.getLogger("mlops_lab")
+
+# Failures a user can act on: reported as one line and exit status 1, not as a traceback.
+USER_ERRORS = (ConfigError, RawDataError, SchemaError, TrackingUnavailable, MlflowException)
+
+
+def _client_settings() -> None:
+    """Fail in seconds, not minutes, when the tracking server goes away mid-run."""
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
+
+
+def build_context(config_path: Path) -> StageContext:
+    """Read config.yaml once and work out where this run is tracked and how it is tagged."""
+    config = load_config(config_path)
+    project_root = Path.cwd()
+    raw_path = config.data.raw_path
+    if not raw_path.is_file():
+        raise RawDataError(f"raw data file {raw_path} does not exist")
+    commit, dirty = git_state(project_root)
+    tracking = resolve_tracking(
+        os.environ,
+        project_root,
+        config.tracking.embedded_store_dir,
+        config.tracking.experiment_name,
+        config.tracking.registered_model_name,
+    )
+    lineage = Lineage(pipeline_id(os.environ), commit, dirty, sha256_file(raw_path))
+    return StageContext(config, tracking, lineage, project_root)
+
+
+def _run_stage(config_path: Path, stage: Callable[[StageContext], None]) -> None:
+    _client_settings()
+    try:
+        stage(build_context(config_path))
+    except USER_ERRORS as error:
+        log.error("%s", error)
+        click.echo(f"error: {error}", err=True)
+        sys.exit(1)
+
+
+config_option = click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=Path("config.yaml"),
+    show_default=True,
+    help="The pipeline's parameters.",
+)
+
+
+@click.group()
+@click.option("-v", "--verbose", is_flag=True, help="Log debug detail.")
+def main(verbose: bool) -> None:
+    """MLOps Lab: the Airbnb price-category pipeline. `dvc repro` runs these stages in order."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    # MLflow's own INFO lines (run links, model-size notes) drown the stage's progress.
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+
+
+@main.command("data-prep")
+@config_option
+def data_prep(config_path: Path) -> None:
+    """Validate the raw listings and write the training table."""
+    from mlops_lab.data_prep import task
+
+    _run_stage(config_path, task.run)
+
+
+@main.command("training")
+@config_option
+def training(config_path: Path) -> None:
+    """Cross-validate the candidates, register the winner and save it locally."""
+    from mlops_lab.training import task
+
+    _run_stage(config_path, task.run)
+
+
+@main.command("explainability")
+@config_option
+def explainability(config_path: Path) -> None:
+    """SHAP values and evaluation plots for the trained model."""
+    from mlops_lab.explainability import task
+
+    _run_stage(config_path, task.run)
+
+
+@main.command("prediction-app")
+@config_option
+def prediction_app(config_path: Path) -> None:
+    """Load the registered champion as the service does and predict the example payloads."""
+    from mlops_lab.prediction_app import task
+
+    _run_stage(config_path, task.run)

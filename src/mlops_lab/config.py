@@ -1,0 +1,133 @@
+"""Typed view of config.yaml, read once at the entry point and passed down."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+
+class ConfigError(ValueError):
+    """config.yaml is missing, unreadable or does not describe a valid pipeline."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TrackingConfig(_Section):
+    experiment_name: str
+    registered_model_name: str
+    embedded_store_dir: Path
+
+
+class DataConfig(_Section):
+    raw_path: Path
+    prepared_path: Path
+
+
+class DataPrepConfig(_Section):
+    sample_rows: int | None = Field(default=None, gt=0)
+    sample_seed: int = 1
+    price_bin_edges: list[float] = Field(min_length=2)
+    price_categories: list[str] = Field(min_length=2)
+    metrics_path: Path
+
+    @model_validator(mode="after")
+    def _one_category_per_bin(self) -> DataPrepConfig:
+        if len(self.price_categories) != len(self.price_bin_edges):
+            raise ValueError(
+                "price_categories needs one name per bin: the last edge opens the top bin, so "
+                f"{len(self.price_bin_edges)} edges make {len(self.price_bin_edges)} categories, "
+                f"got {len(self.price_categories)}"
+            )
+        if sorted(self.price_bin_edges) != self.price_bin_edges:
+            raise ValueError("price_bin_edges must be increasing")
+        return self
+
+
+class CandidateConfig(_Section):
+    name: str
+    estimator: Literal["random_forest", "hist_gradient_boosting"]
+    features: list[str] | Literal["all"]
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class TrainingConfig(_Section):
+    test_size: float = Field(gt=0, lt=1)
+    split_random_state: int
+    cv_folds: int = Field(ge=2)
+    cv_random_state: int
+    selection_metric: Literal["roc_auc_ovr", "macro_f1", "accuracy"]
+    reference_candidate: str
+    candidates: list[CandidateConfig] = Field(min_length=1)
+    model_dir: Path
+    registration_path: Path
+    metrics_path: Path
+    candidates_path: Path
+
+    @model_validator(mode="after")
+    def _reference_is_a_candidate(self) -> TrainingConfig:
+        names = [candidate.name for candidate in self.candidates]
+        if len(set(names)) != len(names):
+            raise ValueError(f"candidate names must be unique, got {names}")
+        if self.reference_candidate not in names:
+            raise ValueError(
+                f"reference_candidate {self.reference_candidate!r} is not among the candidates "
+                f"{names}: the notebook's model is always trained as the reference"
+            )
+        return self
+
+
+class ExplainabilityConfig(_Section):
+    shap_sample_size: int = Field(gt=0)
+    shap_background_size: int = Field(gt=0)
+    shap_permutations: int = Field(gt=0)
+    random_state: int
+    reports_dir: Path
+    metrics_path: Path
+
+
+class PredictionAppConfig(_Section):
+    model_uri: str
+    output_path: Path
+    examples: list[dict[str, Any]] = Field(min_length=1)
+
+    @field_validator("examples")
+    @classmethod
+    def _examples_have_ids(cls, examples: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        for position, example in enumerate(examples):
+            if "id" not in example:
+                raise ValueError(f"example {position} has no 'id'")
+        return examples
+
+
+class LabConfig(_Section):
+    tracking: TrackingConfig
+    data: DataConfig
+    data_prep: DataPrepConfig
+    training: TrainingConfig
+    explainability: ExplainabilityConfig
+    prediction_app: PredictionAppConfig
+
+
+def load_config(path: Path) -> LabConfig:
+    """Read and validate config.yaml; relative paths in it stay relative to the working directory."""
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except OSError as error:
+        raise ConfigError(f"cannot read config file {path}: {error.strerror}") from error
+    except yaml.YAMLError as error:
+        raise ConfigError(f"config file {path} is not valid YAML: {error}") from error
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of sections")
+    try:
+        return LabConfig.model_validate(raw)
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in issue['loc'])}: {issue['msg']}"
+            for issue in error.errors()
+        )
+        raise ConfigError(f"config file {path} is invalid: {problems}") from error

@@ -1,0 +1,1 @@
+"""Stage 1: validate the raw listings and build the training table."""

@@ -1,0 +1,103 @@
+"""data_prep: raw Inside Airbnb listings file → validated training table + drop counts."""
+
+from __future__ import annotations
+
+import logging
+import zlib
+from gzip import BadGzipFile
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+
+from mlops_lab.context import StageContext
+from mlops_lab.data_prep.transform import (
+    BATHROOM_COLUMNS,
+    REQUIRED_COLUMNS,
+    SchemaError,
+    check_columns,
+    prepare_listings,
+    sample_listings,
+    summarize,
+)
+from mlops_lab.files import atomic_path, write_json_atomically
+from mlops_lab.tracking import PREPARED_DATA_TAG, sha256_file, stage_run
+
+log = logging.getLogger(__name__)
+
+
+class RawDataError(ValueError):
+    """The raw listings file is missing, empty or not a CSV."""
+
+
+def read_raw_listings(path: Path) -> pd.DataFrame:
+    """The raw columns the pipeline needs, as text, from a listings CSV (optionally gzipped)."""
+    if not path.is_file():
+        raise RawDataError(f"raw data file {path} does not exist")
+    try:
+        header = pd.read_csv(path, nrows=0)
+        try:
+            check_columns(list(header.columns))
+        except SchemaError as error:
+            raise SchemaError(f"raw data file {path}: {error}") from error
+        columns = [*REQUIRED_COLUMNS, *(c for c in BATHROOM_COLUMNS if c in header.columns)]
+        return pd.read_csv(path, usecols=columns, dtype=str, keep_default_na=False, na_values=[""])
+    except pd.errors.EmptyDataError as error:
+        raise RawDataError(f"raw data file {path} is empty") from error
+    except (
+        pd.errors.ParserError,
+        UnicodeDecodeError,
+        BadGzipFile,
+        EOFError,
+        zlib.error,
+    ) as error:
+        raise RawDataError(f"raw data file {path} is not a readable CSV: {error}") from error
+
+
+def run(context: StageContext) -> None:
+    """Read, validate and prepare the raw listings; write the table and its metrics."""
+    config = context.config
+    raw_path = config.data.raw_path
+    with stage_run(context.tracking, context.lineage, "data_prep"):
+        raw = read_raw_listings(raw_path)
+        log.info("read %d rows × %d columns from %s", len(raw), raw.shape[1], raw_path)
+        prepared, drops = prepare_listings(
+            raw, config.data_prep.price_bin_edges, config.data_prep.price_categories
+        )
+        prepared = sample_listings(
+            prepared, config.data_prep.sample_rows, config.data_prep.sample_seed
+        )
+        metrics = summarize(len(raw), prepared, drops, config.data_prep.price_categories)
+        log.info(
+            "kept %d of %d rows; dropped %s",
+            metrics["rows_out"],
+            metrics["rows_in"],
+            drops or "none",
+        )
+
+        with atomic_path(config.data.prepared_path) as temporary:
+            prepared.to_parquet(temporary, index=False)
+        write_json_atomically(config.data_prep.metrics_path, metrics)
+
+        mlflow.log_params(
+            {
+                "raw_path": str(raw_path),
+                "sample_rows": config.data_prep.sample_rows,
+                "price_bin_edges": config.data_prep.price_bin_edges,
+                "price_categories": config.data_prep.price_categories,
+            }
+        )
+        mlflow.log_metrics(
+            {
+                "rows_in": metrics["rows_in"],
+                "rows_out": metrics["rows_out"],
+                "rows_dropped": metrics["rows_dropped"],
+                **{f"dropped.{reason}": count for reason, count in drops.items()},
+                **{
+                    f"rows.{category}": count
+                    for category, count in metrics["rows_by_price_category"].items()
+                },
+            }
+        )
+        mlflow.set_tag(PREPARED_DATA_TAG, sha256_file(config.data.prepared_path))
+        mlflow.log_artifact(str(config.data_prep.metrics_path))

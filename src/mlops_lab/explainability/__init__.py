@@ -1,0 +1,1 @@
+"""Stage 3: SHAP values and evaluation plots for the trained model."""

@@ -1,0 +1,188 @@
+"""The model's feature steps: API-level listing fields in, model features out, inside one Pipeline."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.compose import ColumnTransformer
+from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import OneHotEncoder
+
+from mlops_lab.listing import (
+    BOROUGH_ALIAS,
+    CATEGORICAL_FIELDS,
+    MODEL_INPUT_FIELDS,
+    NUMERIC_FIELDS,
+)
+
+# Times Square: the centre of NYC's short-let demand.
+MIDTOWN_LATITUDE = 40.7580
+MIDTOWN_LONGITUDE = -73.9855
+EARTH_RADIUS_KM = 6371.0
+
+# Building kinds that Inside Airbnb's property_type text names after "Entire", "Private room in"…
+PROPERTY_GROUPS = {
+    "rental unit": "apartment",
+    "serviced apartment": "apartment",
+    "condominium": "condominium",
+    "condo": "condominium",
+    "loft": "loft",
+    "townhouse": "house",
+    "residential home": "house",
+    "home": "house",
+    "house": "house",
+    "villa": "house",
+    "guest suite": "guest_suite",
+    "guesthouse": "guest_suite",
+    "bed and breakfast": "bed_and_breakfast",
+    "hotel": "hotel",
+    "boutique hotel": "hotel",
+    "aparthotel": "hotel",
+    "hostel": "hostel",
+}
+_PROPERTY_PREFIX = re.compile(
+    r"^(entire|private room in|shared room in|room in|shared room|private room)\s*"
+)
+
+CATEGORICAL_FEATURES = ("borough", "room_type", "property_group")
+DERIVED_FEATURES = (
+    "distance_to_midtown_km",
+    "people_per_bedroom",
+    "people_per_bed",
+    "bathrooms_per_person",
+)
+NUMERIC_FEATURES = NUMERIC_FIELDS + DERIVED_FEATURES
+ALL_FEATURES = CATEGORICAL_FEATURES + NUMERIC_FEATURES
+
+ESTIMATORS = {
+    "random_forest": RandomForestClassifier,
+    "hist_gradient_boosting": HistGradientBoostingClassifier,
+}
+
+# Exactly the types the logged model holds, trusted when MLflow loads it with skops.
+SKOPS_TRUSTED_TYPES = [
+    "mlops_lab.features.ListingFeatures",
+    "sklearn.compose._column_transformer.ColumnTransformer",
+    "sklearn.ensemble._hist_gradient_boosting.binning._BinMapper",
+    "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+    "sklearn.ensemble._hist_gradient_boosting.gradient_boosting.HistGradientBoostingClassifier",
+    "sklearn.ensemble._forest.RandomForestClassifier",
+    "sklearn.pipeline.Pipeline",
+    "sklearn.preprocessing._encoders.OneHotEncoder",
+    "sklearn.tree._classes.DecisionTreeClassifier",
+    "sklearn.tree._tree.Tree",
+    "sklearn.utils._bunch.Bunch",
+    "sklearn._loss.loss.HalfMultinomialLoss",
+    "sklearn._loss.link.MultinomialLogit",
+    "sklearn._loss.link.Interval",
+    "sklearn._loss._loss.CyHalfMultinomialLoss",
+]
+
+
+def property_group(property_type: object) -> str:
+    """The building kind of an Inside Airbnb property_type text, or 'other'."""
+    if not isinstance(property_type, str) or not property_type.strip():
+        return "missing"
+    kind = _PROPERTY_PREFIX.sub("", property_type.strip().lower())
+    kind = re.sub(r"\s*\(.*\)$", "", kind)
+    return PROPERTY_GROUPS.get(kind, "other")
+
+
+def distance_to_midtown_km(latitude: pd.Series, longitude: pd.Series) -> pd.Series:
+    """Great-circle distance in km from each point to Times Square."""
+    lat1, lon1 = np.radians(latitude), np.radians(longitude)
+    lat2, lon2 = np.radians(MIDTOWN_LATITUDE), np.radians(MIDTOWN_LONGITUDE)
+    haversine = (
+        np.sin((lat2 - lat1) / 2) ** 2 + np.cos(lat1) * np.cos(lat2) * np.sin((lon2 - lon1) / 2) ** 2
+    )
+    return 2 * EARTH_RADIUS_KM * np.arcsin(np.sqrt(haversine))
+
+
+def _ratio(numerator: pd.Series, denominator: pd.Series) -> pd.Series:
+    """numerator / denominator, missing where the denominator is missing or zero."""
+    return numerator / denominator.where(denominator > 0)
+
+
+def conform_listings(listings: pd.DataFrame) -> pd.DataFrame:
+    """The model's input fields from whatever a caller sent: missing optional fields as missing."""
+    conformed = pd.DataFrame(index=listings.index)
+    for field in MODEL_INPUT_FIELDS:
+        source = field
+        if field == "borough" and field not in listings.columns:
+            source = BOROUGH_ALIAS
+        if source in listings.columns:
+            conformed[field] = listings[source]
+        else:
+            conformed[field] = np.nan
+    for field in CATEGORICAL_FIELDS:
+        conformed[field] = conformed[field].astype(object).where(conformed[field].notna(), None)
+    for field in NUMERIC_FIELDS:
+        conformed[field] = pd.to_numeric(conformed[field], errors="coerce").astype(float)
+    return conformed
+
+
+def engineer_features(listings: pd.DataFrame) -> pd.DataFrame:
+    """Every model feature for listings that hold the model's input fields."""
+    features = listings[list(NUMERIC_FIELDS)].copy()
+    features["borough"] = listings["borough"].fillna("missing").astype(str)
+    features["room_type"] = listings["room_type"].fillna("missing").astype(str)
+    features["property_group"] = listings["property_type"].map(property_group)
+    features["distance_to_midtown_km"] = distance_to_midtown_km(
+        listings["latitude"], listings["longitude"]
+    )
+    features["people_per_bedroom"] = _ratio(listings["accommodates"], listings["bedrooms"])
+    features["people_per_bed"] = _ratio(listings["accommodates"], listings["beds"])
+    features["bathrooms_per_person"] = _ratio(listings["bathrooms"], listings["accommodates"])
+    return features[list(ALL_FEATURES)]
+
+
+class ListingFeatures(TransformerMixin, BaseEstimator):
+    """Turns API-level listing fields into the named model features (all of them by default)."""
+
+    def __init__(self, features: tuple[str, ...] = ALL_FEATURES):
+        self.features = features
+
+    def fit(self, listings: pd.DataFrame, price_category: Any = None) -> ListingFeatures:
+        unknown = sorted(set(self.features) - set(ALL_FEATURES))
+        if unknown:
+            raise ValueError(f"unknown features {unknown}; known: {list(ALL_FEATURES)}")
+        return self
+
+    def transform(self, listings: pd.DataFrame) -> pd.DataFrame:
+        return engineer_features(conform_listings(listings))[list(self.features)]
+
+    def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
+        return np.asarray(self.features, dtype=object)
+
+
+def resolve_features(features: list[str] | str) -> tuple[str, ...]:
+    """The feature names a candidate asks for; 'all' means every feature."""
+    if features == "all":
+        return ALL_FEATURES
+    return tuple(features)
+
+
+def build_model(estimator: str, features: tuple[str, ...], params: dict[str, Any]) -> Pipeline:
+    """One Pipeline from API-level listing fields to a price-category classifier."""
+    categorical = [name for name in features if name in CATEGORICAL_FEATURES]
+    numeric = [name for name in features if name not in CATEGORICAL_FEATURES]
+    encode = ColumnTransformer(
+        [
+            ("categorical", OneHotEncoder(handle_unknown="ignore", sparse_output=False), categorical),
+            ("numeric", "passthrough", numeric),
+        ],
+        verbose_feature_names_out=False,
+    )
+    return Pipeline(
+        [
+            ("listing_features", ListingFeatures(features)),
+            ("encode", encode),
+            ("classifier", ESTIMATORS[estimator](**params)),
+        ]
+    )
+

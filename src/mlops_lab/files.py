@@ -1,0 +1,53 @@
+"""Writes that never leave a half-written output behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+
+@contextmanager
+def atomic_path(target: Path) -> Iterator[Path]:
+    """Yield a temporary path beside `target` that replaces it only if the block succeeds."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    os.close(handle)
+    temporary_path = Path(temporary)
+    try:
+        yield temporary_path
+        os.replace(temporary_path, target)
+    finally:
+        temporary_path.unlink(missing_ok=True)
+
+
+def write_text_atomically(target: Path, text: str) -> None:
+    """Write `text` to `target` all at once or not at all."""
+    with atomic_path(target) as temporary:
+        temporary.write_text(text)
+
+
+def write_json_atomically(target: Path, payload: Any) -> None:
+    """Write `payload` as indented, key-sorted JSON to `target` all at once or not at all."""
+    write_text_atomically(target, json.dumps(payload, indent=2, sort_keys=True) + "\n")
+
+
+def replace_directory_atomically(target: Path, fill: Callable[[Path], None]) -> None:
+    """Build a directory with `fill(path)` beside `target`, then swap it in; a failure keeps the old."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    retired = staging.with_name(staging.name + ".old")
+    try:
+        content = staging / "content"
+        fill(content)
+        if target.exists():
+            os.replace(target, retired)
+        os.replace(content, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+        shutil.rmtree(retired, ignore_errors=True)

@@ -1,0 +1,1 @@
+"""Stage 4 and the service: load the champion as serving does and predict listings."""

@@ -1,0 +1,35 @@
+"""prediction_app: the registered champion, loaded as the service loads it → example predictions."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import mlflow
+
+from mlops_lab.context import StageContext
+from mlops_lab.files import write_json_atomically
+from mlops_lab.prediction_app.serving import load_served_model
+from mlops_lab.tracking import stage_run
+
+log = logging.getLogger(__name__)
+
+
+def run(context: StageContext) -> None:
+    """Predict the configured example payloads with the champion and record the answers."""
+    settings = context.config.prediction_app
+    with stage_run(context.tracking, context.lineage, "prediction_app"):
+        model = load_served_model(settings.model_uri, context.config.data_prep.price_categories)
+        predictions = model.predict(settings.examples)
+        smoke = {
+            "model_uri": settings.model_uri,
+            "model_name": model.name,
+            "model_version": model.version,
+            "predictions": predictions,
+        }
+        write_json_atomically(settings.output_path, smoke)
+        mlflow.log_params({"model_uri": settings.model_uri, "model_version": model.version})
+        mlflow.log_dict(smoke, "prediction_smoke.json")
+        for prediction in predictions:
+            log.info("listing %s → %s", prediction["id"], json.dumps(prediction["probabilities"]))
+        print(json.dumps([{"id": p["id"], "price_category": p["price_category"]} for p in predictions]))

@@ -1,0 +1,27 @@
+"""Pure functions between JSON listing payloads and the model's inputs and outputs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+
+def payloads_to_frame(payloads: list[dict[str, Any]]) -> pd.DataFrame:
+    """One row per listing payload, fields as columns, in payload order."""
+    return pd.DataFrame.from_records(payloads)
+
+
+def format_predictions(
+    ids: list[Any], probabilities: np.ndarray, categories: list[str]
+) -> list[dict[str, Any]]:
+    """Each listing's id, most likely price category and rounded probability of every category."""
+    return [
+        {
+            "id": listing_id,
+            "price_category": categories[int(np.argmax(row))],
+            "probabilities": {name: round(float(p), 6) for name, p in zip(categories, row, strict=True)},
+        }
+        for listing_id, row in zip(ids, probabilities, strict=True)
+    ]
