@@ -114,7 +114,7 @@ class LabConfig(_Section):
 
 
 def load_config(path: Path) -> LabConfig:
-    """Read and validate config.yaml; relative paths in it stay relative to the working directory."""
+    """Read and validate config.yaml; its relative paths are relative to the working directory."""
     try:
         raw = yaml.safe_load(path.read_text())
     except OSError as error:

@@ -1,4 +1,4 @@
-"""The model's feature steps: API-level listing fields in, model features out, inside one Pipeline."""
+"""The model's feature steps: API-level listing fields in, model features out."""
 
 from __future__ import annotations
 
@@ -98,7 +98,8 @@ def distance_to_midtown_km(latitude: pd.Series, longitude: pd.Series) -> pd.Seri
     lat1, lon1 = np.radians(latitude), np.radians(longitude)
     lat2, lon2 = np.radians(MIDTOWN_LATITUDE), np.radians(MIDTOWN_LONGITUDE)
     haversine = (
-        np.sin((lat2 - lat1) / 2) ** 2 + np.cos(lat1) * np.cos(lat2) * np.sin((lon2 - lon1) / 2) ** 2
+        np.sin((lat2 - lat1) / 2) ** 2
+        + np.cos(lat1) * np.cos(lat2) * np.sin((lon2 - lon1) / 2) ** 2
     )
     return 2 * EARTH_RADIUS_KM * np.arcsin(np.sqrt(haversine))
 
@@ -173,7 +174,11 @@ def build_model(estimator: str, features: tuple[str, ...], params: dict[str, Any
     numeric = [name for name in features if name not in CATEGORICAL_FEATURES]
     encode = ColumnTransformer(
         [
-            ("categorical", OneHotEncoder(handle_unknown="ignore", sparse_output=False), categorical),
+            (
+                "categorical",
+                OneHotEncoder(handle_unknown="ignore", sparse_output=False),
+                categorical,
+            ),
             ("numeric", "passthrough", numeric),
         ],
         verbose_feature_names_out=False,
@@ -185,4 +190,3 @@ def build_model(estimator: str, features: tuple[str, ...], params: dict[str, Any
             ("classifier", ESTIMATORS[estimator](**params)),
         ]
     )
-

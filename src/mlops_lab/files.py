@@ -38,7 +38,7 @@ def write_json_atomically(target: Path, payload: Any) -> None:
 
 
 def replace_directory_atomically(target: Path, fill: Callable[[Path], None]) -> None:
-    """Build a directory with `fill(path)` beside `target`, then swap it in; a failure keeps the old."""
+    """Build a directory with `fill(path)` beside `target`, then swap it in; failure keeps old."""
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     retired = staging.with_name(staging.name + ".old")

@@ -1,4 +1,4 @@
-"""Where runs are tracked, and how one `dvc repro` becomes one MLflow pipeline run with stage runs."""
+"""Where runs are tracked, and how one `dvc repro` becomes one MLflow pipeline run."""
 
 from __future__ import annotations
 
@@ -103,7 +103,7 @@ def check_reachable(uri: str, timeout_seconds: float = 5.0) -> None:
 
 
 def pipeline_id(environment: Mapping[str, str]) -> str:
-    """One id shared by all stages of one `dvc repro`: MLOPS_LAB_PIPELINE_ID, else the dvc process."""
+    """One id shared by the stages of one `dvc repro`: MLOPS_LAB_PIPELINE_ID, else dvc's process."""
     explicit = environment.get("MLOPS_LAB_PIPELINE_ID", "").strip()
     if explicit:
         return explicit
@@ -123,7 +123,11 @@ def git_state(project_root: Path) -> tuple[str, bool]:
     """The checked-out commit and whether the work tree differs from it ('unknown' without git)."""
     try:
         commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=project_root, capture_output=True, text=True, check=True
+            ["git", "rev-parse", "HEAD"],
+            cwd=project_root,
+            capture_output=True,
+            text=True,
+            check=True,
         ).stdout.strip()
         status = subprocess.run(
             ["git", "status", "--porcelain", "--untracked-files=no"],
@@ -197,8 +201,13 @@ def stage_run(
             tags={**lineage.tags(), STAGE_TAG: stage, **(tags or {})},
         ) as run,
     ):
-        log.info("MLflow run %s (%s) in pipeline run %s at %s", run.info.run_id, stage, parent_id,
-                 tracking.uri)
+        log.info(
+            "MLflow run %s (%s) in pipeline run %s at %s",
+            run.info.run_id,
+            stage,
+            parent_id,
+            tracking.uri,
+        )
         yield run
 
 

@@ -31,7 +31,7 @@ REQUIRED_COLUMNS = (
     "amenities",
     "price",
 )
-# Recent scrapes leave `bathrooms` empty and write `bathrooms_text`; older ones only have `bathrooms`.
+# Recent scrapes leave `bathrooms` empty and fill `bathrooms_text`; older ones have `bathrooms`.
 BATHROOM_COLUMNS = ("bathrooms_text", "bathrooms")
 
 # A generous box around the five boroughs.
@@ -87,7 +87,7 @@ def is_shared_bathroom(text: object) -> float:
 
 
 def parse_amenities(text: object) -> list[str]:
-    """The amenity names in '["TV", "Wifi"]' (current scrapes) or '{TV,"Air conditioning"}' (older)."""
+    """The amenity names in '["TV", "Wifi"]' (current scrapes) or '{TV,"Air conditioning"}'."""
     if not isinstance(text, str) or not text.strip():
         return []
     text = text.strip()
@@ -111,13 +111,13 @@ def amenity_flags(amenities: list[str]) -> dict[str, int]:
 
 
 def price_category(prices: pd.Series, edges: list[float], categories: list[str]) -> pd.Series:
-    """Each price's category in right-closed bins (edge, next edge]; missing at or below edges[0]."""
+    """Each price's category in right-closed bins (edge, next edge]; missing at/below edges[0]."""
     bins = [*edges, math.inf]
     return pd.cut(prices, bins=bins, labels=categories, right=True).astype(object)
 
 
 def bathrooms_column(raw: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
-    """Bathroom count and shared flag, from bathrooms_text where present, else the numeric column."""
+    """Bathroom count and shared flag, from bathrooms_text where present, else `bathrooms`."""
     text = raw["bathrooms_text"] if "bathrooms_text" in raw else pd.Series(np.nan, index=raw.index)
     count = text.map(parse_bathrooms).astype(float)
     if "bathrooms" in raw:

@@ -25,7 +25,11 @@ from mlops_lab.explainability.transform import (
 )
 from mlops_lab.files import atomic_path, write_json_atomically
 from mlops_lab.tracking import stage_run
-from mlops_lab.training.transform import ordered_probabilities, per_class_metrics, split_like_notebook
+from mlops_lab.training.transform import (
+    ordered_probabilities,
+    per_class_metrics,
+    split_like_notebook,
+)
 
 log = logging.getLogger(__name__)
 
@@ -87,8 +91,13 @@ def run(context: StageContext) -> None:
         importance = mean_abs_shap(explanation, categories)
 
         written = [
-            save_figure(mean_abs_shap_figure(importance, TOP_FEATURES), reports / "shap_mean_abs.png"),
-            save_figure(beeswarm_figure(explanation, categories, TOP_FEATURES), reports / "shap_beeswarm.png"),
+            save_figure(
+                mean_abs_shap_figure(importance, TOP_FEATURES), reports / "shap_mean_abs.png"
+            ),
+            save_figure(
+                beeswarm_figure(explanation, categories, TOP_FEATURES),
+                reports / "shap_beeswarm.png",
+            ),
             save_figure(confusion_figure(confusion), reports / "confusion_matrix.png"),
             save_figure(per_class_figure(per_class), reports / "per_class_metrics.png"),
         ]

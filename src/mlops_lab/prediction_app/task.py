@@ -32,4 +32,8 @@ def run(context: StageContext) -> None:
         mlflow.log_dict(smoke, "prediction_smoke.json")
         for prediction in predictions:
             log.info("listing %s → %s", prediction["id"], json.dumps(prediction["probabilities"]))
-        print(json.dumps([{"id": p["id"], "price_category": p["price_category"]} for p in predictions]))
+        print(
+            json.dumps(
+                [{"id": p["id"], "price_category": p["price_category"]} for p in predictions]
+            )
+        )

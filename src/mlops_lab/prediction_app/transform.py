@@ -21,7 +21,9 @@ def format_predictions(
         {
             "id": listing_id,
             "price_category": categories[int(np.argmax(row))],
-            "probabilities": {name: round(float(p), 6) for name, p in zip(categories, row, strict=True)},
+            "probabilities": {
+                name: round(float(p), 6) for name, p in zip(categories, row, strict=True)
+            },
         }
         for listing_id, row in zip(ids, probabilities, strict=True)
     ]
