@@ -171,10 +171,12 @@ def drop_reasons(parsed: pd.DataFrame, categories: pd.Series) -> pd.Series:
             | ~parsed["longitude"].between(*NYC_LONGITUDE_RANGE),
         ),
     ]
-    reasons = pd.Series(None, index=parsed.index, dtype=object)
-    for reason, failed in reversed(checks):
-        reasons = reasons.mask(failed, reason)
-    return reasons
+    reasons = np.select(
+        [failed.to_numpy() for _, failed in checks],
+        [reason for reason, _ in checks],
+        default=None,
+    )
+    return pd.Series(reasons, index=parsed.index, dtype=object)
 
 
 def prepare_listings(
