@@ -44,7 +44,14 @@ def build_context(config_path: Path) -> StageContext:
     raw_path = config.data.raw_path
     if not raw_path.is_file():
         raise RawDataError(f"raw data file {raw_path} does not exist")
-    commit, dirty = git_state(project_root)
+    # dvc repro rewrites these as it goes; they do not make the code differ from the commit.
+    pipeline_outputs = [
+        Path("dvc.lock"),
+        config.data_prep.metrics_path.parent,
+        config.training.metrics_path.parent,
+        config.explainability.reports_dir,
+    ]
+    commit, dirty = git_state(project_root, pipeline_outputs)
     tracking = resolve_tracking(
         os.environ,
         project_root,

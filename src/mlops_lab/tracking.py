@@ -119,8 +119,8 @@ def pipeline_id(environment: Mapping[str, str]) -> str:
     return uuid.uuid4().hex[:16]
 
 
-def git_state(project_root: Path) -> tuple[str, bool]:
-    """The checked-out commit and whether the work tree differs from it ('unknown' without git)."""
+def git_state(project_root: Path, pipeline_outputs: list[Path]) -> tuple[str, bool]:
+    """The commit, and whether code or config differ from it (the pipeline's own outputs aside)."""
     try:
         commit = subprocess.run(
             ["git", "rev-parse", "HEAD"],
@@ -130,7 +130,15 @@ def git_state(project_root: Path) -> tuple[str, bool]:
             check=True,
         ).stdout.strip()
         status = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
+            [
+                "git",
+                "status",
+                "--porcelain",
+                "--untracked-files=no",
+                "--",
+                ".",
+                *(f":(exclude){path}" for path in pipeline_outputs),
+            ],
             cwd=project_root,
             capture_output=True,
             text=True,
@@ -158,11 +166,16 @@ def use_tracking(tracking: Tracking) -> str:
     mlflow.set_registry_uri(tracking.uri)
     client = MlflowClient()
     experiment = client.get_experiment_by_name(tracking.experiment_name)
-    if experiment is not None:
-        return experiment.experiment_id
-    return client.create_experiment(
-        tracking.experiment_name, artifact_location=tracking.artifact_location
+    experiment_id = (
+        experiment.experiment_id
+        if experiment is not None
+        else client.create_experiment(
+            tracking.experiment_name, artifact_location=tracking.artifact_location
+        )
     )
+    # Runs started without an explicit experiment (candidates, nested runs) belong here too.
+    mlflow.set_experiment(experiment_id=experiment_id)
+    return experiment_id
 
 
 def _pipeline_run(client: MlflowClient, experiment_id: str, lineage: Lineage) -> str:

@@ -1,0 +1,113 @@
+"""The whole pipeline under `dvc repro`, tracked by a real mlflow server on real PostgreSQL."""
+
+import json
+
+import mlflow
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+
+MODEL_NAME = "airbnb-price-category"
+STAGES = {"pipeline", "data_prep", "training", "explainability", "prediction_app"}
+PLOTS = {"shap_mean_abs.png", "shap_beeswarm.png", "confusion_matrix.png", "per_class_metrics.png"}
+
+pytestmark = pytest.mark.integration
+
+
+def make_worse(config: dict) -> None:
+    """One shallow, one-feature forest: clearly worse than the first run's champion."""
+    training = config["training"]
+    training["candidates"] = [
+        {
+            "name": "stump_forest",
+            "estimator": "random_forest",
+            "features": ["accommodates"],
+            "params": {"n_estimators": 2, "max_depth": 1, "random_state": 1},
+        }
+    ]
+    training["reference_candidate"] = "stump_forest"
+
+
+def runs_of(client: MlflowClient, experiment_id: str, pipeline_id: str) -> dict[str, object]:
+    runs = client.search_runs(
+        [experiment_id], filter_string=f"tags.`mlops_lab.pipeline_id` = '{pipeline_id}'"
+    )
+    return {run.data.tags["mlops_lab.stage"]: run for run in runs}
+
+
+def test_dvc_repro_registers_tracks_and_keeps_the_better_champion(
+    small_project, mlflow_server, challenge_payload
+):
+    environment = {"MLFLOW_TRACKING_URI": mlflow_server["uri"]}
+    first = small_project.run(["dvc", "repro"], environment)
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert "→ CHAMPION" in first.stdout
+
+    mlflow.set_tracking_uri(mlflow_server["uri"])
+    client = MlflowClient(mlflow_server["uri"])
+    champion = client.get_model_version_by_alias(MODEL_NAME, "champion")
+    assert champion.version == "1"
+
+    # From the model version to its training run, the candidates, data_prep and the plots.
+    training_run = client.get_run(champion.run_id)
+    pipeline_id = training_run.data.tags["mlops_lab.pipeline_id"]
+    experiment_id = training_run.info.experiment_id
+    stages = runs_of(client, experiment_id, pipeline_id)
+    assert set(stages) == STAGES
+    pipeline_run = stages["pipeline"]
+    for stage in STAGES - {"pipeline"}:
+        assert stages[stage].info.status == "FINISHED"
+        assert stages[stage].data.tags["mlflow.parentRunId"] == pipeline_run.info.run_id
+        assert stages[stage].data.tags["mlops_lab.git_commit"] == (
+            small_project.run(["git", "rev-parse", "HEAD"]).stdout.strip()
+        )
+        assert stages[stage].data.tags["mlops_lab.git_dirty"] == "false"
+        assert len(stages[stage].data.tags["mlops_lab.raw_data_sha256"]) == 64
+    assert champion.tags["mlops_lab.data_prep_run_id"] == stages["data_prep"].info.run_id
+    candidates = client.search_runs(
+        [experiment_id],
+        filter_string=f"tags.`mlflow.parentRunId` = '{training_run.info.run_id}'",
+    )
+    assert {run.data.tags["mlops_lab.candidate"] for run in candidates} == {
+        "notebook_random_forest",
+        "random_forest_all_features",
+        "gradient_boosting",
+    }
+    for run in candidates:
+        assert {"cv_roc_auc_ovr", "test_accuracy", "test_roc_auc_ovr", "test_macro_f1"} <= set(
+            run.data.metrics
+        )
+        assert "test_recall_lux" in run.data.metrics
+    plots = {
+        item.path.split("/")[-1]
+        for item in client.list_artifacts(champion.run_id, "explainability")
+    }
+    assert plots >= PLOTS
+
+    # Artifacts went through the server into its own store, not onto a shared path.
+    stored = {path.name for path in mlflow_server["artifacts"].rglob("*") if path.is_file()}
+    assert {"model.skops", "MLmodel"} <= stored
+    assert stored >= PLOTS
+
+    # The registered model loads as a client would load it and answers the challenge payload.
+    model = mlflow.sklearn.load_model(f"models:/{MODEL_NAME}@champion")
+    assert model.predict(pd.DataFrame([challenge_payload]))[0] in {"low", "mid", "high", "lux"}
+    smoke = json.loads((small_project.path / "reports" / "prediction_smoke.json").read_text())
+    assert smoke["model_version"] == "1"
+    assert smoke["predictions"][0]["id"] == 1001
+
+    # A second, worse run is registered but does not take the champion alias.
+    small_project.edit_config(make_worse)
+    small_project.commit("a worse model")
+    second = small_project.run(["dvc", "repro"], environment)
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert "→ CHALLENGER" in second.stdout
+    assert client.get_model_version_by_alias(MODEL_NAME, "champion").version == "1"
+    assert client.get_model_version_by_alias(MODEL_NAME, "challenger").version == "2"
+    smoke = json.loads((small_project.path / "reports" / "prediction_smoke.json").read_text())
+    assert smoke["model_version"] == "1"
+
+    # Nothing changed since: a third repro runs no stage.
+    third = small_project.run(["dvc", "repro"], environment)
+    assert third.returncode == 0
+    assert "Running stage" not in third.stdout
