@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import tempfile
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,9 +17,8 @@ from typing import Any
 def atomic_path(target: Path) -> Iterator[Path]:
     """Yield a temporary path beside `target` that replaces it only if the block succeeds."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-    os.close(handle)
-    temporary_path = Path(temporary)
+    # Not mkstemp: its files are private (0600); outputs get the usual umask permissions.
+    temporary_path = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
     try:
         yield temporary_path
         os.replace(temporary_path, target)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import logging
 import zlib
 from gzip import BadGzipFile
@@ -30,11 +31,20 @@ class RawDataError(ValueError):
     """The raw listings file is missing, empty or not a CSV."""
 
 
+def _looks_binary(path: Path) -> bool:
+    """Whether the file's first 8 KiB (decompressed if .gz) hold a NUL byte, as no CSV does."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as stream:
+        return b"\x00" in stream.read(8192)
+
+
 def read_raw_listings(path: Path) -> pd.DataFrame:
     """The raw columns the pipeline needs, as text, from a listings CSV (optionally gzipped)."""
     if not path.is_file():
         raise RawDataError(f"raw data file {path} does not exist")
     try:
+        if _looks_binary(path):
+            raise RawDataError(f"raw data file {path} is not a readable CSV: it holds binary data")
         header = pd.read_csv(path, nrows=0)
         try:
             check_columns(list(header.columns))

@@ -1,0 +1,172 @@
+"""data_prep on real files: a full Inside Airbnb scrape works; bad files fail cleanly."""
+
+import gzip
+import hashlib
+import json
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+
+pytestmark = pytest.mark.integration
+
+# Inside Airbnb's listings.csv columns (74), in their order.
+FULL_SCRAPE_COLUMNS = (
+    """id listing_url scrape_id last_scraped name description neighborhood_overview
+picture_url host_id host_url host_name host_since host_location host_about host_response_time
+host_response_rate host_acceptance_rate host_is_superhost host_thumbnail_url host_picture_url
+host_neighbourhood host_listings_count host_total_listings_count host_verifications
+host_has_profile_pic host_identity_verified neighbourhood neighbourhood_cleansed
+neighbourhood_group_cleansed latitude longitude property_type room_type accommodates bathrooms
+bathrooms_text bedrooms beds amenities price minimum_nights maximum_nights minimum_minimum_nights
+maximum_minimum_nights minimum_maximum_nights maximum_maximum_nights minimum_nights_avg_ntm
+maximum_nights_avg_ntm calendar_updated has_availability availability_30 availability_60
+availability_90 availability_365 calendar_last_scraped number_of_reviews number_of_reviews_ltm
+number_of_reviews_l30d first_review last_review review_scores_rating review_scores_accuracy
+review_scores_cleanliness review_scores_checkin review_scores_communication
+review_scores_location review_scores_value license instant_bookable
+calculated_host_listings_count calculated_host_listings_count_entire_homes
+calculated_host_listings_count_private_rooms calculated_host_listings_count_shared_rooms
+reviews_per_month""".split()  # noqa: SIM905
+)
+
+OUTPUTS = ("data/prepared/listings.parquet", "metrics/data_prep.json")
+
+
+def digests(project) -> dict[str, str]:
+    return {
+        name: hashlib.sha256((project.path / name).read_bytes()).hexdigest() for name in OUTPUTS
+    }
+
+
+def use_raw_file(project, name: str) -> None:
+    def point(config):
+        config["data"]["raw_path"] = f"data/raw/{name}"
+
+    project.edit_config(point)
+
+
+def full_scrape(project) -> pd.DataFrame:
+    """The shipped rows in a full scrape's shape: 74 columns, gaps, big prices, free text."""
+    shipped = pd.read_csv(project.path / "data/raw/listings.csv.gz", dtype=str).head(400)
+    full = pd.DataFrame({name: "" for name in FULL_SCRAPE_COLUMNS}, index=shipped.index)
+    for name in shipped.columns:
+        full[name] = shipped[name]
+    full["description"] = 'Sunny loft, "quiet", near the park,\nwith a second line'
+    full["neighbourhood_cleansed"] = "Williamsburg"
+    full.loc[0:9, "price"] = ["$1,250.00", "$10,000.00", "$1,000.00"] + ["$2,500.00"] * 7
+    full.loc[10:14, "bathrooms_text"] = [
+        "Half-bath",
+        "Shared half-bath",
+        "1 private bath",
+        "2 shared baths",
+        "",
+    ]
+    full.loc[15:19, "bedrooms"] = ""
+    full.loc[20:24, "amenities"] = '{TV,"Air conditioning",Wifi,"Long term stays allowed"}'
+    full.loc[25, "amenities"] = json.dumps(
+        ["HDTV with Netflix", "Wifi – 300 Mbps", "Elevator", *[f"Amenity {i}" for i in range(40)]]
+    )
+    full.loc[26, "price"] = ""
+    full.loc[27, "neighbourhood_group_cleansed"] = ""
+    return full
+
+
+def test_a_full_inside_airbnb_scrape_needs_only_its_path_in_config(small_project):
+    frame = full_scrape(small_project)
+    with gzip.open(small_project.path / "data/raw/full.csv.gz", "wt", newline="") as stream:
+        frame.to_csv(stream, index=False)
+    use_raw_file(small_project, "full.csv.gz")
+    result = small_project.run(["mlops-lab", "data-prep"])
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads((small_project.path / "metrics/data_prep.json").read_text())
+    assert metrics["rows_in"] == 400
+    assert metrics["dropped_by_reason"] == {
+        "borough_unknown": 1,
+        "price_missing_or_unreadable": 1,
+    }
+    prepared = pd.read_parquet(small_project.path / "data/prepared/listings.parquet")
+    big = prepared[prepared["price"] >= 1000]
+    assert len(big) == 10
+    assert set(big["price_category"]) == {"lux"}
+    by_id = prepared.set_index("id")
+    ids = frame["id"].astype(int)
+    assert by_id.loc[ids[10], "bathrooms"] == 0.5
+    assert by_id.loc[ids[11], "shared_bathroom"] == 1.0
+    assert by_id.loc[ids[12], "bathrooms"] == 1.0
+    assert np.isnan(by_id.loc[ids[14], "bathrooms"])
+    assert np.isnan(by_id.loc[ids[15], "bedrooms"])
+    assert by_id.loc[ids[20], ["tv", "air_conditioning", "wifi"]].tolist() == [1, 1, 1]
+    assert by_id.loc[ids[25], "amenity_count"] == 43
+    assert by_id.loc[ids[25], ["tv", "wifi", "elevator"]].tolist() == [1, 1, 1]
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("no_price.csv", None, "missing column: price"),
+        ("binary.csv", bytes(range(256)) * 64, "not a readable CSV: it holds binary data"),
+        ("not_gzip.csv.gz", b"id,price\n1,$5\n", "not a readable CSV"),
+        ("empty.csv", b"", "is empty"),
+        # dvc checks its dependencies first and names the missing one.
+        ("nowhere.csv", "absent", "No such file or directory"),
+    ],
+)
+def test_a_bad_raw_file_stops_dvc_repro_and_keeps_earlier_outputs(
+    small_project, name, content, message
+):
+    assert small_project.run(["dvc", "repro", "data_prep"]).returncode == 0
+    before = digests(small_project)
+
+    path = small_project.path / "data/raw" / name
+    if content is None:
+        shipped = pd.read_csv(small_project.path / "data/raw/listings.csv.gz", dtype=str)
+        shipped.drop(columns=["price"]).head(50).to_csv(path, index=False)
+    elif content != "absent":
+        path.write_bytes(content)
+    use_raw_file(small_project, name)
+    result = small_project.run(["dvc", "repro", "data_prep"])
+
+    assert result.returncode != 0
+    assert message in result.stderr
+    assert f"data/raw/{name}" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert digests(small_project) == before
+    leftovers = [p.name for p in (small_project.path / "data/prepared").iterdir()]
+    assert leftovers == ["listings.parquet"] or sorted(leftovers) == [
+        ".gitignore",
+        "listings.parquet",
+    ]
+
+
+def test_the_stage_command_names_a_missing_raw_file(small_project):
+    use_raw_file(small_project, "nowhere.csv")
+    result = small_project.run(["mlops-lab", "data-prep"])
+    assert result.returncode == 1
+    assert "raw data file data/raw/nowhere.csv does not exist" in result.stderr
+
+
+def test_a_tracking_server_that_is_down_is_named_at_once(small_project):
+    uri = "http://127.0.0.1:9"
+    started = time.monotonic()
+    result = small_project.run(["mlops-lab", "data-prep"], {"MLFLOW_TRACKING_URI": uri})
+    assert result.returncode == 1
+    assert f"MLflow tracking server at {uri} is not reachable" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert time.monotonic() - started < 30
+
+
+def test_running_twice_with_the_same_inputs_gives_identical_metrics(small_project):
+    files = ("metrics/training.json", "metrics/candidates.csv", "metrics/data_prep.json")
+    assert small_project.run(["mlops-lab", "data-prep"]).returncode == 0
+    first = small_project.run(["mlops-lab", "training"])
+    assert first.returncode == 0, first.stderr
+    before = {name: (small_project.path / name).read_bytes() for name in files}
+    assert small_project.run(["mlops-lab", "data-prep"]).returncode == 0
+    second = small_project.run(["mlops-lab", "training"])
+    assert second.returncode == 0, second.stderr
+    after = {name: (small_project.path / name).read_bytes() for name in files}
+    assert after == before
+    # Same model, same scores: the rerun is registered but does not displace the champion.
+    assert "→ CHALLENGER" in second.stdout
