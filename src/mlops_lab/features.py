@@ -157,6 +157,14 @@ def resolve_features(features: list[str] | str) -> tuple[str, ...]:
     return tuple(features)
 
 
+def predict_sequentially(model: Pipeline) -> Pipeline:
+    """The model set to predict on one thread: a forest then adds its trees in a fixed order,
+    so the same inputs give bit-identical probabilities (threads finish in any order)."""
+    if "n_jobs" in model[-1].get_params():
+        model[-1].set_params(n_jobs=1)
+    return model
+
+
 def build_model(estimator: str, features: tuple[str, ...], params: dict[str, Any]) -> Pipeline:
     """One Pipeline from API-level listing fields to a price-category classifier."""
     categorical = [name for name in features if name in CATEGORICAL_FEATURES]

@@ -17,7 +17,12 @@ from sklearn.pipeline import Pipeline
 
 from mlops_lab.config import CandidateConfig
 from mlops_lab.context import StageContext
-from mlops_lab.features import SKOPS_TRUSTED_TYPES, build_model, resolve_features
+from mlops_lab.features import (
+    SKOPS_TRUSTED_TYPES,
+    build_model,
+    predict_sequentially,
+    resolve_features,
+)
 from mlops_lab.files import atomic_path, replace_directory_atomically, write_json_atomically
 from mlops_lab.tracking import (
     DATA_PREP_RUN_TAG,
@@ -75,6 +80,7 @@ def evaluate_candidate(
         model, split.train_features, split.train_target, training.cv_folds, training.cv_random_state
     )
     model.fit(split.train_features, split.train_target)
+    predict_sequentially(model)
     probabilities = ordered_probabilities(
         model.predict_proba(split.test_features), list(model.classes_), categories
     )

@@ -42,9 +42,22 @@ def test_cross_validate_model_reports_mean_and_spread(listing_sample):
     means, spreads = cross_validate_model(
         model, listing_sample, listing_sample["price_category"], folds=3, random_state=0
     )
-    assert set(means) == {"roc_auc_ovr", "macro_f1", "accuracy"}
+    assert set(means) == {"roc_auc_ovr", "macro_f1", "accuracy", "log_loss"}
     assert 0.5 < means["roc_auc_ovr"] <= 1.0
     assert all(value >= 0 for value in spreads.values())
+
+
+def test_cross_validation_repeats_to_the_last_bit_with_a_threaded_forest(listing_sample):
+    model = build_model(
+        "random_forest",
+        ("accommodates", "room_type", "latitude"),
+        {"n_estimators": 40, "n_jobs": 2, "random_state": 0},
+    )
+    runs = [
+        cross_validate_model(model, listing_sample, listing_sample["price_category"], 3, 0)
+        for _ in range(3)
+    ]
+    assert runs[0] == runs[1] == runs[2]
 
 
 def test_score_probabilities_of_a_perfect_model():
