@@ -37,10 +37,10 @@ format: setup
 	$(BIN)/black .
 	$(BIN)/ruff check --fix .
 
-## serve: serve the local model directory the pipeline saved, on PORT (default 8000)
+## serve: the prediction service under gunicorn on PORT (default 8000); MODEL_URI picks the model
 serve: setup
-	mlflow models serve --model-uri models/price_category --env-manager local \
-		--host 127.0.0.1 --port $(PORT)
+	HOST=$${HOST:-127.0.0.1} PORT=$(PORT) gunicorn -c python:mlops_lab.prediction_app.gunicorn_config \
+		'mlops_lab.prediction_app.app:create_app()'
 
 ## ui: the MLflow UI on the embedded store, at http://127.0.0.1:5000
 ui: setup

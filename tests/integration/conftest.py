@@ -234,3 +234,96 @@ def small_project(tmp_path: Path) -> LabProject:
     project.edit_config(small_run)
     project.commit("small run")
     return project
+
+
+@pytest.fixture(scope="session")
+def trained_lab(tmp_path_factory: pytest.TempPathFactory, mlflow_server: dict) -> LabProject:
+    """A small lab whose pipeline ran against the mlflow server: a local model and a champion."""
+    project = LabProject(tmp_path_factory.mktemp("trained") / "lab")
+    project.edit_config(small_run)
+    project.commit("small run")
+
+    def own_model_name(config: dict) -> None:
+        config["tracking"]["registered_model_name"] = "served-price-category"
+        config["prediction_app"]["model_uri"] = "models:/served-price-category@champion"
+
+    project.edit_config(own_model_name)
+    project.commit("own registered model name")
+    result = project.run(["dvc", "repro"], {"MLFLOW_TRACKING_URI": mlflow_server["uri"]})
+    assert result.returncode == 0, result.stdout + result.stderr
+    return project
+
+
+class Service:
+    """The prediction service under gunicorn, as `make serve` runs it."""
+
+    def __init__(self, environment: dict[str, str], log_path: Path):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        env = {key: value for key, value in os.environ.items() if not key.startswith("MLFLOW_")}
+        env.update({"HOST": "127.0.0.1", "PORT": str(self.port), "WEB_CONCURRENCY": "2"})
+        env.update(environment)
+        env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+        self.log_path = log_path
+        with log_path.open("w") as log:
+            self.process = subprocess.Popen(
+                [
+                    str(VENV_BIN / "gunicorn"),
+                    "-c",
+                    "python:mlops_lab.prediction_app.gunicorn_config",
+                    "mlops_lab.prediction_app.app:create_app()",
+                ],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+
+    def wait_ready(self, seconds: float = 120) -> dict:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                pytest.fail(
+                    f"gunicorn exited {self.process.returncode}: {self.log_path.read_text()}"
+                )
+            try:
+                response = requests.get(f"{self.url}/ready", timeout=2)
+                if response.status_code == 200:
+                    return response.json()
+            except requests.RequestException:
+                pass
+            time.sleep(0.3)
+        pytest.fail(f"service not ready in {seconds} s: {self.log_path.read_text()[-3000:]}")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=60)
+
+
+@pytest.fixture(scope="session")
+def local_service(trained_lab: LabProject, tmp_path_factory: pytest.TempPathFactory):
+    """The service on the local model directory only: no tracking server involved."""
+    service = Service(
+        {"MODEL_URI": str(trained_lab.path / "models" / "price_category")},
+        tmp_path_factory.mktemp("service") / "gunicorn.log",
+    )
+    try:
+        service.wait_ready()
+        yield service
+    finally:
+        service.stop()
+
+
+@pytest.fixture()
+def service_factory(tmp_path: Path):
+    """Start services with given settings; all are stopped when the test ends."""
+    started: list[Service] = []
+
+    def start(environment: dict[str, str]) -> Service:
+        service = Service(environment, tmp_path / f"gunicorn-{len(started)}.log")
+        started.append(service)
+        return service
+
+    yield start
+    for service in started:
+        service.stop()

@@ -10,13 +10,22 @@ from typing import Any
 import mlflow
 import numpy as np
 import pandas as pd
+import yaml
+from mlflow.models import Model
 from mlflow.tracking import MlflowClient
 from sklearn.pipeline import Pipeline
 
-from mlops_lab.prediction_app.transform import format_predictions, payloads_to_frame
+from mlops_lab.explainability.transform import shap_explanation
+from mlops_lab.prediction_app.transform import (
+    format_predictions,
+    payloads_to_frame,
+    top_contributions,
+)
 from mlops_lab.training.transform import ordered_probabilities
 
 log = logging.getLogger(__name__)
+
+TOP_CONTRIBUTIONS = 5
 
 
 @dataclass(frozen=True)
@@ -28,6 +37,8 @@ class ServedModel:
     name: str
     version: str
     categories: list[str]
+    # Listings SHAP masks features with: the model's own logged input example.
+    background: pd.DataFrame
 
     def probabilities(self, listings: pd.DataFrame) -> np.ndarray:
         """Class probabilities, columns in category order."""
@@ -37,9 +48,24 @@ class ServedModel:
 
     def predict(self, payloads: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Category and probabilities for each listing payload, in order."""
-        frame = payloads_to_frame(payloads)
         ids = [payload.get("id") for payload in payloads]
-        return format_predictions(ids, self.probabilities(frame), self.categories)
+        return self.predict_listings(payloads, ids, explain=False)
+
+    def predict_listings(
+        self, inputs: list[dict[str, Any]], ids: list[Any], explain: bool
+    ) -> list[dict[str, Any]]:
+        """Category and probabilities per listing; with `explain`, its top SHAP contributions."""
+        frame = payloads_to_frame(inputs)
+        predictions = format_predictions(ids, self.probabilities(frame), self.categories)
+        if explain:
+            explanation = shap_explanation(
+                self.pipeline, frame, self.background, permutations=1, seed=0
+            )
+            for row, prediction in enumerate(predictions):
+                prediction["explanation"] = top_contributions(
+                    explanation, row, prediction["price_category"], TOP_CONTRIBUTIONS
+                )
+        return predictions
 
 
 def resolve_version(uri: str) -> tuple[str, str]:
@@ -52,18 +78,31 @@ def resolve_version(uri: str) -> tuple[str, str]:
     return name, version
 
 
+def registered_identity(model_dir: Path) -> tuple[str, str]:
+    """Registered name and version of a downloaded model directory, or its folder name."""
+    meta = model_dir / "registered_model_meta"
+    if meta.is_file():
+        fields = yaml.safe_load(meta.read_text())
+        return str(fields["model_name"]), str(fields["model_version"])
+    return model_dir.name, "unregistered"
+
+
 def load_served_model(uri: str, categories: list[str]) -> ServedModel:
     """Load the model once, as the service does: a registry URI or a local model directory."""
     if uri.startswith("models:/"):
         name, version = resolve_version(uri)
         # Pin the version so an alias moving mid-load cannot mix two models.
-        pipeline = mlflow.sklearn.load_model(f"models:/{name}/{version}")
+        local = Path(mlflow.artifacts.download_artifacts(f"models:/{name}/{version}"))
     else:
-        path = Path(uri)
-        pipeline = mlflow.sklearn.load_model(str(path))
-        name, version = path.name, "local"
+        local = Path(uri)
+        name, version = registered_identity(local)
+    pipeline = mlflow.sklearn.load_model(str(local))
+    background = pd.DataFrame(Model.load(local).load_input_example(str(local)))
     unknown = sorted(set(pipeline.classes_) - set(categories))
     if unknown:
         raise ValueError(f"model {uri} predicts categories {unknown} not in {categories}")
+    served = ServedModel(pipeline, uri, name, version, categories, background)
+    # The first call compiles SHAP's kernels and warms caches: pay it before reporting ready.
+    served.predict_listings(background.to_dict("records"), list(background.index), explain=True)
     log.info("loaded %s (%s v%s)", uri, name, version)
-    return ServedModel(pipeline, uri, name, version, categories)
+    return served

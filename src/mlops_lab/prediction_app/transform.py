@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import shap
 
 
 def payloads_to_frame(payloads: list[dict[str, Any]]) -> pd.DataFrame:
@@ -26,4 +27,21 @@ def format_predictions(
             },
         }
         for listing_id, row in zip(ids, probabilities, strict=True)
+    ]
+
+
+def top_contributions(
+    explanation: shap.Explanation, row: int, category: str, count: int
+) -> list[dict[str, Any]]:
+    """The features that moved one listing's probability of `category` most, largest first."""
+    column = list(explanation.output_names).index(category)
+    values = explanation.values[row, :, column]
+    order = np.argsort(-np.abs(values))[:count]
+    return [
+        {
+            "feature": explanation.feature_names[index],
+            "value": round(float(explanation.data[row, index]), 6),
+            "contribution": round(float(values[index]), 6),
+        }
+        for index in order
     ]

@@ -1,0 +1,52 @@
+"""gunicorn settings for the prediction service: `gunicorn -c python:<this module> <app>`.
+
+One worker per core, each on one OpenMP/BLAS thread (a one-listing prediction is faster on
+one thread than fanned out), a few threads per worker for keep-alive clients, graceful
+shutdown on SIGTERM, and a graceful reload (new champion) on SIGHUP.
+"""
+
+import os
+import shutil
+import tempfile
+
+bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8000')}"
+workers = int(os.environ.get("WEB_CONCURRENCY", os.cpu_count() or 1))
+worker_class = "gthread"
+threads = int(os.environ.get("GUNICORN_THREADS", 4))
+# On SIGTERM, workers stop accepting and get this long to answer the requests they have.
+graceful_timeout = int(os.environ.get("GRACEFUL_TIMEOUT", 30))
+# A worker loads its model before it serves; a registry download can take a while.
+timeout = 120
+keepalive = 5
+accesslog = None  # the app logs one JSON line per request itself
+errorlog = "-"
+loglevel = os.environ.get("LOG_LEVEL", "info")
+# One thread each for OpenMP and BLAS: workers already use every core.
+raw_env = ["OMP_NUM_THREADS=1", "OPENBLAS_NUM_THREADS=1", "MKL_NUM_THREADS=1"]
+os.environ.update(dict(pair.split("=", 1) for pair in raw_env))
+
+# Metrics from every worker are merged through files in this folder. prometheus_client
+# chooses file-backed values when it is first imported, so this comes before any import of it.
+_metrics_dir = os.environ.setdefault(
+    "PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="mlops-lab-metrics-")
+)
+
+
+def on_starting(server):
+    """Start from empty metric files: counters restart with the service."""
+    shutil.rmtree(_metrics_dir, ignore_errors=True)
+    os.makedirs(_metrics_dir, exist_ok=True)
+
+
+def post_worker_init(worker):
+    """Log through gunicorn's error log so the app's JSON lines reach stderr."""
+    import logging
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+
+
+def child_exit(server, worker):
+    """Drop an exited worker's live gauges (its model_info) from the merged metrics."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)

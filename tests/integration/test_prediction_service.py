@@ -1,0 +1,227 @@
+"""The prediction service under gunicorn, over HTTP: answers, errors, docs, metrics, shutdown."""
+
+import json
+import signal
+import threading
+import time
+
+import pytest
+import requests
+from prometheus_client.parser import text_string_to_metric_families
+
+pytestmark = pytest.mark.integration
+
+CHALLENGE = {
+    "id": 1001,
+    "accommodates": 4,
+    "room_type": "Entire home/apt",
+    "beds": 2,
+    "bedrooms": 1,
+    "bathrooms": 2,
+    "neighbourhood": "Brooklyn",
+    "tv": 1,
+    "elevator": 1,
+    "internet": 0,
+    "latitude": 40.71383,
+    "longitude": -73.9658,
+}
+CATEGORIES = {"low", "mid", "high", "lux"}
+
+
+def post(service, body, path="/predict", **headers):
+    data = body if isinstance(body, (bytes, str)) else json.dumps(body)
+    headers.setdefault("Content-Type", "application/json")
+    return requests.post(f"{service.url}{path}", data=data, headers=headers, timeout=30)
+
+
+def test_the_challenge_payload_gets_a_category_probabilities_and_versions(local_service):
+    response = post(local_service, CHALLENGE)
+    assert response.status_code == 200
+    body = response.json()
+    assert body["id"] == 1001
+    assert body["price_category"] in CATEGORIES
+    assert set(body["probabilities"]) == CATEGORIES
+    assert sum(body["probabilities"].values()) == pytest.approx(1.0, abs=1e-4)
+    assert body["model_name"] == "served-price-category"
+    assert body["model_version"] == "1"
+    assert body["api_version"] == "1.0.0"
+
+
+def test_a_batch_of_1000_listings(local_service):
+    listings = [{**CHALLENGE, "id": n, "accommodates": 1 + n % 8} for n in range(1000)]
+    response = post(local_service, listings)
+    assert response.status_code == 200
+    predictions = response.json()["predictions"]
+    assert [p["id"] for p in predictions] == list(range(1000))
+    assert {p["price_category"] for p in predictions} <= CATEGORIES
+
+
+def test_explain_adds_the_top_contributions(local_service):
+    response = post(local_service, [CHALLENGE], path="/predict?explain=true")
+    assert response.status_code == 200
+    explanation = response.json()["predictions"][0]["explanation"]
+    assert len(explanation) == 5
+    assert {"feature", "value", "contribution"} == set(explanation[0])
+    sizes = [abs(item["contribution"]) for item in explanation]
+    assert sizes == sorted(sizes, reverse=True)
+
+
+def test_the_request_id_is_returned(local_service):
+    response = post(local_service, CHALLENGE, **{"X-Request-ID": "trace-42"})
+    assert response.headers["X-Request-ID"] == "trace-42"
+    assert post(local_service, CHALLENGE).headers["X-Request-ID"]
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "field", "problem"),
+    [
+        ({**CHALLENGE, "accommodates": "four"}, 422, "accommodates", "valid integer"),
+        ({**CHALLENGE, "bedrooms": True}, 422, "bedrooms", "valid number"),
+        ({k: v for k, v in CHALLENGE.items() if k != "room_type"}, 422, "room_type", "required"),
+        ({**CHALLENGE, "beds": -1}, 422, "beds", "greater than or equal to 0"),
+        ({**CHALLENGE, "latitude": 48.85}, 422, "latitude", "less than or equal to 40.95"),
+        ({**CHALLENGE, "longitude": 2.35}, 422, "longitude", "less than or equal to -73.65"),
+        ({**CHALLENGE, "neighbourhood": "Atlantis"}, 422, "neighbourhood", "'Manhattan'"),
+        ({**CHALLENGE, "room_type": "Castle"}, 422, "room_type", "'Private room'"),
+        ({**CHALLENGE, "sauna": 1}, 422, "sauna", "Extra inputs are not permitted"),
+        ({**CHALLENGE, "tv": 2}, 422, "tv", "Input should be 0 or 1"),
+        ([], 422, "body", "empty"),
+        ([CHALLENGE, {**CHALLENGE, "bathrooms": None}], 422, "[1].bathrooms", "valid number"),
+        ([CHALLENGE] * 1001, 413, "body", "1001 listings"),
+        (b"{not json", 400, "body", "Invalid JSON"),
+        (b"", 400, "body", "no JSON"),
+        (b"[1, 2]", 422, "[0]", "should be an object"),
+    ],
+)
+def test_each_bad_input_is_a_4xx_naming_the_field(local_service, body, status, field, problem):
+    response = post(local_service, body)
+    assert response.status_code == status, response.text
+    error = response.json()
+    assert error["request_id"]
+    assert any(
+        detail["field"] == field and problem in detail["problem"] for detail in error["details"]
+    ), error
+
+
+def test_non_json_and_oversized_bodies(local_service):
+    form = requests.post(f"{local_service.url}/predict", data={"a": 1}, timeout=10)
+    assert form.status_code == 415
+    assert form.json()["details"][0]["field"] == "body"
+    huge = post(local_service, b"[" + b" " * (3 * 1024 * 1024) + b"]")
+    assert huge.status_code == 413
+    assert requests.get(f"{local_service.url}/predict", timeout=10).status_code == 405
+    assert requests.get(f"{local_service.url}/nowhere", timeout=10).status_code == 404
+
+
+def test_health_and_readiness(local_service):
+    assert requests.get(f"{local_service.url}/health", timeout=5).json() == {"status": "ok"}
+    ready = requests.get(f"{local_service.url}/ready", timeout=5).json()
+    assert ready["status"] == "ready"
+    assert ready["model_version"] == "1"
+
+
+def test_docs_are_served_by_the_app_itself(local_service):
+    page = requests.get(f"{local_service.url}/docs", timeout=5)
+    assert page.status_code == 200
+    assert "http://" not in page.text and "https://" not in page.text
+    for asset in ("swagger-ui.css", "swagger-ui-bundle.js"):
+        assert f"/docs/assets/{asset}" in page.text
+        served = requests.get(f"{local_service.url}/docs/assets/{asset}", timeout=5)
+        assert served.status_code == 200
+        assert len(served.content) > 1000
+    spec = requests.get(f"{local_service.url}/openapi.json", timeout=5).json()
+    assert spec["openapi"].startswith("3.")
+    assert "/predict" in spec["paths"]
+    assert "Listing" in spec["components"]["schemas"]
+
+
+def metric_samples(service) -> dict[tuple[str, tuple], float]:
+    text = requests.get(f"{service.url}/metrics", timeout=5).text
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def predicted_total(samples) -> float:
+    return sum(v for (name, _), v in samples.items() if name == "predictions_total")
+
+
+def test_metrics_parse_and_move_after_requests(local_service):
+    before = metric_samples(local_service)
+    for _ in range(4):
+        assert post(local_service, CHALLENGE).status_code == 200
+    assert post(local_service, {**CHALLENGE, "tv": 5}).status_code == 422
+    after = metric_samples(local_service)
+    assert predicted_total(after) - predicted_total(before) == 4
+    ok = ("http_requests_total", (("endpoint", "/predict"), ("method", "POST"), ("status", "200")))
+    assert after[ok] - before.get(ok, 0) == 4
+    refused = (
+        "http_requests_total",
+        (("endpoint", "/predict"), ("method", "POST"), ("status", "422")),
+    )
+    assert after[refused] - before.get(refused, 0) == 1
+    assert any(name == "http_request_duration_seconds_bucket" for name, _ in after)
+    info = [labels for name, labels in after if name == "model_info"]
+    assert info and ("model_version", "1") in info[0]
+
+
+def test_the_registered_champion_is_served_from_the_tracking_server(
+    trained_lab, mlflow_server, service_factory
+):
+    service = service_factory(
+        {
+            "MLFLOW_TRACKING_URI": mlflow_server["uri"],
+            "MODEL_URI": "models:/served-price-category@champion",
+        }
+    )
+    ready = service.wait_ready()
+    assert ready["model_version"] == "1"
+    assert ready["model_uri"] == "models:/served-price-category@champion"
+    response = post(service, CHALLENGE)
+    assert response.status_code == 200
+    assert response.json()["model_version"] == "1"
+
+
+def test_a_model_that_cannot_load_leaves_the_service_up_and_not_ready(service_factory, tmp_path):
+    service = service_factory({"MODEL_URI": str(tmp_path / "no-model-here")})
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            ready = requests.get(f"{service.url}/ready", timeout=2)
+            break
+        except requests.RequestException:
+            time.sleep(0.3)
+    assert ready.status_code == 503
+    assert "cannot load model" in ready.json()["reason"]
+    assert requests.get(f"{service.url}/health", timeout=2).status_code == 200
+    assert post(service, CHALLENGE).status_code == 503
+    assert service.process.poll() is None
+
+
+def test_sigterm_during_a_burst_answers_every_accepted_request(trained_lab, service_factory):
+    service = service_factory({"MODEL_URI": str(trained_lab.path / "models" / "price_category")})
+    service.wait_ready()
+    # Slow requests (100 listings explained, ~1 s each), fewer than the 2 x 4 worker threads,
+    # so every one is accepted before the signal.
+    batch = [{**CHALLENGE, "id": n} for n in range(100)]
+    outcomes: list[object] = []
+
+    def call() -> None:
+        try:
+            outcomes.append(post(service, batch, path="/predict?explain=true").status_code)
+        except requests.RequestException as error:
+            outcomes.append(error)
+
+    callers = [threading.Thread(target=call) for _ in range(6)]
+    for caller in callers:
+        caller.start()
+    time.sleep(0.5)
+    service.process.send_signal(signal.SIGTERM)
+    for caller in callers:
+        caller.join(timeout=60)
+    assert outcomes == [200] * 6
+    assert service.process.wait(timeout=60) == 0
+    with pytest.raises(requests.ConnectionError):
+        requests.get(f"{service.url}/health", timeout=2)
