@@ -79,6 +79,8 @@ def test_the_request_id_is_returned(local_service):
         ({**CHALLENGE, "bedrooms": True}, 422, "bedrooms", "valid number"),
         ({k: v for k, v in CHALLENGE.items() if k != "room_type"}, 422, "room_type", "required"),
         ({**CHALLENGE, "beds": -1}, 422, "beds", "greater than or equal to 0"),
+        ({**CHALLENGE, "bedrooms": 1e-246}, 422, "bedrooms", "multiple of 1"),
+        ({**CHALLENGE, "bathrooms": 1.25}, 422, "bathrooms", "multiple of 0.5"),
         ({**CHALLENGE, "latitude": 48.85}, 422, "latitude", "less than or equal to 40.95"),
         ({**CHALLENGE, "longitude": 2.35}, 422, "longitude", "less than or equal to -73.65"),
         ({**CHALLENGE, "neighbourhood": "Atlantis"}, 422, "neighbourhood", "'Manhattan'"),

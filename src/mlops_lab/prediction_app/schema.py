@@ -4,15 +4,56 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, RootModel
+from pydantic import (
+    AfterValidator,
+    AliasChoices,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    RootModel,
+)
 
 from mlops_lab.data_prep.transform import NYC_LATITUDE_RANGE, NYC_LONGITUDE_RANGE
 from mlops_lab.listing import BOROUGHS, ROOM_TYPES
 
 API_VERSION = "1.0.0"
 
-Flag = Annotated[Literal[0, 1], Field(description="1 if the listing has it, else 0")]
-Count = Annotated[float, Field(ge=0, le=50)]
+
+def _whole_number(value: object) -> object:
+    """4.0 as 4: JSON Schema counts a number with no fraction as an integer, so the API does."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def _flag(value: object) -> object:
+    """0 or 1 as numbers: true/false are refused, as the documented enum [0, 1] refuses them."""
+    if isinstance(value, bool):
+        raise ValueError("Input should be 0 or 1, not true or false")
+    return _whole_number(value)
+
+
+WholeNumber = BeforeValidator(_whole_number)
+Flag = Annotated[
+    Literal[0, 1], BeforeValidator(_flag), Field(description="1 if the listing has it, else 0")
+]
+
+
+def _exact_multiple(step: float):
+    """A check that a value is a multiple of `step` exactly (pydantic's allows a tolerance)."""
+
+    def check(value: float) -> float:
+        if not (value / step).is_integer():
+            raise ValueError(f"Input should be a multiple of {step:g}")
+        return value
+
+    return AfterValidator(check)
+
+
+# Rooms and beds are whole counts; bathrooms come in halves, as Inside Airbnb writes them.
+Rooms = Annotated[float, Field(ge=0, le=50, multiple_of=1), _exact_multiple(1)]
+Bathrooms = Annotated[float, Field(ge=0, le=50, multiple_of=0.5), _exact_multiple(0.5)]
 
 CHALLENGE_EXAMPLE: dict[str, Any] = {
     "id": 1001,
@@ -42,11 +83,13 @@ class Listing(BaseModel):
     id: int | str | None = Field(
         default=None, description="Your reference, returned as is; never used by the model."
     )
-    accommodates: int = Field(ge=1, le=50, description="Guests the listing sleeps.")
+    accommodates: Annotated[int, WholeNumber] = Field(
+        ge=1, le=50, description="Guests the listing sleeps."
+    )
     room_type: Literal[ROOM_TYPES] = Field(description="Inside Airbnb's room type.")  # type: ignore[valid-type]
-    beds: Count
-    bedrooms: Count
-    bathrooms: Count
+    beds: Rooms
+    bedrooms: Rooms
+    bathrooms: Bathrooms
     borough: Literal[BOROUGHS] = Field(  # type: ignore[valid-type]
         validation_alias=AliasChoices("neighbourhood", "borough"),
         serialization_alias="neighbourhood",
@@ -57,9 +100,9 @@ class Listing(BaseModel):
     internet: Flag
     latitude: float = Field(ge=NYC_LATITUDE_RANGE[0], le=NYC_LATITUDE_RANGE[1])
     longitude: float = Field(ge=NYC_LONGITUDE_RANGE[0], le=NYC_LONGITUDE_RANGE[1])
-    property_type: str | None = Field(
+    # Constraints of optional fields go inside the type, so the JSON Schema states them too.
+    property_type: Annotated[str, Field(max_length=100)] | None = Field(
         default=None,
-        max_length=100,
         description="Inside Airbnb's free-text property type, e.g. 'Entire rental unit'.",
     )
     shared_bathroom: Flag | None = None
@@ -68,7 +111,7 @@ class Listing(BaseModel):
     heating: Flag | None = None
     wifi: Flag | None = None
     breakfast: Flag | None = None
-    amenity_count: int | None = Field(default=None, ge=0, le=1000)
+    amenity_count: Annotated[int, Field(ge=0, le=1000), WholeNumber] | None = None
 
     def model_input(self) -> dict[str, Any]:
         """The fields under the names the model takes (absent optional fields left out)."""
