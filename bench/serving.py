@@ -22,22 +22,11 @@ import threading
 import time
 from pathlib import Path
 
+from mlops_lab.prediction_app.schema import CHALLENGE_EXAMPLE
+
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-LISTING = {
-    "id": 1001,
-    "accommodates": 4,
-    "room_type": "Entire home/apt",
-    "beds": 2,
-    "bedrooms": 1,
-    "bathrooms": 2,
-    "neighbourhood": "Brooklyn",
-    "tv": 1,
-    "elevator": 1,
-    "internet": 0,
-    "latitude": 40.71383,
-    "longitude": -73.9658,
-}
+LISTING = CHALLENGE_EXAMPLE
 
 
 def free_port() -> int:

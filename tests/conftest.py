@@ -6,6 +6,7 @@ import pytest
 from mlops_lab.config import LabConfig, load_config
 from mlops_lab.data_prep.task import read_raw_listings
 from mlops_lab.data_prep.transform import prepare_listings, sample_listings
+from mlops_lab.prediction_app.schema import CHALLENGE_EXAMPLE
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
@@ -38,17 +39,4 @@ def listing_sample(prepared_listings: pd.DataFrame) -> pd.DataFrame:
 
 @pytest.fixture()
 def challenge_payload() -> dict:
-    return {
-        "id": 1001,
-        "accommodates": 4,
-        "room_type": "Entire home/apt",
-        "beds": 2,
-        "bedrooms": 1,
-        "bathrooms": 2,
-        "neighbourhood": "Brooklyn",
-        "tv": 1,
-        "elevator": 1,
-        "internet": 0,
-        "latitude": 40.71383,
-        "longitude": -73.9658,
-    }
+    return dict(CHALLENGE_EXAMPLE)

@@ -9,22 +9,11 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
+from mlops_lab.prediction_app.schema import CHALLENGE_EXAMPLE
+
 pytestmark = pytest.mark.integration
 
-CHALLENGE = {
-    "id": 1001,
-    "accommodates": 4,
-    "room_type": "Entire home/apt",
-    "beds": 2,
-    "bedrooms": 1,
-    "bathrooms": 2,
-    "neighbourhood": "Brooklyn",
-    "tv": 1,
-    "elevator": 1,
-    "internet": 0,
-    "latitude": 40.71383,
-    "longitude": -73.9658,
-}
+CHALLENGE = CHALLENGE_EXAMPLE
 CATEGORIES = {"low", "mid", "high", "lux"}
 
 
