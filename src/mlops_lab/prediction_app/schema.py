@@ -11,7 +11,6 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
-    RootModel,
 )
 
 from mlops_lab.data_prep.transform import NYC_LATITUDE_RANGE, NYC_LONGITUDE_RANGE
@@ -116,12 +115,6 @@ class Listing(BaseModel):
     def model_input(self) -> dict[str, Any]:
         """The fields under the names the model takes (absent optional fields left out)."""
         return self.model_dump(exclude_none=True, exclude={"id"})
-
-
-class PredictionBatch(RootModel[list[Listing]]):
-    """A list of listings, priced in order."""
-
-    root: list[Listing] = Field(min_length=1)
 
 
 class Prediction(BaseModel):
