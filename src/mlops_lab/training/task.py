@@ -126,19 +126,21 @@ def champion_score(
 ) -> tuple[str | None, float | None]:
     """The registered champion's version and its score on this test part (None: no champion)."""
     try:
-        version = client.get_model_version_by_alias(model_name, CHAMPION)
+        registered = client.get_registered_model(model_name)
     except MlflowException as error:
         if error.error_code == ErrorCode.Name(RESOURCE_DOES_NOT_EXIST):
             return None, None
-        if "not found" in str(error).lower() or "does not exist" in str(error).lower():
-            return None, None
         raise
-    champion = mlflow.sklearn.load_model(f"models:/{model_name}@{CHAMPION}")
+    version = registered.aliases.get(CHAMPION)
+    if version is None:
+        return None, None
+    # By version, not alias: the alias could move while this run scores it.
+    champion = mlflow.sklearn.load_model(f"models:/{model_name}/{version}")
     probabilities = ordered_probabilities(
         champion.predict_proba(split.test_features), list(champion.classes_), categories
     )
     score = score_probabilities(split.test_target, probabilities, categories)[metric]
-    return version.version, score
+    return str(version), score
 
 
 def register(
