@@ -14,6 +14,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from mlops_lab.files import write_json_atomically
+
 ROOT = Path(__file__).resolve().parents[1]
 TARGETS = {"cold_seconds": 120.0, "noop_seconds": 5.0}
 
@@ -63,9 +65,7 @@ def main() -> None:
         },
         "cpu_count": os.cpu_count(),
     }
-    output = ROOT / "bench" / "results" / "pipeline.json"
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(results, indent=2) + "\n")
+    write_json_atomically(ROOT / "bench" / "results" / "pipeline.json", results)
     print(json.dumps(results, indent=2))
 
 

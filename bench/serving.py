@@ -22,6 +22,7 @@ import threading
 import time
 from pathlib import Path
 
+from mlops_lab.files import write_json_atomically
 from mlops_lab.prediction_app.schema import CHALLENGE_EXAMPLE
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -177,9 +178,7 @@ def main() -> None:
         ours, theirs = pair["ours (gunicorn)"], pair["mlflow models serve"]
         pair["throughput_ratio"] = round(ours["requests_per_s"] / theirs["requests_per_s"], 2)
         pair["p50_ratio"] = round(ours["p50_ms"] / theirs["p50_ms"], 2)
-    output = ROOT / "bench" / "results" / "serving.json"
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(results, indent=2) + "\n")
+    write_json_atomically(ROOT / "bench" / "results" / "serving.json", results)
     print(json.dumps(results, indent=2))
 
 

@@ -13,7 +13,7 @@ from mlflow.exceptions import MlflowException
 
 from mlops_lab.config import ConfigError, load_config
 from mlops_lab.context import StageContext
-from mlops_lab.data_prep.task import RawDataError
+from mlops_lab.data_prep.task import RawDataError, require_raw_file
 from mlops_lab.data_prep.transform import SchemaError
 from mlops_lab.tracking import (
     Lineage,
@@ -42,8 +42,7 @@ def build_context(config_path: Path) -> StageContext:
     config = load_config(config_path)
     project_root = Path.cwd()
     raw_path = config.data.raw_path
-    if not raw_path.is_file():
-        raise RawDataError(f"raw data file {raw_path} does not exist")
+    require_raw_file(raw_path)
     # dvc repro rewrites these as it goes; they do not make the code differ from the commit.
     pipeline_outputs = [
         Path("dvc.lock"),

@@ -38,10 +38,15 @@ def _looks_binary(path: Path) -> bool:
         return b"\x00" in stream.read(8192)
 
 
-def read_raw_listings(path: Path) -> pd.DataFrame:
-    """The raw columns the pipeline needs, as text, from a listings CSV (optionally gzipped)."""
+def require_raw_file(path: Path) -> None:
+    """Raise RawDataError naming the raw data file when it is not there."""
     if not path.is_file():
         raise RawDataError(f"raw data file {path} does not exist")
+
+
+def read_raw_listings(path: Path) -> pd.DataFrame:
+    """The raw columns the pipeline needs, as text, from a listings CSV (optionally gzipped)."""
+    require_raw_file(path)
     try:
         if _looks_binary(path):
             raise RawDataError(f"raw data file {path} is not a readable CSV: it holds binary data")

@@ -188,7 +188,6 @@ def create_app(settings: ServiceSettings | None = None) -> Flask:
     docs_assets = Path(swagger_ui_bundle.swagger_ui_path)
     spec = openapi_document(settings.max_batch_size, settings.max_body_bytes)
     load_model(settings, slot, metrics)
-    app.extensions["model_slot"] = slot
 
     @app.before_request
     def start_request() -> None:

@@ -22,8 +22,8 @@ accesslog = None  # the app logs one JSON line per request itself
 errorlog = "-"
 loglevel = os.environ.get("LOG_LEVEL", "info")
 # One thread each for OpenMP and BLAS: workers already use every core.
-raw_env = ["OMP_NUM_THREADS=1", "OPENBLAS_NUM_THREADS=1", "MKL_NUM_THREADS=1"]
-os.environ.update(dict(pair.split("=", 1) for pair in raw_env))
+# Set here, before any worker imports numpy or scikit-learn (the app is not preloaded).
+os.environ.update({"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"})
 
 # Metrics from every worker are merged through files in this folder. prometheus_client
 # chooses file-backed values when it is first imported, so this comes before any import of it.

@@ -15,7 +15,7 @@ from mlflow.tracking import MlflowClient
 from mlflow.types import ColSpec, Schema
 from sklearn.pipeline import Pipeline
 
-from mlops_lab.config import CandidateConfig
+from mlops_lab.config import CandidateConfig, TrainingConfig
 from mlops_lab.context import StageContext
 from mlops_lab.features import (
     SKOPS_TRUSTED_TYPES,
@@ -70,10 +70,9 @@ def model_requirements() -> list[str]:
 
 
 def evaluate_candidate(
-    candidate: CandidateConfig, split: Split, context: StageContext, categories: list[str]
+    candidate: CandidateConfig, split: Split, training: TrainingConfig, categories: list[str]
 ) -> tuple[CandidateResult, Pipeline]:
     """Cross-validate on the training part, fit on all of it, score the test part once."""
-    training = context.config.training
     model = build_model(candidate.estimator, resolve_features(candidate.features), candidate.params)
     started = time.perf_counter()
     cv_mean, cv_std = cross_validate_model(
@@ -250,7 +249,7 @@ def run(context: StageContext) -> None:
         total = len(training.candidates)
         for position, candidate in enumerate(training.candidates, start=1):
             log.info("[%d/%d] %s: cross-validating…", position, total, candidate.name)
-            result, model = evaluate_candidate(candidate, split, context, categories)
+            result, model = evaluate_candidate(candidate, split, training, categories)
             log_candidate(candidate, result)
             results.append(result)
             models[candidate.name] = model
