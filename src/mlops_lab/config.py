@@ -8,6 +8,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from mlops_lab.prediction_app.schema import Listing
+
 
 class ConfigError(ValueError):
     """config.yaml is missing, unreadable or does not describe a valid pipeline."""
@@ -93,13 +95,14 @@ class ExplainabilityConfig(_Section):
 class PredictionAppConfig(_Section):
     model_uri: str
     output_path: Path
-    examples: list[dict[str, Any]] = Field(min_length=1)
+    # Checked by the service's own schema, so an example the API would refuse fails here.
+    examples: list[Listing] = Field(min_length=1)
 
     @field_validator("examples")
     @classmethod
-    def _examples_have_ids(cls, examples: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def _examples_have_ids(cls, examples: list[Listing]) -> list[Listing]:
         for position, example in enumerate(examples):
-            if "id" not in example:
+            if example.id is None:
                 raise ValueError(f"example {position} has no 'id'")
         return examples
 

@@ -82,7 +82,14 @@ def property_group(property_type: object) -> str:
     return PROPERTY_GROUPS.get(kind, "other")
 
 
-def distance_to_midtown_km(latitude: pd.Series, longitude: pd.Series) -> pd.Series:
+# The model's input fields as arrays, one per field name: categorical fields as objects (None
+# when missing), numeric fields as float64 (NaN when missing). Both the pandas path (training,
+# the logged Pipeline) and the serving fast path go through `engineer_features` on these, so
+# they compute every feature with the same operations and agree to the last bit.
+Columns = dict[str, np.ndarray]
+
+
+def distance_to_midtown_km(latitude: np.ndarray, longitude: np.ndarray) -> np.ndarray:
     """Great-circle distance in km from each point to Times Square."""
     lat1, lon1 = np.radians(latitude), np.radians(longitude)
     lat2, lon2 = np.radians(MIDTOWN_LATITUDE), np.radians(MIDTOWN_LONGITUDE)
@@ -93,42 +100,65 @@ def distance_to_midtown_km(latitude: pd.Series, longitude: pd.Series) -> pd.Seri
     return 2 * EARTH_RADIUS_KM * np.arcsin(np.sqrt(haversine))
 
 
-def _ratio(numerator: pd.Series, denominator: pd.Series) -> pd.Series:
-    """numerator / denominator, missing where the denominator is missing or zero."""
-    return numerator / denominator.where(denominator > 0)
+def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
+    """numerator / denominator, NaN where the denominator is missing or not positive."""
+    return numerator / np.where(denominator > 0, denominator, np.nan)
 
 
-def conform_listings(listings: pd.DataFrame) -> pd.DataFrame:
-    """The model's input fields from whatever a caller sent: missing optional fields as missing."""
-    conformed = pd.DataFrame(index=listings.index)
+def _category_text(values: np.ndarray) -> np.ndarray:
+    """Categorical values as text, 'missing' where absent."""
+    return np.array(["missing" if value is None else str(value) for value in values], dtype=object)
+
+
+def conform_listings(listings: pd.DataFrame) -> Columns:
+    """The model's input fields from whatever a caller sent: unreadable or absent as missing."""
+    columns: Columns = {}
     for field in MODEL_INPUT_FIELDS:
         source = field
         if field == "borough" and field not in listings.columns:
             source = BOROUGH_ALIAS
-        if source in listings.columns:
-            conformed[field] = listings[source]
+        if source not in listings.columns:
+            values = pd.Series(np.nan, index=listings.index, dtype=object)
         else:
-            conformed[field] = np.nan
+            values = listings[source]
+        if field in CATEGORICAL_FIELDS:
+            columns[field] = values.astype(object).where(values.notna(), None).to_numpy()
+        else:
+            numbers = pd.to_numeric(values, errors="coerce").astype(float)
+            columns[field] = numbers.to_numpy(dtype=float, na_value=np.nan)
+    return columns
+
+
+def conform_records(records: list[dict[str, Any]]) -> Columns:
+    """The model's input fields from listing dicts that passed the API schema."""
+    columns: Columns = {}
     for field in CATEGORICAL_FIELDS:
-        conformed[field] = conformed[field].astype(object).where(conformed[field].notna(), None)
+        values = [record.get(field) for record in records]
+        # NaN (a value != itself) is missing too, as in a frame's records.
+        columns[field] = np.array(
+            [None if value is None or value != value else value for value in values],
+            dtype=object,
+        )
     for field in NUMERIC_FIELDS:
-        conformed[field] = pd.to_numeric(conformed[field], errors="coerce").astype(float)
-    return conformed
+        columns[field] = np.array([record.get(field, np.nan) for record in records], dtype=float)
+    return columns
 
 
-def engineer_features(listings: pd.DataFrame) -> pd.DataFrame:
-    """Every model feature for listings that hold the model's input fields."""
-    features = listings[list(NUMERIC_FIELDS)].copy()
-    features["borough"] = listings["borough"].fillna("missing").astype(str)
-    features["room_type"] = listings["room_type"].fillna("missing").astype(str)
-    features["property_group"] = listings["property_type"].map(property_group)
+def engineer_features(listings: Columns) -> Columns:
+    """Every model feature, by name, from the model's input fields."""
+    features = {name: listings[name] for name in NUMERIC_FIELDS}
+    features["borough"] = _category_text(listings["borough"])
+    features["room_type"] = _category_text(listings["room_type"])
+    features["property_group"] = np.array(
+        [property_group(value) for value in listings["property_type"]], dtype=object
+    )
     features["distance_to_midtown_km"] = distance_to_midtown_km(
         listings["latitude"], listings["longitude"]
     )
     features["people_per_bedroom"] = _ratio(listings["accommodates"], listings["bedrooms"])
     features["people_per_bed"] = _ratio(listings["accommodates"], listings["beds"])
     features["bathrooms_per_person"] = _ratio(listings["bathrooms"], listings["accommodates"])
-    return features[list(ALL_FEATURES)]
+    return {name: features[name] for name in ALL_FEATURES}
 
 
 class ListingFeatures(TransformerMixin, BaseEstimator):
@@ -144,7 +174,8 @@ class ListingFeatures(TransformerMixin, BaseEstimator):
         return self
 
     def transform(self, listings: pd.DataFrame) -> pd.DataFrame:
-        return engineer_features(conform_listings(listings))[list(self.features)]
+        features = engineer_features(conform_listings(listings))
+        return pd.DataFrame({name: features[name] for name in self.features}, index=listings.index)
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
         return np.asarray(self.features, dtype=object)

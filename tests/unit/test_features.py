@@ -9,6 +9,7 @@ from mlops_lab.features import (
     ListingFeatures,
     build_model,
     conform_listings,
+    conform_records,
     distance_to_midtown_km,
     engineer_features,
     property_group,
@@ -42,37 +43,44 @@ def test_property_group(property_type, group):
 
 
 def test_distance_to_midtown_is_zero_at_times_square_and_about_15_km_at_jfk():
-    distance = distance_to_midtown_km(
-        pd.Series([40.7580, 40.6413]), pd.Series([-73.9855, -73.7781])
-    )
-    assert distance.iloc[0] == pytest.approx(0.0, abs=1e-6)
-    assert distance.iloc[1] == pytest.approx(21.7, abs=1.0)
+    distance = distance_to_midtown_km(np.array([40.7580, 40.6413]), np.array([-73.9855, -73.7781]))
+    assert distance[0] == pytest.approx(0.0, abs=1e-6)
+    assert distance[1] == pytest.approx(21.7, abs=1.0)
 
 
 def test_conform_listings_takes_the_challenge_name_for_borough(challenge_payload):
     conformed = conform_listings(pd.DataFrame([challenge_payload]))
-    assert list(conformed.columns) == list(MODEL_INPUT_FIELDS)
-    assert conformed.loc[0, "borough"] == "Brooklyn"
-    assert np.isnan(conformed.loc[0, "wifi"])
+    assert list(conformed) == list(MODEL_INPUT_FIELDS)
+    assert conformed["borough"][0] == "Brooklyn"
+    assert conformed["property_type"][0] is None
+    assert np.isnan(conformed["wifi"][0])
     assert conformed["accommodates"].dtype == float
 
 
 def test_conform_listings_makes_unreadable_numbers_missing():
     conformed = conform_listings(pd.DataFrame([{"accommodates": "four", "beds": "2"}]))
-    assert np.isnan(conformed.loc[0, "accommodates"])
-    assert conformed.loc[0, "beds"] == 2.0
+    assert np.isnan(conformed["accommodates"][0])
+    assert conformed["beds"][0] == 2.0
+
+
+def test_conform_records_agrees_with_conform_listings(listing_sample):
+    head = listing_sample.head(50)
+    from_records = conform_records(head.to_dict("records"))
+    from_frame = conform_listings(head)
+    for field in MODEL_INPUT_FIELDS:
+        assert from_records[field].dtype == from_frame[field].dtype
+        assert pd.Series(from_records[field]).equals(pd.Series(from_frame[field])), field
 
 
 def test_engineer_features_derives_ratios_missing_on_zero_denominators():
-    listings = conform_listings(
-        pd.DataFrame([{"accommodates": 4, "bedrooms": 0, "beds": 2, "bathrooms": 1}])
-    )
+    listings = conform_records([{"accommodates": 4, "bedrooms": 0, "beds": 2, "bathrooms": 1}])
     features = engineer_features(listings)
-    assert list(features.columns) == list(ALL_FEATURES)
-    assert np.isnan(features.loc[0, "people_per_bedroom"])
-    assert features.loc[0, "people_per_bed"] == 2.0
-    assert features.loc[0, "bathrooms_per_person"] == 0.25
-    assert features.loc[0, "borough"] == "missing"
+    assert list(features) == list(ALL_FEATURES)
+    assert np.isnan(features["people_per_bedroom"][0])
+    assert features["people_per_bed"][0] == 2.0
+    assert features["bathrooms_per_person"][0] == 0.25
+    assert features["borough"][0] == "missing"
+    assert features["property_group"][0] == "missing"
 
 
 def test_listing_features_rejects_unknown_feature_names():

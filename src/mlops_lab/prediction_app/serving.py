@@ -16,6 +16,8 @@ from mlflow.tracking import MlflowClient
 from sklearn.pipeline import Pipeline
 
 from mlops_lab.explainability.transform import shap_explanation
+from mlops_lab.prediction_app.compiled import CompiledModel, UnsupportedModel, compile_model
+from mlops_lab.prediction_app.schema import Listing
 from mlops_lab.prediction_app.transform import (
     format_predictions,
     payloads_to_frame,
@@ -28,11 +30,24 @@ log = logging.getLogger(__name__)
 TOP_CONTRIBUTIONS = 5
 
 
+class PipelinePredictor:
+    """The logged Pipeline itself, for a model the compiler does not know (slower)."""
+
+    def __init__(self, pipeline: Pipeline):
+        self.pipeline = pipeline
+        self.classes = np.asarray(pipeline.classes_)
+
+    def predict_proba(self, records: list[dict[str, Any]]) -> np.ndarray:
+        """Probabilities per listing, columns in `classes` order."""
+        return self.pipeline.predict_proba(payloads_to_frame(records))
+
+
 @dataclass(frozen=True)
 class ServedModel:
-    """A loaded price-category Pipeline and which registered version it is."""
+    """A loaded price-category model and which registered version it is."""
 
     pipeline: Pipeline
+    predictor: CompiledModel | PipelinePredictor
     uri: str
     name: str
     version: str
@@ -40,32 +55,47 @@ class ServedModel:
     # Listings SHAP masks features with: the model's own logged input example.
     background: pd.DataFrame
 
-    def probabilities(self, listings: pd.DataFrame) -> np.ndarray:
-        """Class probabilities, columns in category order."""
-        return ordered_probabilities(
-            self.pipeline.predict_proba(listings), list(self.pipeline.classes_), self.categories
+    def predict(self, listings: list[Listing]) -> list[dict[str, Any]]:
+        """Category and probabilities for each validated listing, in order."""
+        return self.predict_listings(
+            [listing.model_input() for listing in listings],
+            [listing.id for listing in listings],
+            explain=False,
         )
-
-    def predict(self, payloads: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Category and probabilities for each listing payload, in order."""
-        ids = [payload.get("id") for payload in payloads]
-        return self.predict_listings(payloads, ids, explain=False)
 
     def predict_listings(
         self, inputs: list[dict[str, Any]], ids: list[Any], explain: bool
     ) -> list[dict[str, Any]]:
         """Category and probabilities per listing; with `explain`, its top SHAP contributions."""
-        frame = payloads_to_frame(inputs)
-        predictions = format_predictions(ids, self.probabilities(frame), self.categories)
+        probabilities = ordered_probabilities(
+            self.predictor.predict_proba(inputs), list(self.predictor.classes), self.categories
+        )
+        predictions = format_predictions(ids, probabilities, self.categories)
         if explain:
             explanation = shap_explanation(
-                self.pipeline, frame, self.background, permutations=1, seed=0
+                self.pipeline, payloads_to_frame(inputs), self.background, permutations=1, seed=0
             )
             for row, prediction in enumerate(predictions):
                 prediction["explanation"] = top_contributions(
                     explanation, row, prediction["price_category"], TOP_CONTRIBUTIONS
                 )
         return predictions
+
+
+def choose_predictor(
+    pipeline: Pipeline, background: pd.DataFrame
+) -> CompiledModel | PipelinePredictor:
+    """The compiled model if it gives the Pipeline's exact probabilities, else the Pipeline."""
+    try:
+        compiled = compile_model(pipeline)
+    except UnsupportedModel as reason:
+        log.warning("serving through the scikit-learn Pipeline (slower): %s", reason)
+        return PipelinePredictor(pipeline)
+    records = background.to_dict("records")
+    if not np.array_equal(compiled.predict_proba(records), pipeline.predict_proba(background)):
+        log.error("the compiled model disagrees with the Pipeline; serving the Pipeline (slower)")
+        return PipelinePredictor(pipeline)
+    return compiled
 
 
 def resolve_version(uri: str) -> tuple[str, str]:
@@ -101,7 +131,8 @@ def load_served_model(uri: str, categories: list[str]) -> ServedModel:
     unknown = sorted(set(pipeline.classes_) - set(categories))
     if unknown:
         raise ValueError(f"model {uri} predicts categories {unknown} not in {categories}")
-    served = ServedModel(pipeline, uri, name, version, categories, background)
+    predictor = choose_predictor(pipeline, background)
+    served = ServedModel(pipeline, predictor, uri, name, version, categories, background)
     # The first call compiles SHAP's kernels and warms caches: pay it before reporting ready.
     served.predict_listings(background.to_dict("records"), list(background.index), explain=True)
     log.info("loaded %s (%s v%s)", uri, name, version)

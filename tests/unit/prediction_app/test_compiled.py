@@ -1,0 +1,165 @@
+"""The compiled model must give the Pipeline's probabilities exactly, on every path."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
+
+from mlops_lab.features import ALL_FEATURES, build_model
+from mlops_lab.prediction_app.compiled import (
+    VECTORISED_TREE_WALK_MAX_ROWS,
+    CompiledModel,
+    UnsupportedModel,
+    compile_model,
+)
+from mlops_lab.prediction_app.serving import PipelinePredictor, choose_predictor
+
+NOTEBOOK_FEATURES = ("borough", "room_type", "accommodates", "bathrooms", "bedrooms")
+
+
+@pytest.fixture(scope="module")
+def split(listing_sample: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    train = listing_sample.iloc[:1500].copy()
+    # Missing values in training give the trees missing-value branches to take.
+    train.loc[train.index[::7], ["bedrooms", "beds"]] = np.nan
+    train.loc[train.index[::11], "property_type"] = None
+    return train, listing_sample.iloc[1500:]
+
+
+@pytest.fixture(scope="module")
+def boosted(split) -> Pipeline:
+    train, _ = split
+    model = build_model("hist_gradient_boosting", ALL_FEATURES, {"max_iter": 40, "random_state": 0})
+    return model.fit(train, train["price_category"])
+
+
+def records(frame: pd.DataFrame) -> list[dict]:
+    return frame.to_dict("records")
+
+
+def test_a_batch_matches_the_pipeline_bit_for_bit(boosted, split):
+    _, test = split
+    compiled = compile_model(boosted)
+    assert len(test) > VECTORISED_TREE_WALK_MAX_ROWS
+    assert np.array_equal(compiled.predict_proba(records(test)), boosted.predict_proba(test))
+
+
+@pytest.mark.parametrize("size", [1, 2, 7, VECTORISED_TREE_WALK_MAX_ROWS, 33])
+def test_small_batches_walk_the_trees_in_numpy_and_still_match(boosted, split, size):
+    _, test = split
+    compiled = compile_model(boosted)
+    for start in range(0, 120, size):
+        chunk = test.iloc[start : start + size]
+        assert np.array_equal(compiled.predict_proba(records(chunk)), boosted.predict_proba(chunk))
+
+
+def test_the_numpy_walk_matches_scikit_learns_raw_scores(boosted, split):
+    _, test = split
+    compiled = compile_model(boosted)
+    features = boosted[:-1].transform(test)
+    assert np.array_equal(
+        compiled.trees.raw_predictions(features), boosted[-1]._raw_predict(features)
+    )
+
+
+@pytest.mark.parametrize(
+    "listing",
+    [
+        # the challenge's 12 fields and nothing else
+        {
+            "accommodates": 4,
+            "room_type": "Entire home/apt",
+            "beds": 2,
+            "bedrooms": 1,
+            "bathrooms": 2,
+            "borough": "Brooklyn",
+            "tv": 1,
+            "elevator": 1,
+            "internet": 0,
+            "latitude": 40.71383,
+            "longitude": -73.9658,
+        },
+        # zero bedrooms and beds: ratios missing
+        {
+            "accommodates": 2,
+            "room_type": "Private room",
+            "beds": 0,
+            "bedrooms": 0,
+            "bathrooms": 0.5,
+            "borough": "Bronx",
+            "tv": 0,
+            "elevator": 0,
+            "internet": 1,
+            "latitude": 40.84,
+            "longitude": -73.86,
+            "property_type": "Tiny house",
+        },
+        # a category no training row had, and every optional field given
+        {
+            "accommodates": 16,
+            "room_type": "Hotel room",
+            "beds": 12,
+            "bedrooms": 8,
+            "bathrooms": 6,
+            "borough": "Staten Island",
+            "tv": 1,
+            "elevator": 1,
+            "internet": 1,
+            "latitude": 40.58,
+            "longitude": -74.15,
+            "property_type": "Castle",
+            "shared_bathroom": 1,
+            "air_conditioning": 1,
+            "kitchen": 0,
+            "heating": 1,
+            "wifi": 1,
+            "breakfast": 1,
+            "amenity_count": 80,
+        },
+        # nothing at all: every feature missing
+        {},
+    ],
+)
+def test_edge_listings_match(boosted, listing):
+    compiled = compile_model(boosted)
+    assert np.array_equal(
+        compiled.predict_proba([listing]), boosted.predict_proba(pd.DataFrame([listing]))
+    )
+
+
+def test_a_forest_on_some_features_matches(split):
+    train, test = split
+    forest = build_model(
+        "random_forest", NOTEBOOK_FEATURES, {"n_estimators": 20, "random_state": 0, "n_jobs": 1}
+    ).fit(train, train["price_category"])
+    compiled = compile_model(forest)
+    assert compiled.trees is None
+    for chunk in (test.head(1), test.head(300)):
+        assert np.array_equal(compiled.predict_proba(records(chunk)), forest.predict_proba(chunk))
+
+
+def test_an_unknown_pipeline_shape_is_refused():
+    with pytest.raises(UnsupportedModel, match="expected 3 steps"):
+        compile_model(Pipeline([("scale", StandardScaler())]))
+
+
+def test_a_model_the_compiler_cannot_take_is_served_by_its_pipeline(split):
+    train, test = split
+    scaled = Pipeline(
+        [
+            ("listing_features", build_model("random_forest", ("accommodates",), {})[0]),
+            ("scale", StandardScaler()),
+            ("classifier", build_model("random_forest", ("accommodates",), {})[-1]),
+        ]
+    ).fit(train, train["price_category"])
+    predictor = choose_predictor(scaled, test.head(5))
+    assert isinstance(predictor, PipelinePredictor)
+    assert np.array_equal(
+        predictor.predict_proba(records(test.head(3))), scaled.predict_proba(test.head(3))
+    )
+
+
+def test_the_served_champion_is_compiled_when_it_matches(boosted, split):
+    _, test = split
+    assert isinstance(choose_predictor(boosted, test.head(10)), CompiledModel)
