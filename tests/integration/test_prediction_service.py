@@ -7,6 +7,7 @@ import time
 
 import pytest
 import requests
+from mlflow import MlflowClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from mlops_lab.prediction_app.schema import CHALLENGE_EXAMPLE
@@ -216,3 +217,52 @@ def test_sigterm_during_a_burst_answers_every_accepted_request(trained_lab, serv
     assert service.process.wait(timeout=60) == 0
     with pytest.raises(requests.ConnectionError):
         requests.get(f"{service.url}/health", timeout=2)
+
+
+def test_sighup_serves_a_newly_promoted_champion_without_dropping_requests(
+    trained_lab, mlflow_server, service_factory
+):
+    client = MlflowClient(mlflow_server["uri"])
+    trained = client.get_model_version_by_alias("served-price-category", "champion")
+    name = "reloaded-price-category"
+    client.create_registered_model(name)
+    for _ in range(2):
+        client.create_model_version(name, f"models:/served-price-category/{trained.version}")
+    client.set_registered_model_alias(name, "champion", "1")
+    service = service_factory(
+        {"MLFLOW_TRACKING_URI": mlflow_server["uri"], "MODEL_URI": f"models:/{name}@champion"}
+    )
+    assert service.wait_ready()["model_version"] == "1"
+    client.set_registered_model_alias(name, "champion", "2")
+
+    versions: list[str] = []
+    failures: list[object] = []
+    stop = threading.Event()
+
+    def call() -> None:
+        while not stop.is_set():
+            try:
+                response = post(service, CHALLENGE)
+            except requests.RequestException as error:
+                failures.append(error)
+                continue
+            if response.status_code == 200:
+                versions.append(response.json()["model_version"])
+            else:
+                failures.append(response.status_code)
+
+    callers = [threading.Thread(target=call) for _ in range(4)]
+    for caller in callers:
+        caller.start()
+    time.sleep(1)
+    service.process.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline and versions[-1:] != ["2"]:
+        time.sleep(0.2)
+    time.sleep(1)  # keep calling a while after the switch: nothing may fail then either
+    stop.set()
+    for caller in callers:
+        caller.join(timeout=60)
+    assert failures == []
+    assert versions[0] == "1" and versions[-1] == "2"
+    assert service.process.poll() is None
