@@ -29,9 +29,12 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 test: setup lint
 	$(BIN)/pytest
 
+DOCKERFILES := Dockerfile mlflow_docker/Dockerfile postgres_docker/Dockerfile
+
 lint: setup
 	$(BIN)/black --check .
 	$(BIN)/ruff check .
+	$(BIN)/hadolint $(DOCKERFILES)
 
 format: setup
 	$(BIN)/black .
@@ -39,8 +42,7 @@ format: setup
 
 ## serve: the prediction service under gunicorn on PORT (default 8000); MODEL_URI picks the model
 serve: setup
-	HOST=$${HOST:-127.0.0.1} PORT=$(PORT) gunicorn -c python:mlops_lab.prediction_app.gunicorn_config \
-		'mlops_lab.prediction_app.app:create_app()'
+	HOST=$${HOST:-127.0.0.1} PORT=$(PORT) mlops-lab serve
 
 ## ui: the MLflow UI on the embedded store, at http://127.0.0.1:5000
 ui: setup

@@ -56,12 +56,7 @@ def start_servers(model: Path) -> tuple[dict[str, dict], list[subprocess.Popen]]
     ours, theirs = free_port(), free_port()
     processes = [
         subprocess.Popen(
-            [
-                str(BIN / "gunicorn"),
-                "-c",
-                "python:mlops_lab.prediction_app.gunicorn_config",
-                "mlops_lab.prediction_app.app:create_app()",
-            ],
+            [str(BIN / "mlops-lab"), "serve"],
             env={
                 **env,
                 "HOST": "127.0.0.1",

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import click
+import mlflow
 from mlflow.exceptions import MlflowException
 
 from mlops_lab.config import ConfigError, load_config
@@ -18,6 +19,7 @@ from mlops_lab.data_prep.transform import SchemaError
 from mlops_lab.tracking import (
     Lineage,
     TrackingUnavailable,
+    check_reachable,
     git_state,
     pipeline_id,
     resolve_tracking,
@@ -66,10 +68,29 @@ def _run_stage(config_path: Path, stage: Callable[[StageContext], None]) -> None
     _client_settings()
     try:
         stage(build_context(config_path))
+    except MlflowException as error:
+        _fail(_lost_server(error) or str(error))
     except USER_ERRORS as error:
-        log.error("%s", error)
-        click.echo(f"error: {error}", err=True)
-        sys.exit(1)
+        _fail(str(error))
+
+
+def _lost_server(error: MlflowException) -> str | None:
+    """Why a stage failed, when the cause is a tracking server that stopped answering."""
+    try:
+        check_reachable(mlflow.get_tracking_uri())
+    except TrackingUnavailable as unreachable:
+        return (
+            f"the stage stopped: {unreachable} Runs recorded before it stopped are kept; "
+            f"once it is back, rerun dvc repro. (MLflow said: {str(error)[:300]})"
+        )
+    return None
+
+
+def _fail(message: str) -> None:
+    """One line on stderr and exit status 1: the failures a user can act on."""
+    log.error("%s", message)
+    click.echo(f"error: {message}", err=True)
+    sys.exit(1)
 
 
 config_option = click.option(
@@ -129,3 +150,21 @@ def prediction_app(config_path: Path) -> None:
     from mlops_lab.prediction_app import task
 
     _run_stage(config_path, task.run)
+
+
+@main.command("serve")
+def serve() -> None:
+    """Serve predictions under gunicorn: HOST, PORT, MODEL_URI and WEB_CONCURRENCY from the
+    environment (README, "Serving predictions"). SIGHUP reloads the champion, SIGTERM drains."""
+    # exec, so gunicorn's master is this process and receives the signals itself.
+    os.execv(
+        sys.executable,
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "--config",
+            "python:mlops_lab.prediction_app.gunicorn_config",
+            "mlops_lab.prediction_app.app:create_app()",
+        ],
+    )

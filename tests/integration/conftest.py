@@ -267,12 +267,7 @@ class Service:
         self.log_path = log_path
         with log_path.open("w") as log:
             self.process = subprocess.Popen(
-                [
-                    str(VENV_BIN / "gunicorn"),
-                    "-c",
-                    "python:mlops_lab.prediction_app.gunicorn_config",
-                    "mlops_lab.prediction_app.app:create_app()",
-                ],
+                [str(VENV_BIN / "mlops-lab"), "serve"],
                 env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
