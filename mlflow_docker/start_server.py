@@ -20,10 +20,16 @@ def main() -> None:
     os.environ["MLFLOW_BACKEND_STORE_URI"] = (
         f"postgresql+psycopg2://{user}:{password}@{host}:5432/{database}"
     )
-    # Host headers the server answers: its compose service name for the other containers, and
-    # loopback for the published port and the healthcheck. MLflow refuses any other with 403.
-    allowed_hosts = os.environ.get(
-        "MLFLOW_ALLOWED_HOSTS", "mlflow,mlflow:5000,localhost,localhost:*,127.0.0.1,127.0.0.1:*"
+    # Host headers the server answers: its compose service name for the other containers,
+    # loopback for the published port and the healthcheck, and any the user adds in .env.
+    # MLflow refuses any other with 403.
+    allowed_hosts = ",".join(
+        host
+        for host in (
+            "mlflow,mlflow:5000,localhost,localhost:*,127.0.0.1,127.0.0.1:*",
+            os.environ.get("MLFLOW_ALLOWED_HOSTS", ""),
+        )
+        if host
     )
     os.execvp(
         "mlflow",

@@ -71,6 +71,12 @@ def test_the_prediction_service_serves_the_champion_to_the_host(lab):
     assert (body["model_name"], body["model_version"]) == (MODEL, "1")
 
 
+def test_only_postgres_runs_as_root(lab):
+    for service in ("mlflow", "ds_environment", "prediction_app"):
+        uid = lab.run("docker", "compose", "exec", "-T", service, "id", "-u").stdout.strip()
+        assert uid != "0", f"{service} runs as root"
+
+
 def test_killing_mlflow_mid_repro_fails_clearly_and_a_rerun_succeeds(lab):
     before = {run.info.run_id for run in pipeline_runs()}
     repro = lab.popen(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import socket
 import subprocess
@@ -19,8 +20,6 @@ import yaml
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
 DATABASE_USER = "mlflow"
-# A throwaway cluster's password, created and destroyed by this fixture.
-DATABASE_PASSWORD = "integration-only"
 
 
 def free_port() -> int:
@@ -51,7 +50,9 @@ def postgres_uri() -> Iterator[str]:
     home = Path(tempfile.mkdtemp(prefix="mlops-lab-pg-"))
     data = home / "data"
     password_file = home / "password"
-    password_file.write_text("superuser-throwaway\n")
+    # Made up per run, so no password is ever written into the repository.
+    database_password = secrets.token_hex(16)
+    password_file.write_text(secrets.token_hex(16) + "\n")
     home.chmod(0o755)
     if os.geteuid() == 0:
         shutil.chown(home, "postgres", "postgres")
@@ -94,7 +95,7 @@ def postgres_uri() -> Iterator[str]:
     )
     try:
         for statement in (
-            f"CREATE ROLE {DATABASE_USER} LOGIN PASSWORD '{DATABASE_PASSWORD}'",
+            f"CREATE ROLE {DATABASE_USER} LOGIN PASSWORD '{database_password}'",
             f"CREATE DATABASE mlflow OWNER {DATABASE_USER}",
         ):
             subprocess.run(
@@ -116,7 +117,7 @@ def postgres_uri() -> Iterator[str]:
                 check=True,
                 capture_output=True,
             )
-        yield (f"postgresql+psycopg2://{DATABASE_USER}:{DATABASE_PASSWORD}@127.0.0.1:{port}/mlflow")
+        yield (f"postgresql+psycopg2://{DATABASE_USER}:{database_password}@127.0.0.1:{port}/mlflow")
     finally:
         subprocess.run(
             as_postgres([str(binaries / "pg_ctl"), "-D", str(data), "-m", "fast", "stop"]),
