@@ -168,3 +168,12 @@ def serve() -> None:
             "mlops_lab.prediction_app.app:create_app()",
         ],
     )
+
+
+@main.command("tune")
+@config_option
+def tune(config_path: Path) -> None:
+    """Join the shared Optuna study (OPTUNA_STORAGE, else SQLite) and write its best parameters."""
+    from mlops_lab.tuning import task
+
+    _run_stage(config_path, task.run)

@@ -55,6 +55,8 @@ class CandidateConfig(_Section):
     estimator: Literal["random_forest", "hist_gradient_boosting"]
     features: list[str] | Literal["all"]
     params: dict[str, Any] = Field(default_factory=dict)
+    # A file `mlops-lab tune` wrote: its `params` are laid over `params` above.
+    tuned_params_path: Path | None = None
 
 
 class TrainingConfig(_Section):
@@ -81,6 +83,32 @@ class TrainingConfig(_Section):
                 f"{names}: the notebook's model is always trained as the reference"
             )
         return self
+
+
+class SearchDimension(_Section):
+    low: float
+    high: float
+    log: bool = False
+    integer: bool = False
+
+    @model_validator(mode="after")
+    def _ordered(self) -> SearchDimension:
+        if not self.low < self.high:
+            raise ValueError(f"low ({self.low}) must be below high ({self.high})")
+        return self
+
+
+class TuningConfig(_Section):
+    candidate: str
+    study_name: str
+    # Optuna's study storage when OPTUNA_STORAGE is unset: a SQLite file.
+    embedded_storage_path: Path
+    trials: int = Field(gt=0)
+    cv_folds: int = Field(ge=2)
+    # A worker that stops answering for 3 heartbeats has its running trial marked failed.
+    heartbeat_seconds: int = Field(gt=0)
+    search_space: dict[str, SearchDimension] = Field(min_length=1)
+    tuned_params_path: Path
 
 
 class ExplainabilityConfig(_Section):
@@ -112,8 +140,30 @@ class LabConfig(_Section):
     data: DataConfig
     data_prep: DataPrepConfig
     training: TrainingConfig
+    tuning: TuningConfig
     explainability: ExplainabilityConfig
     prediction_app: PredictionAppConfig
+
+    @model_validator(mode="after")
+    def _tuned_candidate_exists(self) -> LabConfig:
+        names = [candidate.name for candidate in self.training.candidates]
+        if self.tuning.candidate not in names:
+            raise ValueError(f"tuning.candidate {self.tuning.candidate!r} is not among {names}")
+        return self
+
+
+def with_tuned_params(candidate: CandidateConfig) -> CandidateConfig:
+    """The candidate with the parameters `mlops-lab tune` found laid over its own."""
+    if candidate.tuned_params_path is None:
+        return candidate
+    try:
+        tuned = yaml.safe_load(candidate.tuned_params_path.read_text())["params"]
+    except (OSError, KeyError, TypeError, yaml.YAMLError) as error:
+        raise ConfigError(
+            f"candidate {candidate.name}: cannot read tuned parameters from "
+            f"{candidate.tuned_params_path} ({error}); run `mlops-lab tune` to write them"
+        ) from error
+    return candidate.model_copy(update={"params": {**candidate.params, **tuned}})
 
 
 def load_config(path: Path) -> LabConfig:
@@ -127,10 +177,13 @@ def load_config(path: Path) -> LabConfig:
     if not isinstance(raw, dict):
         raise ConfigError(f"config file {path} must hold a mapping of sections")
     try:
-        return LabConfig.model_validate(raw)
+        config = LabConfig.model_validate(raw)
     except ValidationError as error:
         problems = "; ".join(
             f"{'.'.join(str(part) for part in issue['loc'])}: {issue['msg']}"
             for issue in error.errors()
         )
         raise ConfigError(f"config file {path} is invalid: {problems}") from error
+    candidates = [with_tuned_params(candidate) for candidate in config.training.candidates]
+    training = config.training.model_copy(update={"candidates": candidates})
+    return config.model_copy(update={"training": training})

@@ -97,6 +97,8 @@ def postgres_uri() -> Iterator[str]:
         for statement in (
             f"CREATE ROLE {DATABASE_USER} LOGIN PASSWORD '{database_password}'",
             f"CREATE DATABASE mlflow OWNER {DATABASE_USER}",
+            # Optuna's tables are its own database's: both use alembic_version.
+            f"CREATE DATABASE optuna OWNER {DATABASE_USER}",
         ):
             subprocess.run(
                 as_postgres(

@@ -18,10 +18,10 @@ CHALLENGE = CHALLENGE_EXAMPLE
 CATEGORIES = {"low", "mid", "high", "lux"}
 
 
-def post(service, body, path="/predict", **headers):
+def post(service, body, path="/predict", timeout=30, **headers):
     data = body if isinstance(body, (bytes, str)) else json.dumps(body)
     headers.setdefault("Content-Type", "application/json")
-    return requests.post(f"{service.url}{path}", data=data, headers=headers, timeout=30)
+    return requests.post(f"{service.url}{path}", data=data, headers=headers, timeout=timeout)
 
 
 def test_the_challenge_payload_gets_a_category_probabilities_and_versions(local_service):
@@ -237,15 +237,20 @@ def test_sighup_serves_a_newly_promoted_champion_without_dropping_requests(
 
     versions: list[str] = []
     failures: list[object] = []
+    slowest = [0.0]
     stop = threading.Event()
 
     def call() -> None:
         while not stop.is_set():
+            started = time.monotonic()
             try:
-                response = post(service, CHALLENGE)
+                # Requests that arrive while the new workers load the model wait for them
+                # (seconds; longer on a loaded machine): slow, but answered.
+                response = post(service, CHALLENGE, timeout=180)
             except requests.RequestException as error:
                 failures.append(error)
                 continue
+            slowest[0] = max(slowest[0], time.monotonic() - started)
             if response.status_code == 200:
                 versions.append(response.json()["model_version"])
             else:
@@ -256,7 +261,7 @@ def test_sighup_serves_a_newly_promoted_champion_without_dropping_requests(
         caller.start()
     time.sleep(1)
     service.process.send_signal(signal.SIGHUP)
-    deadline = time.monotonic() + 90
+    deadline = time.monotonic() + 240
     while time.monotonic() < deadline and versions[-1:] != ["2"]:
         time.sleep(0.2)
     time.sleep(1)  # keep calling a while after the switch: nothing may fail then either
@@ -266,3 +271,4 @@ def test_sighup_serves_a_newly_promoted_champion_without_dropping_requests(
     assert failures == []
     assert versions[0] == "1" and versions[-1] == "2"
     assert service.process.poll() is None
+    print(f"slowest request during the reload: {slowest[0]:.2f} s")

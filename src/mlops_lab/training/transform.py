@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -50,27 +51,37 @@ def split_like_notebook(listings: pd.DataFrame, test_size: float, random_state: 
     return Split(train_x, test_x, train_y, test_y)
 
 
-def cross_validate_model(
+def fold_scores(
     model: Pipeline, features: pd.DataFrame, target: pd.Series, folds: int, random_state: int
-) -> tuple[dict[str, float], dict[str, float]]:
-    """Mean and standard deviation over stratified folds of every score_probabilities metric."""
+) -> Iterator[dict[str, float]]:
+    """Every score_probabilities metric of each stratified fold in turn, as it is scored."""
     splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=random_state)
-    fold_scores = []
     for train_rows, validation_rows in splitter.split(features, target):
         fold_model = clone(model).fit(features.iloc[train_rows], target.iloc[train_rows])
         # Fit on all cores, predict on one: the scores then repeat to the last bit.
         probabilities = predict_sequentially(fold_model).predict_proba(
             features.iloc[validation_rows]
         )
-        fold_scores.append(
-            score_probabilities(
-                target.iloc[validation_rows], probabilities, list(fold_model.classes_)
-            )
+        yield score_probabilities(
+            target.iloc[validation_rows], probabilities, list(fold_model.classes_)
         )
-    names = fold_scores[0].keys()
-    means = {name: float(np.mean([scores[name] for scores in fold_scores])) for name in names}
-    spreads = {name: float(np.std([scores[name] for scores in fold_scores])) for name in names}
+
+
+def summarize_folds(
+    scores: list[dict[str, float]],
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Mean and standard deviation over folds of each metric."""
+    names = scores[0].keys()
+    means = {name: float(np.mean([fold[name] for fold in scores])) for name in names}
+    spreads = {name: float(np.std([fold[name] for fold in scores])) for name in names}
     return means, spreads
+
+
+def cross_validate_model(
+    model: Pipeline, features: pd.DataFrame, target: pd.Series, folds: int, random_state: int
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Mean and standard deviation over stratified folds of every score_probabilities metric."""
+    return summarize_folds(list(fold_scores(model, features, target, folds, random_state)))
 
 
 def score_probabilities(
