@@ -19,6 +19,7 @@ from pathlib import Path
 
 import optuna
 import yaml
+from mlflow import MlflowClient
 
 from mlops_lab.config import load_config
 from mlops_lab.files import write_json_atomically
@@ -64,19 +65,23 @@ def timed_run(workers: int, trials: list[dict], folder: Path) -> float:
         "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
     }
     environment.pop("OPTUNA_STORAGE", None)
+    # Create the MLflow store first: two processes creating one SQLite store race.
+    MlflowClient(environment["MLFLOW_TRACKING_URI"]).search_experiments()
     started = time.monotonic()
+    logs = [folder / f"worker-{number}.log" for number in range(workers)]
     processes = [
         subprocess.Popen(
             [str(BIN / "mlops-lab"), "tune", "--config", str(config_path)],
             cwd=ROOT,
             env=environment,
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            stderr=log.open("w"),
         )
-        for _ in range(workers)
+        for log in logs
     ]
-    if any(process.wait() != 0 for process in processes):
-        sys.exit(f"a tune worker failed (run with {workers} workers)")
+    for process, log in zip(processes, logs, strict=True):
+        if process.wait() != 0:
+            sys.exit(f"a tune worker failed ({workers} workers):\n{log.read_text()[-3000:]}")
     return time.monotonic() - started
 
 
