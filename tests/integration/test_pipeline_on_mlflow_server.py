@@ -36,7 +36,7 @@ def runs_of(client: MlflowClient, experiment_id: str, pipeline_id: str) -> dict[
 
 
 def test_dvc_repro_registers_tracks_and_keeps_the_better_champion(
-    small_project, mlflow_server, challenge_payload
+    small_project, mlflow_server, challenge_payload, lab_config
 ):
     environment = {"MLFLOW_TRACKING_URI": mlflow_server["uri"]}
     first = small_project.run(["dvc", "repro"], environment)
@@ -69,9 +69,7 @@ def test_dvc_repro_registers_tracks_and_keeps_the_better_champion(
         filter_string=f"tags.`mlflow.parentRunId` = '{training_run.info.run_id}'",
     )
     assert {run.data.tags["mlops_lab.candidate"] for run in candidates} == {
-        "notebook_random_forest",
-        "random_forest_all_features",
-        "gradient_boosting",
+        candidate.name for candidate in lab_config.training.candidates
     }
     for run in candidates:
         assert {"cv_roc_auc_ovr", "test_accuracy", "test_roc_auc_ovr", "test_macro_f1"} <= set(
