@@ -144,13 +144,6 @@ class LabConfig(_Section):
     explainability: ExplainabilityConfig
     prediction_app: PredictionAppConfig
 
-    @model_validator(mode="after")
-    def _tuned_candidate_exists(self) -> LabConfig:
-        names = [candidate.name for candidate in self.training.candidates]
-        if self.tuning.candidate not in names:
-            raise ValueError(f"tuning.candidate {self.tuning.candidate!r} is not among {names}")
-        return self
-
 
 def with_tuned_params(candidate: CandidateConfig) -> CandidateConfig:
     """The candidate with the parameters `mlops-lab tune` found laid over its own."""

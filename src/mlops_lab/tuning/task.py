@@ -21,7 +21,7 @@ import optuna
 import pandas as pd
 import yaml
 
-from mlops_lab.config import CandidateConfig, TuningConfig
+from mlops_lab.config import CandidateConfig, ConfigError, TuningConfig
 from mlops_lab.context import StageContext
 from mlops_lab.data_prep.task import RawDataError
 from mlops_lab.features import build_model, resolve_features
@@ -141,7 +141,11 @@ def run(context: StageContext) -> None:
     """Run trials of the shared study until its budget is spent; write its best parameters."""
     settings = context.config.tuning
     training = context.config.training
-    candidate = next(c for c in training.candidates if c.name == settings.candidate)
+    # Checked here, not in config.py: a pipeline run with other candidates needs no tuning.
+    candidate = next((c for c in training.candidates if c.name == settings.candidate), None)
+    if candidate is None:
+        names = [c.name for c in training.candidates]
+        raise ConfigError(f"tuning.candidate {settings.candidate!r} is not among {names}")
     prepared_path = context.config.data.prepared_path
     if not prepared_path.is_file():
         raise RawDataError(
