@@ -13,7 +13,9 @@ from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassif
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder
 
+from mlops_lab.decision import MacroF1Decision, probability_model
 from mlops_lab.listing import (
+    AMENITY_FLAGS,
     BOROUGH_ALIAS,
     CATEGORICAL_FIELDS,
     MODEL_INPUT_FIELDS,
@@ -24,6 +26,11 @@ from mlops_lab.listing import (
 MIDTOWN_LATITUDE = 40.7580
 MIDTOWN_LONGITUDE = -73.9855
 EARTH_RADIUS_KM = 6371.0
+KM_PER_DEGREE_LATITUDE = 111.2
+# Trees split along one axis at a time; positions along these bearings (degrees anticlockwise
+# from east, with latitude and longitude as 90 and 0) let them cut along Manhattan's tilted
+# grid and the rivers too. Measured: CV ROC AUC +0.0014 (3 folds, tuned gradient boosting).
+PROJECTION_BEARINGS = (30, 60, 120, 150)
 
 # Building kinds that Inside Airbnb's property_type text names after "Entire", "Private room in"…
 PROPERTY_GROUPS = {
@@ -50,8 +57,12 @@ _PROPERTY_PREFIX = re.compile(
 )
 
 CATEGORICAL_FEATURES = ("borough", "room_type", "property_group")
+PROJECTION_FEATURES = tuple(
+    f"position_along_{bearing}_degrees_km" for bearing in PROJECTION_BEARINGS
+)
 DERIVED_FEATURES = (
     "distance_to_midtown_km",
+    *PROJECTION_FEATURES,
     "people_per_bedroom",
     "people_per_bed",
     "bathrooms_per_person",
@@ -59,14 +70,35 @@ DERIVED_FEATURES = (
 NUMERIC_FEATURES = NUMERIC_FIELDS + DERIVED_FEATURES
 ALL_FEATURES = CATEGORICAL_FEATURES + NUMERIC_FEATURES
 
+# What `mlops-lab ablate` removes one at a time: every feature is in exactly one group.
+FEATURE_GROUPS = {
+    "borough": ("borough",),
+    "room_type": ("room_type",),
+    "property_group": ("property_group",),
+    "size": ("accommodates", "bathrooms", "shared_bathroom", "bedrooms", "beds"),
+    "ratios": ("people_per_bedroom", "people_per_bed", "bathrooms_per_person"),
+    "coordinates": ("latitude", "longitude"),
+    "distance_to_midtown": ("distance_to_midtown_km",),
+    "location_projections": PROJECTION_FEATURES,
+    "amenities": (*AMENITY_FLAGS, "amenity_count"),
+}
+
 ESTIMATORS = {
     "random_forest": RandomForestClassifier,
     "hist_gradient_boosting": HistGradientBoostingClassifier,
 }
 
+# How the classifier turns probabilities into a label: the most probable category, or
+# probability weights learnt on held-out predictions to favour rare categories (decision.py).
+DECISIONS = {
+    "most_probable": lambda classifier: classifier,
+    "macro_f1": MacroF1Decision,
+}
+
 # The types in our models that skops does not trust by default: exactly these, so loading a
 # model file never runs anything else (tests/unit/test_features.py checks the list).
 SKOPS_TRUSTED_TYPES = [
+    "mlops_lab.decision.MacroF1Decision",
     "mlops_lab.features.ListingFeatures",
     "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
     "sklearn.tree._tree.Tree",
@@ -98,6 +130,20 @@ def distance_to_midtown_km(latitude: np.ndarray, longitude: np.ndarray) -> np.nd
         + np.cos(lat1) * np.cos(lat2) * np.sin((lon2 - lon1) / 2) ** 2
     )
     return 2 * EARTH_RADIUS_KM * np.arcsin(np.sqrt(haversine))
+
+
+def positions_along_bearings(latitude: np.ndarray, longitude: np.ndarray) -> Columns:
+    """Each point's signed distance in km from Times Square along each projection bearing."""
+    north_km = (latitude - MIDTOWN_LATITUDE) * KM_PER_DEGREE_LATITUDE
+    east_km = (
+        (longitude - MIDTOWN_LONGITUDE)
+        * KM_PER_DEGREE_LATITUDE
+        * np.cos(np.radians(MIDTOWN_LATITUDE))
+    )
+    return {
+        name: east_km * np.cos(np.radians(bearing)) + north_km * np.sin(np.radians(bearing))
+        for name, bearing in zip(PROJECTION_FEATURES, PROJECTION_BEARINGS, strict=True)
+    }
 
 
 def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
@@ -155,6 +201,7 @@ def engineer_features(listings: Columns) -> Columns:
     features["distance_to_midtown_km"] = distance_to_midtown_km(
         listings["latitude"], listings["longitude"]
     )
+    features.update(positions_along_bearings(listings["latitude"], listings["longitude"]))
     features["people_per_bedroom"] = _ratio(listings["accommodates"], listings["bedrooms"])
     features["people_per_bed"] = _ratio(listings["accommodates"], listings["beds"])
     features["bathrooms_per_person"] = _ratio(listings["bathrooms"], listings["accommodates"])
@@ -191,12 +238,18 @@ def resolve_features(features: list[str] | str) -> tuple[str, ...]:
 def predict_sequentially(model: Pipeline) -> Pipeline:
     """The model set to predict on one thread: a forest then adds its trees in a fixed order,
     so the same inputs give bit-identical probabilities (threads finish in any order)."""
-    if "n_jobs" in model[-1].get_params():
-        model[-1].set_params(n_jobs=1)
+    classifier = probability_model(model[-1])
+    if "n_jobs" in classifier.get_params():
+        classifier.set_params(n_jobs=1)
     return model
 
 
-def build_model(estimator: str, features: tuple[str, ...], params: dict[str, Any]) -> Pipeline:
+def build_model(
+    estimator: str,
+    features: tuple[str, ...],
+    params: dict[str, Any],
+    decision: str = "most_probable",
+) -> Pipeline:
     """One Pipeline from API-level listing fields to a price-category classifier."""
     categorical = [name for name in features if name in CATEGORICAL_FEATURES]
     numeric = [name for name in features if name not in CATEGORICAL_FEATURES]
@@ -215,6 +268,6 @@ def build_model(estimator: str, features: tuple[str, ...], params: dict[str, Any
         [
             ("listing_features", ListingFeatures(features)),
             ("encode", encode),
-            ("classifier", ESTIMATORS[estimator](**params)),
+            ("classifier", DECISIONS[decision](ESTIMATORS[estimator](**params))),
         ]
     )

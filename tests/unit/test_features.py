@@ -5,6 +5,9 @@ import skops.io
 
 from mlops_lab.features import (
     ALL_FEATURES,
+    FEATURE_GROUPS,
+    MIDTOWN_LATITUDE,
+    MIDTOWN_LONGITUDE,
     SKOPS_TRUSTED_TYPES,
     ListingFeatures,
     build_model,
@@ -12,6 +15,7 @@ from mlops_lab.features import (
     conform_records,
     distance_to_midtown_km,
     engineer_features,
+    positions_along_bearings,
     property_group,
     resolve_features,
 )
@@ -46,6 +50,21 @@ def test_distance_to_midtown_is_zero_at_times_square_and_about_15_km_at_jfk():
     distance = distance_to_midtown_km(np.array([40.7580, 40.6413]), np.array([-73.9855, -73.7781]))
     assert distance[0] == pytest.approx(0.0, abs=1e-6)
     assert distance[1] == pytest.approx(21.7, abs=1.0)
+
+
+def test_positions_along_bearings_of_a_point_one_km_east_of_times_square():
+    one_km_east = MIDTOWN_LONGITUDE + 1 / (111.2 * np.cos(np.radians(MIDTOWN_LATITUDE)))
+    positions = positions_along_bearings(
+        np.array([MIDTOWN_LATITUDE, MIDTOWN_LATITUDE]), np.array([MIDTOWN_LONGITUDE, one_km_east])
+    )
+    assert [value[0] for value in positions.values()] == pytest.approx([0, 0, 0, 0], abs=1e-9)
+    east = [value[1] for value in positions.values()]
+    assert east == pytest.approx([np.sqrt(3) / 2, 0.5, -0.5, -np.sqrt(3) / 2])
+
+
+def test_feature_groups_hold_every_feature_exactly_once():
+    grouped = [name for group in FEATURE_GROUPS.values() for name in group]
+    assert sorted(grouped) == sorted(ALL_FEATURES)
 
 
 def test_conform_listings_takes_the_challenge_name_for_borough(challenge_payload):
@@ -106,8 +125,10 @@ def test_model_predicts_the_challenge_payload_with_fields_missing(
 
 def test_skops_trusted_types_are_exactly_what_the_models_need(listing_sample):
     needed: set[str] = set()
-    for estimator, params in SMALL_ESTIMATORS.items():
-        model = build_model(estimator, ALL_FEATURES, params)
+    for (estimator, params), decision in zip(
+        SMALL_ESTIMATORS.items(), ("most_probable", "macro_f1"), strict=True
+    ):
+        model = build_model(estimator, ALL_FEATURES, params, decision)
         model.fit(listing_sample, listing_sample["price_category"])
         needed |= set(skops.io.get_untrusted_types(data=skops.io.dumps(model)))
         loaded = skops.io.loads(skops.io.dumps(model), trusted=SKOPS_TRUSTED_TYPES)
