@@ -55,6 +55,10 @@ class CandidateConfig(_Section):
     estimator: Literal["random_forest", "hist_gradient_boosting"]
     features: list[str] | Literal["all"]
     params: dict[str, Any] = Field(default_factory=dict)
+    # most_probable: the label is the most probable category. macro_f1: the probabilities are
+    # weighted (weights learnt on held-out predictions of the training part) to favour rare
+    # categories; the probabilities themselves are unchanged.
+    decision: Literal["most_probable", "macro_f1"] = "most_probable"
     # A file `mlops-lab tune` wrote: its `params` are laid over `params` above.
     tuned_params_path: Path | None = None
 

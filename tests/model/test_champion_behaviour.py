@@ -3,7 +3,9 @@ directional expectations and minimum functionality.
 
 The champion is the candidate `metrics/training.json` names as the pipeline's winner, fitted
 as training fits it (the notebook's training part of the shipped data), and served through
-the same compiled path as the service."""
+the same compiled path as the service. The tests read its probabilities, so the candidate's
+probability model is fitted without its decision step (which only relabels; see
+tests/unit/test_decision.py)."""
 
 import json
 
@@ -13,7 +15,7 @@ import pytest
 
 from mlops_lab.features import build_model, resolve_features
 from mlops_lab.prediction_app.compiled import CompiledModel, compile_model
-from mlops_lab.training.transform import split_like_notebook
+from mlops_lab.training.transform import Split, split_like_notebook
 
 CATEGORIES = ["low", "mid", "high", "lux"]
 # Representative points: the Grand Concourse in the Bronx, Midtown Manhattan.
@@ -22,22 +24,23 @@ MANHATTAN = {"borough": "Manhattan", "latitude": 40.7549, "longitude": -73.9840}
 
 
 @pytest.fixture(scope="module")
-def champion(lab_config, prepared_listings, project_root) -> CompiledModel:
-    winner = json.loads((project_root / lab_config.training.metrics_path).read_text())["winner"]
-    candidate = next(c for c in lab_config.training.candidates if c.name == winner)
-    split = split_like_notebook(
+def split(lab_config, prepared_listings) -> Split:
+    return split_like_notebook(
         prepared_listings, lab_config.training.test_size, lab_config.training.split_random_state
     )
+
+
+@pytest.fixture(scope="module")
+def champion(lab_config, split, project_root) -> CompiledModel:
+    winner = json.loads((project_root / lab_config.training.metrics_path).read_text())["winner"]
+    candidate = next(c for c in lab_config.training.candidates if c.name == winner)
     model = build_model(candidate.estimator, resolve_features(candidate.features), candidate.params)
     return compile_model(model.fit(split.train_features, split.train_target))
 
 
 @pytest.fixture(scope="module")
-def held_out(lab_config, prepared_listings) -> list[dict]:
+def held_out(split) -> list[dict]:
     """400 listings of the notebook's test part, as API-level fields."""
-    split = split_like_notebook(
-        prepared_listings, lab_config.training.test_size, lab_config.training.split_random_state
-    )
     sample = split.test_features.sample(400, random_state=3)
     return [
         {key: value for key, value in row.items() if not pd.isna(value)}

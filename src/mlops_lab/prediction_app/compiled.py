@@ -21,6 +21,7 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, OneHotEncoder
 
+from mlops_lab.decision import probability_model
 from mlops_lab.features import Columns, ListingFeatures, conform_records, engineer_features
 
 # Walking all trees at once in NumPy costs about 0.07 ms per listing; scikit-learn's walk costs
@@ -200,7 +201,9 @@ def compile_model(pipeline: Pipeline) -> CompiledModel:
     """The fitted Pipeline as NumPy arrays; UnsupportedModel if its structure is unknown."""
     if len(pipeline.steps) != 3:
         raise UnsupportedModel(f"expected 3 steps, found {[name for name, _ in pipeline.steps]}")
-    features, encode, classifier = (step for _, step in pipeline.steps)
+    features, encode, last_step = (step for _, step in pipeline.steps)
+    # A decision step changes only labels, which the service computes from the probabilities.
+    classifier = probability_model(last_step)
     if not isinstance(features, ListingFeatures) or not isinstance(encode, ColumnTransformer):
         raise UnsupportedModel("expected ListingFeatures then a ColumnTransformer")
     trees = (

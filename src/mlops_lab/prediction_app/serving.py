@@ -23,7 +23,7 @@ from mlops_lab.prediction_app.transform import (
     payloads_to_frame,
     top_contributions,
 )
-from mlops_lab.training.transform import ordered_probabilities
+from mlops_lab.training.transform import ordered_decision_weights, ordered_probabilities
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +70,12 @@ class ServedModel:
         probabilities = ordered_probabilities(
             self.predictor.predict_proba(inputs), list(self.predictor.classes), self.categories
         )
-        predictions = format_predictions(ids, probabilities, self.categories)
+        predictions = format_predictions(
+            ids,
+            probabilities,
+            self.categories,
+            ordered_decision_weights(self.pipeline, self.categories),
+        )
         if explain:
             explanation = shap_explanation(
                 self.pipeline, payloads_to_frame(inputs), self.background, permutations=1, seed=0

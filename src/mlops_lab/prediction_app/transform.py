@@ -15,13 +15,14 @@ def payloads_to_frame(payloads: list[dict[str, Any]]) -> pd.DataFrame:
 
 
 def format_predictions(
-    ids: list[Any], probabilities: np.ndarray, categories: list[str]
+    ids: list[Any], probabilities: np.ndarray, categories: list[str], weights: np.ndarray
 ) -> list[dict[str, Any]]:
-    """Each listing's id, most likely price category and rounded probability of every category."""
+    """Each listing's id, the model's price category (its highest weighted probability) and
+    rounded probability of every category."""
     return [
         {
             "id": listing_id,
-            "price_category": categories[int(np.argmax(row))],
+            "price_category": categories[int(np.argmax(row * weights))],
             "probabilities": {
                 name: round(float(p), 6) for name, p in zip(categories, row, strict=True)
             },

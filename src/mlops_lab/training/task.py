@@ -15,8 +15,9 @@ from mlflow.tracking import MlflowClient
 from mlflow.types import ColSpec, Schema
 from sklearn.pipeline import Pipeline
 
-from mlops_lab.config import CandidateConfig, TrainingConfig
+from mlops_lab.config import CandidateConfig, ConfigError, LabConfig, TrainingConfig
 from mlops_lab.context import StageContext
+from mlops_lab.data_prep.task import RawDataError
 from mlops_lab.features import (
     SKOPS_TRUSTED_TYPES,
     build_model,
@@ -39,6 +40,7 @@ from mlops_lab.training.transform import (
     choose_winner,
     cross_validate_model,
     input_field_types,
+    ordered_decision_weights,
     ordered_probabilities,
     per_class_metrics,
     results_table,
@@ -51,6 +53,31 @@ log = logging.getLogger(__name__)
 CHAMPION = "champion"
 MODEL_PACKAGES = ("mlflow", "mlops-lab", "numpy", "pandas", "scikit-learn", "scipy", "skops")
 CHALLENGER = "challenger"
+
+
+def find_candidate(candidates: list[CandidateConfig], name: str, setting: str) -> CandidateConfig:
+    """The training candidate a command's `setting` names; ConfigError if there is none."""
+    # Checked when the command runs, not in config.py: a pipeline that never runs it needs
+    # no such candidate.
+    candidate = next((c for c in candidates if c.name == name), None)
+    if candidate is None:
+        names = [c.name for c in candidates]
+        raise ConfigError(f"{setting} {name!r} is not among the training candidates {names}")
+    return candidate
+
+
+def read_training_part(config: LabConfig, purpose: str) -> Split:
+    """The notebook's split of the prepared listings, for a command run outside the pipeline."""
+    prepared_path = config.data.prepared_path
+    if not prepared_path.is_file():
+        raise RawDataError(
+            f"{prepared_path} does not exist: run `dvc repro data_prep` before {purpose}"
+        )
+    return split_like_notebook(
+        pd.read_parquet(prepared_path),
+        config.training.test_size,
+        config.training.split_random_state,
+    )
 
 
 def signature() -> ModelSignature:
@@ -73,7 +100,12 @@ def evaluate_candidate(
     candidate: CandidateConfig, split: Split, training: TrainingConfig, categories: list[str]
 ) -> tuple[CandidateResult, Pipeline]:
     """Cross-validate on the training part, fit on all of it, score the test part once."""
-    model = build_model(candidate.estimator, resolve_features(candidate.features), candidate.params)
+    model = build_model(
+        candidate.estimator,
+        resolve_features(candidate.features),
+        candidate.params,
+        candidate.decision,
+    )
     started = time.perf_counter()
     cv_mean, cv_std = cross_validate_model(
         model, split.train_features, split.train_target, training.cv_folds, training.cv_random_state
@@ -83,12 +115,13 @@ def evaluate_candidate(
     probabilities = ordered_probabilities(
         model.predict_proba(split.test_features), list(model.classes_), categories
     )
+    weights = ordered_decision_weights(model, categories)
     result = CandidateResult(
         name=candidate.name,
         cv_mean=cv_mean,
         cv_std=cv_std,
-        test=score_probabilities(split.test_target, probabilities, categories),
-        per_class=per_class_metrics(split.test_target, probabilities, categories),
+        test=score_probabilities(split.test_target, probabilities, categories, weights),
+        per_class=per_class_metrics(split.test_target, probabilities, categories, weights),
         seconds=time.perf_counter() - started,
     )
     return result, model
@@ -101,6 +134,7 @@ def log_candidate(candidate: CandidateConfig, result: CandidateResult) -> None:
         mlflow.log_params(
             {
                 "estimator": candidate.estimator,
+                "decision": candidate.decision,
                 "features": ",".join(resolve_features(candidate.features)),
                 **candidate.params,
             }
@@ -138,7 +172,8 @@ def champion_score(
     probabilities = ordered_probabilities(
         champion.predict_proba(split.test_features), list(champion.classes_), categories
     )
-    score = score_probabilities(split.test_target, probabilities, categories)[metric]
+    weights = ordered_decision_weights(champion, categories)
+    score = score_probabilities(split.test_target, probabilities, categories, weights)[metric]
     return str(version), score
 
 

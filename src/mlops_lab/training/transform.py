@@ -18,6 +18,7 @@ from sklearn.metrics import (
 from sklearn.model_selection import StratifiedKFold, train_test_split
 from sklearn.pipeline import Pipeline
 
+from mlops_lab.decision import decision_weights, weighted_labels
 from mlops_lab.features import predict_sequentially
 from mlops_lab.listing import BOROUGH_ALIAS, MODEL_INPUT_FIELDS, NUMERIC_FIELDS, REQUIRED_FIELDS
 
@@ -63,7 +64,10 @@ def fold_scores(
             features.iloc[validation_rows]
         )
         yield score_probabilities(
-            target.iloc[validation_rows], probabilities, list(fold_model.classes_)
+            target.iloc[validation_rows],
+            probabilities,
+            list(fold_model.classes_),
+            decision_weights(fold_model[-1]),
         )
 
 
@@ -85,10 +89,14 @@ def cross_validate_model(
 
 
 def score_probabilities(
-    truth: pd.Series, probabilities: np.ndarray, classes: list[str]
+    truth: pd.Series,
+    probabilities: np.ndarray,
+    classes: list[str],
+    weights: np.ndarray | None = None,
 ) -> dict[str, float]:
-    """Accuracy, one-vs-rest ROC AUC, macro F1 and log loss of predicted class probabilities."""
-    predicted = np.asarray(classes)[probabilities.argmax(axis=1)]
+    """Accuracy, one-vs-rest ROC AUC, macro F1 and log loss of predicted class probabilities,
+    labelled by the model's decision weights (None: the most probable category)."""
+    predicted = weighted_labels(probabilities, _weights(weights, classes), np.asarray(classes))
     # roc_auc_score and log_loss read probability columns in sorted label order.
     alphabetical = np.argsort(classes)
     sorted_probabilities = probabilities[:, alphabetical]
@@ -103,11 +111,19 @@ def score_probabilities(
     }
 
 
+def _weights(weights: np.ndarray | None, classes: list[str]) -> np.ndarray:
+    """The decision weights given, or ones (the most probable category)."""
+    return np.ones(len(classes)) if weights is None else weights
+
+
 def per_class_metrics(
-    truth: pd.Series, probabilities: np.ndarray, classes: list[str]
+    truth: pd.Series,
+    probabilities: np.ndarray,
+    classes: list[str],
+    weights: np.ndarray | None = None,
 ) -> dict[str, dict[str, float]]:
-    """Precision, recall and support of each price category."""
-    predicted = np.asarray(classes)[probabilities.argmax(axis=1)]
+    """Precision, recall and support of each price category, labelled as score_probabilities."""
+    predicted = weighted_labels(probabilities, _weights(weights, classes), np.asarray(classes))
     precision, recall, _, support = precision_recall_fscore_support(
         truth, predicted, labels=classes, zero_division=0
     )
@@ -123,6 +139,12 @@ def ordered_probabilities(
     """Probability columns reordered from the model's class order to the category order."""
     position = {name: index for index, name in enumerate(model_classes)}
     return probabilities[:, [position[name] for name in categories]]
+
+
+def ordered_decision_weights(model: Pipeline, categories: list[str]) -> np.ndarray:
+    """The fitted model's decision weights, in category order."""
+    weights = decision_weights(model[-1])[np.newaxis, :]
+    return ordered_probabilities(weights, list(model.classes_), categories)[0]
 
 
 def choose_winner(results: list[CandidateResult], metric: str) -> CandidateResult:

@@ -21,13 +21,13 @@ import optuna
 import pandas as pd
 import yaml
 
-from mlops_lab.config import CandidateConfig, ConfigError, TuningConfig
+from mlops_lab.config import CandidateConfig, TuningConfig
 from mlops_lab.context import StageContext
-from mlops_lab.data_prep.task import RawDataError
 from mlops_lab.features import build_model, resolve_features
 from mlops_lab.files import write_text_atomically
 from mlops_lab.tracking import STAGE_TAG, stage_run
-from mlops_lab.training.transform import fold_scores, split_like_notebook, summarize_folds
+from mlops_lab.training.task import find_candidate, read_training_part
+from mlops_lab.training.transform import fold_scores, summarize_folds
 from mlops_lab.tuning.transform import (
     BUDGET_STATES,
     budget_spent,
@@ -141,19 +141,8 @@ def run(context: StageContext) -> None:
     """Run trials of the shared study until its budget is spent; write its best parameters."""
     settings = context.config.tuning
     training = context.config.training
-    # Checked here, not in config.py: a pipeline run with other candidates needs no tuning.
-    candidate = next((c for c in training.candidates if c.name == settings.candidate), None)
-    if candidate is None:
-        names = [c.name for c in training.candidates]
-        raise ConfigError(f"tuning.candidate {settings.candidate!r} is not among {names}")
-    prepared_path = context.config.data.prepared_path
-    if not prepared_path.is_file():
-        raise RawDataError(
-            f"{prepared_path} does not exist: run `dvc repro data_prep` before tuning"
-        )
-    split = split_like_notebook(
-        pd.read_parquet(prepared_path), training.test_size, training.split_random_state
-    )
+    candidate = find_candidate(training.candidates, settings.candidate, "tuning.candidate")
+    split = read_training_part(context.config, "tuning")
     url = storage_url(os.environ, settings.embedded_storage_path)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     # Heartbeats and the matplotlib plots are marked experimental; we pin optuna's version.

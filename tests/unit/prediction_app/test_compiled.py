@@ -54,6 +54,16 @@ def test_small_batches_walk_the_trees_in_numpy_and_still_match(boosted, split, s
         assert np.array_equal(compiled.predict_proba(records(chunk)), boosted.predict_proba(chunk))
 
 
+def test_a_decision_step_compiles_to_its_classifiers_probabilities(split):
+    train, test = split
+    model = build_model(
+        "hist_gradient_boosting", ALL_FEATURES, {"max_iter": 20, "random_state": 0}, "macro_f1"
+    ).fit(train, train["price_category"])
+    compiled = compile_model(model)
+    assert np.array_equal(compiled.predict_proba(records(test)), model.predict_proba(test))
+    assert np.array_equal(compiled.predict_proba(records(test[:5])), model.predict_proba(test[:5]))
+
+
 def test_the_numpy_walk_matches_scikit_learns_raw_scores(boosted, split):
     _, test = split
     compiled = compile_model(boosted)

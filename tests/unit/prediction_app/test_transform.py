@@ -14,6 +14,7 @@ def test_format_predictions_takes_the_most_likely_category():
         [7, "x"],
         np.array([[0.1, 0.2, 0.6, 0.1], [0.7, 0.1, 0.1, 0.1]]),
         ["low", "mid", "high", "lux"],
+        np.ones(4),
     )
     assert predictions[0] == {
         "id": 7,
@@ -22,3 +23,11 @@ def test_format_predictions_takes_the_most_likely_category():
     }
     assert predictions[1]["id"] == "x"
     assert predictions[1]["price_category"] == "low"
+
+
+def test_format_predictions_labels_with_the_decision_weights():
+    probabilities = np.array([[0.1, 0.2, 0.4, 0.3]])
+    weights = np.array([1.0, 1.0, 1.0, 1.5])
+    predictions = format_predictions([7], probabilities, ["low", "mid", "high", "lux"], weights)
+    assert predictions[0]["price_category"] == "lux"
+    assert predictions[0]["probabilities"]["lux"] == 0.3

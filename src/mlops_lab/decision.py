@@ -1,0 +1,96 @@
+"""The model's last step when a candidate asks for it: a classifier that picks labels for macro F1.
+
+Probabilities stay the classifier's own (so ROC AUC and log loss do not change); only the
+label changes. Picking the most probable category rarely names the 5% of lux listings, and
+macro F1 counts each category equally. Measured on the tuned gradient boosting (3-fold CV of
+the training part): weighting the probabilities lifts macro F1 from 0.630 to 0.636, while
+class weights in the loss (`class_weight: balanced`) lower it to 0.620 and ROC AUC to 0.871.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin, clone
+from sklearn.metrics import f1_score
+from sklearn.model_selection import StratifiedKFold, cross_val_predict
+
+# Candidate multipliers of each class's probability, searched one class at a time.
+WEIGHT_GRID = tuple(round(0.5 + 0.05 * step, 2) for step in range(51))
+SEARCH_PASSES = 3
+
+
+def weighted_labels(
+    probabilities: np.ndarray, weights: np.ndarray, classes: np.ndarray
+) -> np.ndarray:
+    """Each row's class with the highest weighted probability."""
+    return np.asarray(classes)[np.argmax(probabilities * weights, axis=1)]
+
+
+def macro_f1_weights(
+    probabilities: np.ndarray, truth: np.ndarray, classes: np.ndarray
+) -> np.ndarray:
+    """Per-class probability multipliers whose weighted argmax scores the best macro F1."""
+    weights = np.ones(len(classes))
+
+    def score(candidate: np.ndarray) -> float:
+        predicted = weighted_labels(probabilities, candidate, classes)
+        return float(f1_score(truth, predicted, labels=classes, average="macro"))
+
+    best = score(weights)
+    for _ in range(SEARCH_PASSES):
+        improved = False
+        for position in range(len(classes)):
+            for value in WEIGHT_GRID:
+                candidate = weights.copy()
+                candidate[position] = value
+                candidate_score = score(candidate)
+                # Strictly better only: ties keep the plain argmax (all ones).
+                if candidate_score > best + 1e-12:
+                    best, weights, improved = candidate_score, candidate, True
+        if not improved:
+            break
+    return weights
+
+
+def decision_weights(classifier: Any) -> np.ndarray:
+    """The probability multipliers a fitted classifier labels with (ones: plain argmax)."""
+    if isinstance(classifier, MacroF1Decision):
+        return classifier.class_weights_
+    return np.ones(len(classifier.classes_))
+
+
+def probability_model(classifier: Any) -> Any:
+    """The fitted classifier that computes the probabilities."""
+    if isinstance(classifier, MacroF1Decision):
+        return classifier.estimator_
+    return classifier
+
+
+class MacroF1Decision(ClassifierMixin, BaseEstimator):
+    """A classifier's probabilities, labelled by weights learnt on its held-out predictions."""
+
+    def __init__(self, estimator: Any, decision_folds: int = 3, random_state: int = 1):
+        self.estimator = estimator
+        self.decision_folds = decision_folds
+        self.random_state = random_state
+
+    def fit(self, features: Any, price_category: Any) -> MacroF1Decision:
+        truth = np.asarray(price_category)
+        # Weights come from predictions on rows each fold's model did not see, so they are
+        # fitted as they will be used, never on the rows they are scored on.
+        folds = StratifiedKFold(self.decision_folds, shuffle=True, random_state=self.random_state)
+        held_out = cross_val_predict(
+            clone(self.estimator), features, truth, cv=folds, method="predict_proba"
+        )
+        self.estimator_ = clone(self.estimator).fit(features, truth)
+        self.classes_ = self.estimator_.classes_
+        self.class_weights_ = macro_f1_weights(held_out, truth, self.classes_)
+        return self
+
+    def predict_proba(self, features: Any) -> np.ndarray:
+        return self.estimator_.predict_proba(features)
+
+    def predict(self, features: Any) -> np.ndarray:
+        return weighted_labels(self.predict_proba(features), self.class_weights_, self.classes_)
