@@ -12,6 +12,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import matplotlib.pyplot as plt
+from matplotlib.figure import Figure
+
 
 @contextmanager
 def atomic_path(target: Path) -> Iterator[Path]:
@@ -51,3 +54,11 @@ def replace_directory_atomically(target: Path, fill: Callable[[Path], None]) -> 
     finally:
         shutil.rmtree(staging, ignore_errors=True)
         shutil.rmtree(retired, ignore_errors=True)
+
+
+def save_figure(figure: Figure, path: Path) -> Path:
+    """Write a figure as PNG, atomically, and release its memory."""
+    with atomic_path(path) as temporary:
+        figure.savefig(temporary, format="png", dpi=110, bbox_inches="tight")
+    plt.close(figure)
+    return path

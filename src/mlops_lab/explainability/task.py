@@ -5,27 +5,29 @@ from __future__ import annotations
 import json
 import logging
 import time
-from pathlib import Path
 
-import matplotlib.pyplot as plt
 import mlflow
 import pandas as pd
-from matplotlib.figure import Figure
 from mlflow.tracking import MlflowClient
 
 from mlops_lab.context import StageContext
+from mlops_lab.decision import weighted_labels
 from mlops_lab.explainability.transform import (
     beeswarm_figure,
     confusion_figure,
+    expected_calibration_error,
     mean_abs_shap,
     mean_abs_shap_figure,
     normalized_confusion,
     per_class_figure,
+    reliability_figure,
+    reliability_table,
     shap_explanation,
 )
-from mlops_lab.files import atomic_path, write_json_atomically
+from mlops_lab.files import atomic_path, save_figure, write_json_atomically
 from mlops_lab.tracking import stage_run
 from mlops_lab.training.transform import (
+    ordered_decision_weights,
     ordered_probabilities,
     per_class_metrics,
     split_like_notebook,
@@ -34,14 +36,7 @@ from mlops_lab.training.transform import (
 log = logging.getLogger(__name__)
 
 TOP_FEATURES = 15
-
-
-def save_figure(figure: Figure, path: Path) -> Path:
-    """Write a figure as PNG, atomically, and release its memory."""
-    with atomic_path(path) as temporary:
-        figure.savefig(temporary, format="png", dpi=110, bbox_inches="tight")
-    plt.close(figure)
-    return path
+RELIABILITY_BINS = 10
 
 
 def run(context: StageContext) -> None:
@@ -66,9 +61,14 @@ def run(context: StageContext) -> None:
         probabilities = ordered_probabilities(
             model.predict_proba(split.test_features), list(model.classes_), categories
         )
-        predicted = pd.Series(categories).to_numpy()[probabilities.argmax(axis=1)]
+        weights = ordered_decision_weights(model, categories)
+        predicted = weighted_labels(probabilities, weights, pd.Series(categories).to_numpy())
         confusion = normalized_confusion(split.test_target, predicted, categories)
-        per_class = per_class_metrics(split.test_target, probabilities, categories)
+        per_class = per_class_metrics(split.test_target, probabilities, categories, weights)
+        reliability = reliability_table(
+            split.test_target, probabilities, categories, RELIABILITY_BINS
+        )
+        calibration_error = expected_calibration_error(reliability)
 
         sample = split.test_features.sample(
             n=min(settings.shap_sample_size, len(split.test_features)),
@@ -100,6 +100,9 @@ def run(context: StageContext) -> None:
             ),
             save_figure(confusion_figure(confusion), reports / "confusion_matrix.png"),
             save_figure(per_class_figure(per_class), reports / "per_class_metrics.png"),
+            save_figure(
+                reliability_figure(reliability, calibration_error), reports / "reliability.png"
+            ),
         ]
         with atomic_path(reports / "test_predictions.csv") as temporary:
             pd.DataFrame({"actual": split.test_target.to_numpy(), "predicted": predicted}).to_csv(
@@ -113,6 +116,9 @@ def run(context: StageContext) -> None:
                 "top_features": list(importance.index[:5]),
                 "recall": {name: round(per_class[name]["recall"], 6) for name in categories},
                 "precision": {name: round(per_class[name]["precision"], 6) for name in categories},
+                "expected_calibration_error": {
+                    name: round(calibration_error[name], 6) for name in categories
+                },
             },
         )
 
@@ -122,4 +128,5 @@ def run(context: StageContext) -> None:
             # The plots also belong to the run that made the model, where the registry links.
             client.log_artifact(registration["run_id"], str(path), artifact_path="explainability")
         mlflow.log_metrics({f"test_recall_{n}": v["recall"] for n, v in per_class.items()})
+        mlflow.log_metrics({f"test_calibration_error_{n}": v for n, v in calibration_error.items()})
         log.info("wrote %s", ", ".join(str(path) for path in written))

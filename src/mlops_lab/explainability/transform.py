@@ -123,3 +123,56 @@ def per_class_figure(per_class: dict[str, dict[str, float]]) -> Figure:
     axes.legend()
     figure.tight_layout()
     return figure
+
+
+def reliability_table(
+    truth: pd.Series, probabilities: np.ndarray, categories: list[str], bins: int
+) -> pd.DataFrame:
+    """Per category and probability bin (equal counts): mean predicted vs observed frequency."""
+    rows = []
+    for column, category in enumerate(categories):
+        predicted = probabilities[:, column]
+        observed = (np.asarray(truth) == category).astype(float)
+        # Equal-count bins: a rare category's few confident listings still get a point.
+        edges = np.unique(np.quantile(predicted, np.linspace(0, 1, bins + 1)))
+        bin_of = np.clip(np.searchsorted(edges, predicted, side="right") - 1, 0, len(edges) - 2)
+        for index in np.unique(bin_of):
+            members = bin_of == index
+            rows.append(
+                {
+                    "category": category,
+                    "mean_predicted": float(predicted[members].mean()),
+                    "observed": float(observed[members].mean()),
+                    "listings": int(members.sum()),
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def expected_calibration_error(reliability: pd.DataFrame) -> dict[str, float]:
+    """Per category, the listing-weighted mean gap between predicted and observed frequency."""
+    gap = (reliability["mean_predicted"] - reliability["observed"]).abs() * reliability["listings"]
+    totals = reliability.assign(gap=gap).groupby("category", sort=False)[["gap", "listings"]].sum()
+    return {str(name): float(row.gap / row.listings) for name, row in totals.iterrows()}
+
+
+def reliability_figure(reliability: pd.DataFrame, calibration_error: dict[str, float]) -> Figure:
+    """Reliability diagram: each category's predicted probability against how often it was true."""
+    figure, axes = plt.subplots(figsize=(6, 6))
+    axes.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1, label="perfect")
+    for category, points in reliability.groupby("category", sort=False):
+        axes.plot(
+            points["mean_predicted"],
+            points["observed"],
+            marker="o",
+            markersize=4,
+            label=f"{category} (ECE {calibration_error[str(category)]:.3f})",
+        )
+    axes.set_xlim(0, 1)
+    axes.set_ylim(0, 1)
+    axes.set_xlabel("predicted probability (mean over a bin of listings)")
+    axes.set_ylabel("share of those listings in the category")
+    axes.set_title("Reliability on the test part, one category against the rest")
+    axes.legend(loc="upper left")
+    figure.tight_layout()
+    return figure

@@ -6,10 +6,13 @@ from matplotlib.figure import Figure
 from mlops_lab.explainability.transform import (
     beeswarm_figure,
     confusion_figure,
+    expected_calibration_error,
     mean_abs_shap,
     mean_abs_shap_figure,
     normalized_confusion,
     per_class_figure,
+    reliability_figure,
+    reliability_table,
     shap_explanation,
 )
 from mlops_lab.features import build_model
@@ -67,3 +70,28 @@ def test_figures_are_drawn(explanation):
     ):
         assert isinstance(figure, Figure)
         assert figure.axes
+
+
+def test_reliability_of_perfectly_calibrated_probabilities_has_no_gap():
+    # Of the listings given lux 0.25, one in four is lux; of those given 0.75, three in four.
+    truth = pd.Series(["lux", "low", "low", "low", "lux", "lux", "lux", "low"])
+    lux = np.array([0.25] * 4 + [0.75] * 4)
+    probabilities = np.column_stack([1 - lux, lux])
+    table = reliability_table(truth, probabilities, ["low", "lux"], bins=2)
+    assert table["listings"].sum() == 2 * len(truth)
+    lux_rows = table[table["category"] == "lux"]
+    assert lux_rows["mean_predicted"].tolist() == pytest.approx(lux_rows["observed"].tolist())
+    assert expected_calibration_error(table) == pytest.approx({"low": 0.0, "lux": 0.0})
+    assert isinstance(reliability_figure(table, expected_calibration_error(table)), Figure)
+
+
+def test_calibration_error_weighs_each_bin_by_its_listings():
+    table = pd.DataFrame(
+        {
+            "category": ["lux", "lux"],
+            "mean_predicted": [0.1, 0.9],
+            "observed": [0.1, 0.5],
+            "listings": [3, 1],
+        }
+    )
+    assert expected_calibration_error(table) == pytest.approx({"lux": 0.1})
