@@ -177,3 +177,12 @@ def tune(config_path: Path) -> None:
     from mlops_lab.tuning import task
 
     _run_stage(config_path, task.run)
+
+
+@main.command("ablate")
+@config_option
+def ablate(config_path: Path) -> None:
+    """Cross-validate the ablation candidate without each feature group in turn; write the table."""
+    from mlops_lab.ablation import task
+
+    _run_stage(config_path, task.run)

@@ -115,6 +115,13 @@ class TuningConfig(_Section):
     tuned_params_path: Path
 
 
+class AblationConfig(_Section):
+    candidate: str
+    cv_folds: int = Field(ge=2)
+    table_path: Path
+    plot_path: Path
+
+
 class ExplainabilityConfig(_Section):
     shap_sample_size: int = Field(gt=0)
     shap_background_size: int = Field(gt=0)
@@ -145,6 +152,7 @@ class LabConfig(_Section):
     data_prep: DataPrepConfig
     training: TrainingConfig
     tuning: TuningConfig
+    ablation: AblationConfig
     explainability: ExplainabilityConfig
     prediction_app: PredictionAppConfig
 

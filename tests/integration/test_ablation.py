@@ -1,0 +1,58 @@
+"""`mlops-lab ablate` on a small lab, tracked on a real mlflow server: one run per removed
+feature group, and the table as a file and an MLflow artifact."""
+
+import pandas as pd
+import pytest
+from mlflow import MlflowClient
+
+from mlops_lab.ablation.transform import NOTHING_REMOVED
+from mlops_lab.features import FEATURE_GROUPS
+
+pytestmark = pytest.mark.integration
+
+
+def small_ablation(config: dict) -> None:
+    config["ablation"]["cv_folds"] = 2
+
+
+def test_ablate_scores_each_feature_group_removed_and_logs_the_table(small_project, mlflow_server):
+    small_project.edit_config(small_ablation)
+    small_project.commit("small ablation")
+    environment = {"MLFLOW_TRACKING_URI": mlflow_server["uri"]}
+    missing = small_project.run(["mlops-lab", "ablate"], environment)
+    assert missing.returncode != 0
+    assert "run `dvc repro data_prep` before ablating" in missing.stderr
+    assert "Traceback" not in missing.stderr
+
+    assert small_project.run(["mlops-lab", "data-prep"], environment).returncode == 0
+    result = small_project.run(["mlops-lab", "ablate"], environment)
+    assert result.returncode == 0, result.stderr
+
+    table = pd.read_csv(small_project.path / "metrics/ablation.csv")
+    assert table["removed"].tolist()[0] == NOTHING_REMOVED
+    assert sorted(table["removed"].tolist()[1:]) == sorted(FEATURE_GROUPS)
+    assert table.loc[0, "roc_auc_ovr_change"] == 0
+    assert (small_project.path / "reports/ablation.png").stat().st_size > 0
+    assert f"[{len(table)}/{len(table)}] without" in result.stderr
+
+    client = MlflowClient(mlflow_server["uri"])
+    experiment = client.get_experiment_by_name("airbnb-price-category")
+    [run] = client.search_runs([experiment.experiment_id], "tags.`mlops_lab.stage` = 'ablation'")
+    artifacts = {item.path for item in client.list_artifacts(run.info.run_id, "ablation")}
+    assert artifacts == {"ablation/ablation.csv", "ablation/ablation.png"}
+    children = client.search_runs(
+        [experiment.experiment_id], f"tags.mlflow.parentRunId = '{run.info.run_id}'"
+    )
+    assert len(children) == len(table)
+
+
+def test_ablate_names_an_unknown_candidate(small_project):
+    def unknown(config: dict) -> None:
+        config["ablation"]["candidate"] = "no_such_model"
+
+    small_project.edit_config(unknown)
+    result = small_project.run(["mlops-lab", "ablate"])
+    assert result.returncode != 0
+    assert "ablation.candidate 'no_such_model' is not among the training candidates" in (
+        result.stderr
+    )
