@@ -8,7 +8,6 @@ from sklearn.preprocessing import StandardScaler
 
 from mlops_lab.features import ALL_FEATURES, build_model
 from mlops_lab.prediction_app.compiled import (
-    VECTORISED_TREE_WALK_MAX_ROWS,
     CompiledModel,
     UnsupportedModel,
     compile_model,
@@ -41,12 +40,12 @@ def records(frame: pd.DataFrame) -> list[dict]:
 def test_a_batch_matches_the_pipeline_bit_for_bit(boosted, split):
     _, test = split
     compiled = compile_model(boosted)
-    assert len(test) > VECTORISED_TREE_WALK_MAX_ROWS
+    assert len(test) == 500
     assert np.array_equal(compiled.predict_proba(records(test)), boosted.predict_proba(test))
 
 
-@pytest.mark.parametrize("size", [1, 2, 7, VECTORISED_TREE_WALK_MAX_ROWS, 33])
-def test_small_batches_walk_the_trees_in_numpy_and_still_match(boosted, split, size):
+@pytest.mark.parametrize("size", [1, 2, 7, 33, 64])
+def test_batches_of_any_size_match(boosted, split, size):
     _, test = split
     compiled = compile_model(boosted)
     for start in range(0, 120, size):
@@ -64,7 +63,7 @@ def test_a_decision_step_compiles_to_its_classifiers_probabilities(split):
     assert np.array_equal(compiled.predict_proba(records(test[:5])), model.predict_proba(test[:5]))
 
 
-def test_the_numpy_walk_matches_scikit_learns_raw_scores(boosted, split):
+def test_the_compiled_walk_matches_scikit_learns_raw_scores(boosted, split):
     _, test = split
     compiled = compile_model(boosted)
     features = boosted[:-1].transform(test)
