@@ -33,6 +33,7 @@ def test_ablate_scores_each_feature_group_removed_and_logs_the_table(small_proje
     assert sorted(table["removed"].tolist()[1:]) == sorted(FEATURE_GROUPS)
     assert table.loc[0, "roc_auc_ovr_change"] == 0
     assert (small_project.path / "reports/ablation.png").stat().st_size > 0
+    assert f"[1/{len(table)}] {NOTHING_REMOVED}" in result.stderr
     assert f"[{len(table)}/{len(table)}] without" in result.stderr
 
     client = MlflowClient(mlflow_server["uri"])

@@ -50,15 +50,16 @@ def run(context: StageContext) -> None:
                 )
             )
             means, spreads = summarize_folds(scores[removed])
-            with mlflow.start_run(run_name=f"without {removed}", nested=True):
+            label = removed if removed == NOTHING_REMOVED else f"without {removed}"
+            with mlflow.start_run(run_name=label, nested=True):
                 mlflow.log_params({"removed": removed, "features": ",".join(kept)})
                 mlflow.log_metrics({f"cv_{name}": value for name, value in means.items()})
                 mlflow.log_metrics({f"cv_{name}_std": value for name, value in spreads.items()})
             log.info(
-                "[%d/%d] without %s (%d features): CV ROC AUC %.4f ± %.4f",
+                "[%d/%d] %s (%d features): CV ROC AUC %.4f ± %.4f",
                 position,
                 len(feature_sets),
-                removed,
+                label,
                 len(kept),
                 means["roc_auc_ovr"],
                 spreads["roc_auc_ovr"],
