@@ -43,12 +43,10 @@ def fixed_trials(space, count: int) -> list[dict]:
 def timed_run(workers: int, trials: list[dict], folder: Path) -> float:
     config = yaml.safe_load((ROOT / "config.yaml").read_text())
     config["tuning"].update(
-        {
-            "study_name": f"bench-{workers}",
-            "trials": len(trials),
-            "embedded_storage_path": str(folder / "optuna.db"),
-            "tuned_params_path": str(folder / "tuned.yaml"),
-        }
+        {"trials": len(trials), "embedded_storage_path": str(folder / "optuna.db")}
+    )
+    config["tuning"]["studies"][0].update(
+        {"study_name": f"bench-{workers}", "tuned_params_path": str(folder / "tuned.yaml")}
     )
     config_path = folder / "config.yaml"
     config_path.write_text(yaml.safe_dump(config, sort_keys=False))
@@ -89,10 +87,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=16)
     arguments = parser.parse_args()
-    config = load_config(ROOT / "config.yaml")
+    config = load_config(ROOT / "config.yaml", tuned_params=False)
     if not (ROOT / config.data.prepared_path).is_file():
         sys.exit("no prepared data: run `make run` first")
-    trials = fixed_trials(config.tuning.search_space, arguments.trials)
+    trials = fixed_trials(config.tuning.studies[0].search_space, arguments.trials)
     seconds = {}
     for workers in (1, 2):
         with tempfile.TemporaryDirectory(prefix="mlops-lab-bench-tuning-") as folder:

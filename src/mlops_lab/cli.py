@@ -39,9 +39,9 @@ def _client_settings() -> None:
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
 
 
-def build_context(config_path: Path) -> StageContext:
+def build_context(config_path: Path, tuned_params: bool = True) -> StageContext:
     """Read config.yaml once and work out where this run is tracked and how it is tagged."""
-    config = load_config(config_path)
+    config = load_config(config_path, tuned_params)
     project_root = Path.cwd()
     raw_path = config.data.raw_path
     require_raw_file(raw_path)
@@ -64,10 +64,12 @@ def build_context(config_path: Path) -> StageContext:
     return StageContext(config, tracking, lineage, project_root)
 
 
-def _run_stage(config_path: Path, stage: Callable[[StageContext], None]) -> None:
+def _run_stage(
+    config_path: Path, stage: Callable[[StageContext], None], tuned_params: bool = True
+) -> None:
     _client_settings()
     try:
-        stage(build_context(config_path))
+        stage(build_context(config_path, tuned_params))
     except MlflowException as error:
         _fail(_lost_server(error) or str(error))
     except USER_ERRORS as error:
@@ -172,11 +174,17 @@ def serve() -> None:
 
 @main.command("tune")
 @config_option
-def tune(config_path: Path) -> None:
-    """Join the shared Optuna study (OPTUNA_STORAGE, else SQLite) and write its best parameters."""
+@click.option(
+    "--candidate",
+    "candidate_name",
+    default=None,
+    help="Whose study to join (config.yaml tuning.studies); the first study by default.",
+)
+def tune(config_path: Path, candidate_name: str | None) -> None:
+    """Join a shared Optuna study (OPTUNA_STORAGE, else SQLite) and write its best parameters."""
     from mlops_lab.tuning import task
 
-    _run_stage(config_path, task.run)
+    _run_stage(config_path, lambda context: task.run(context, candidate_name), tuned_params=False)
 
 
 @main.command("ablate")

@@ -102,17 +102,39 @@ class SearchDimension(_Section):
         return self
 
 
-class TuningConfig(_Section):
+class StudyConfig(_Section):
     candidate: str
     study_name: str
+    search_space: dict[str, SearchDimension] = Field(min_length=1)
+    tuned_params_path: Path
+
+
+class TuningConfig(_Section):
     # Optuna's study storage when OPTUNA_STORAGE is unset: a SQLite file.
     embedded_storage_path: Path
     trials: int = Field(gt=0)
     cv_folds: int = Field(ge=2)
     # A worker that stops answering for 3 heartbeats has its running trial marked failed.
     heartbeat_seconds: int = Field(gt=0)
-    search_space: dict[str, SearchDimension] = Field(min_length=1)
-    tuned_params_path: Path
+    # One study per tuned candidate; `mlops-lab tune` runs the first unless told which.
+    studies: list[StudyConfig] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _one_study_per_candidate(self) -> TuningConfig:
+        candidates = [study.candidate for study in self.studies]
+        if len(set(candidates)) != len(candidates):
+            raise ValueError(f"each candidate can have one study, got {candidates}")
+        return self
+
+    def study_for(self, candidate: str | None) -> StudyConfig:
+        """The study of the named candidate, or the first study."""
+        if candidate is None:
+            return self.studies[0]
+        for study in self.studies:
+            if study.candidate == candidate:
+                return study
+        known = [study.candidate for study in self.studies]
+        raise ConfigError(f"no study in tuning.studies for {candidate!r}; there are {known}")
 
 
 class AblationConfig(_Section):
@@ -171,8 +193,10 @@ def with_tuned_params(candidate: CandidateConfig) -> CandidateConfig:
     return candidate.model_copy(update={"params": {**candidate.params, **tuned}})
 
 
-def load_config(path: Path) -> LabConfig:
-    """Read and validate config.yaml; its relative paths are relative to the working directory."""
+def load_config(path: Path, tuned_params: bool = True) -> LabConfig:
+    """Read and validate config.yaml; its relative paths are relative to the working directory.
+    Tuned candidates get their tuned parameters unless `tuned_params` is off (the tuner, which
+    writes them, must run before they exist)."""
     try:
         raw = yaml.safe_load(path.read_text())
     except OSError as error:
@@ -189,6 +213,8 @@ def load_config(path: Path) -> LabConfig:
             for issue in error.errors()
         )
         raise ConfigError(f"config file {path} is invalid: {problems}") from error
+    if not tuned_params:
+        return config
     candidates = [with_tuned_params(candidate) for candidate in config.training.candidates]
     training = config.training.model_copy(update={"candidates": candidates})
     return config.model_copy(update={"training": training})

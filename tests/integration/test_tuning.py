@@ -22,9 +22,8 @@ STUDY = "shared-study"
 
 
 def small_tuning(config: dict) -> None:
-    config["tuning"].update(
-        {"study_name": STUDY, "trials": BUDGET, "cv_folds": 2, "heartbeat_seconds": 1}
-    )
+    config["tuning"].update({"trials": BUDGET, "cv_folds": 2, "heartbeat_seconds": 1})
+    config["tuning"]["studies"][0]["study_name"] = STUDY
 
 
 @pytest.fixture()

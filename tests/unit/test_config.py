@@ -49,3 +49,31 @@ def test_unknown_keys_and_wrong_types_name_the_field(tmp_path, project_root):
 
     with pytest.raises(ConfigError, match=r"training\.cv_folds.*training\.typo_key|typo_key"):
         load_config(write_config(tmp_path, project_root, break_it))
+
+
+def test_tune_finds_a_study_by_candidate_or_takes_the_first(lab_config):
+    tuning = lab_config.tuning
+    assert tuning.study_for(None) == tuning.studies[0]
+    assert tuning.study_for("random_forest_all_features").study_name == "random-forest-1"
+    with pytest.raises(ConfigError, match=r"no study in tuning.studies for 'lasso'; there are"):
+        tuning.study_for("lasso")
+
+
+def test_each_candidate_has_one_study(tmp_path, project_root):
+    def repeat_study(raw):
+        raw["tuning"]["studies"].append(raw["tuning"]["studies"][0])
+
+    with pytest.raises(ConfigError, match="each candidate can have one study"):
+        load_config(write_config(tmp_path, project_root, repeat_study))
+
+
+def test_a_missing_tuned_params_file_stops_training_but_not_the_tuner(tmp_path, project_root):
+    def unwritten(raw):
+        for candidate in raw["training"]["candidates"]:
+            if candidate.get("tuned_params_path"):
+                candidate["tuned_params_path"] = str(tmp_path / "not-yet.yaml")
+
+    path = write_config(tmp_path, project_root, unwritten)
+    with pytest.raises(ConfigError, match=r"run `mlops-lab tune` to write them"):
+        load_config(path)
+    assert load_config(path, tuned_params=False).tuning.studies

@@ -21,7 +21,7 @@ import optuna
 import pandas as pd
 import yaml
 
-from mlops_lab.config import CandidateConfig, TuningConfig
+from mlops_lab.config import CandidateConfig, StudyConfig, TuningConfig
 from mlops_lab.context import StageContext
 from mlops_lab.features import build_model, resolve_features
 from mlops_lab.files import write_text_atomically
@@ -47,7 +47,7 @@ def storage_url(environment: Mapping[str, str], embedded_path: Path) -> str:
     return f"sqlite:///{embedded_path.resolve()}"
 
 
-def open_study(settings: TuningConfig, url: str) -> optuna.Study:
+def open_study(settings: TuningConfig, study_settings: StudyConfig, url: str) -> optuna.Study:
     """The shared study, created by whichever worker comes first."""
     storage = optuna.storages.RDBStorage(
         url,
@@ -56,7 +56,7 @@ def open_study(settings: TuningConfig, url: str) -> optuna.Study:
     )
     return optuna.create_study(
         storage=storage,
-        study_name=settings.study_name,
+        study_name=study_settings.study_name,
         direction="maximize",
         load_if_exists=True,
         # Unseeded: workers seeded alike would propose the same first trials.
@@ -68,6 +68,7 @@ def open_study(settings: TuningConfig, url: str) -> optuna.Study:
 def objective(
     candidate: CandidateConfig,
     settings: TuningConfig,
+    study_settings: StudyConfig,
     metric: str,
     seed: int,
     features: pd.DataFrame,
@@ -76,13 +77,13 @@ def objective(
     """Mean CV score of one trial's parameters; pruned when its first folds trail the others."""
 
     def score(trial: optuna.Trial) -> float:
-        params = {**candidate.params, **suggest_params(trial, settings.search_space)}
+        params = {**candidate.params, **suggest_params(trial, study_settings.search_space)}
         model = build_model(candidate.estimator, resolve_features(candidate.features), params)
         scores: list[dict[str, float]] = []
         with mlflow.start_run(
             run_name=f"trial-{trial.number}",
             nested=True,
-            tags={STAGE_TAG: "tune_trial", "mlops_lab.study": settings.study_name},
+            tags={STAGE_TAG: "tune_trial", "mlops_lab.study": study_settings.study_name},
         ):
             mlflow.log_params(trial.params)
             for step, fold in enumerate(
@@ -137,23 +138,25 @@ def log_study_plots(study: optuna.Study) -> None:
         mlflow.log_figure(importances.figure, "tuning/param_importances.png")
 
 
-def run(context: StageContext) -> None:
-    """Run trials of the shared study until its budget is spent; write its best parameters."""
+def run(context: StageContext, candidate_name: str | None) -> None:
+    """Run trials of the candidate's shared study until its budget is spent; write its best
+    parameters (the first study of config.yaml's tuning.studies when no candidate is named)."""
     settings = context.config.tuning
     training = context.config.training
-    candidate = find_candidate(training.candidates, settings.candidate, "tuning.candidate")
+    study_settings = settings.study_for(candidate_name)
+    candidate = find_candidate(training.candidates, study_settings.candidate, "tuning.studies")
     split = read_training_part(context.config, "tuning")
     url = storage_url(os.environ, settings.embedded_storage_path)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     # Heartbeats and the matplotlib plots are marked experimental; we pin optuna's version.
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    study = open_study(settings, url)
+    study = open_study(settings, study_settings, url)
     worker = f"{socket.gethostname()}:{os.getpid()}"
     with stage_run(
         context.tracking,
         context.lineage,
         "tune",
-        tags={"mlops_lab.study": settings.study_name, "mlops_lab.worker": worker},
+        tags={"mlops_lab.study": study_settings.study_name, "mlops_lab.worker": worker},
     ):
         mlflow.log_params(
             {"candidate": candidate.name, "trials": settings.trials, "cv_folds": settings.cv_folds}
@@ -163,7 +166,7 @@ def run(context: StageContext) -> None:
         log.info(
             "worker %s joins study %s (%d of %d trials finished or running)",
             worker,
-            settings.study_name,
+            study_settings.study_name,
             budget_spent(study),
             settings.trials,
         )
@@ -172,6 +175,7 @@ def run(context: StageContext) -> None:
                 objective(
                     candidate,
                     settings,
+                    study_settings,
                     training.selection_metric,
                     training.cv_random_state,
                     split.train_features,
@@ -188,7 +192,7 @@ def run(context: StageContext) -> None:
         mlflow.log_dict(document, "tuning/tuned_params.yaml")
         log_study_plots(study)
         write_text_atomically(
-            settings.tuned_params_path,
+            study_settings.tuned_params_path,
             "# Written by `mlops-lab tune`: the best parameters its study found.\n"
             + yaml.safe_dump(document, sort_keys=False),
         )
