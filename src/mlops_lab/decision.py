@@ -76,14 +76,26 @@ class MacroF1Decision(ClassifierMixin, BaseEstimator):
         self.decision_folds = decision_folds
         self.random_state = random_state
 
-    def fit(self, features: Any, price_category: Any) -> MacroF1Decision:
+    def fit(
+        self,
+        features: Any,
+        price_category: Any,
+        held_out_probabilities: np.ndarray | None = None,
+    ) -> MacroF1Decision:
+        """Fit the classifier on all rows and learn the weights on held-out predictions: the
+        ones given (columns in sorted class order, e.g. from training's own cross-validation,
+        which saves refitting), or this step's own `decision_folds`-fold predictions."""
         truth = np.asarray(price_category)
         # Weights come from predictions on rows each fold's model did not see, so they are
         # fitted as they will be used, never on the rows they are scored on.
-        folds = StratifiedKFold(self.decision_folds, shuffle=True, random_state=self.random_state)
-        held_out = cross_val_predict(
-            clone(self.estimator), features, truth, cv=folds, method="predict_proba"
-        )
+        held_out = held_out_probabilities
+        if held_out is None:
+            folds = StratifiedKFold(
+                self.decision_folds, shuffle=True, random_state=self.random_state
+            )
+            held_out = cross_val_predict(
+                clone(self.estimator), features, truth, cv=folds, method="predict_proba"
+            )
         self.estimator_ = clone(self.estimator).fit(features, truth)
         self.classes_ = self.estimator_.classes_
         self.class_weights_ = macro_f1_weights(held_out, truth, self.classes_)

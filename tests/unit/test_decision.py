@@ -71,3 +71,17 @@ def test_the_decision_step_round_trips_through_skops(fitted, listing_sample):
     loaded = skops.io.loads(skops.io.dumps(fitted), trusted=SKOPS_TRUSTED_TYPES)
     assert np.array_equal(loaded.predict(listing_sample), fitted.predict(listing_sample))
     assert np.array_equal(decision_weights(loaded[-1]), decision_weights(fitted[-1]))
+
+
+def test_given_held_out_probabilities_are_used_instead_of_refitting(listing_sample):
+    target = listing_sample["price_category"]
+    plain = build_model("hist_gradient_boosting", ALL_FEATURES, SMALL_BOOSTING)
+    classes = np.sort(target.unique())
+    # Held-out "predictions" that always say low: the weights must come from these.
+    held_out = np.tile(np.eye(len(classes))[list(classes).index("low")], (len(target), 1))
+    model = build_model("hist_gradient_boosting", ALL_FEATURES, SMALL_BOOSTING, "macro_f1")
+    model.fit(listing_sample, target, classifier__held_out_probabilities=held_out)
+    expected = macro_f1_weights(held_out, target.to_numpy(), classes)
+    assert np.array_equal(decision_weights(model[-1]), expected)
+    plain.fit(listing_sample, target)
+    assert np.array_equal(model.predict_proba(listing_sample), plain.predict_proba(listing_sample))

@@ -39,6 +39,7 @@ from mlops_lab.training.transform import (
     candidates_frame,
     choose_winner,
     cross_validate_model,
+    cross_validate_with_decision,
     input_field_types,
     ordered_decision_weights,
     ordered_probabilities,
@@ -100,17 +101,33 @@ def evaluate_candidate(
     candidate: CandidateConfig, split: Split, training: TrainingConfig, categories: list[str]
 ) -> tuple[CandidateResult, Pipeline]:
     """Cross-validate on the training part, fit on all of it, score the test part once."""
-    model = build_model(
-        candidate.estimator,
-        resolve_features(candidate.features),
-        candidate.params,
-        candidate.decision,
-    )
+    features = resolve_features(candidate.features)
+    model = build_model(candidate.estimator, features, candidate.params, candidate.decision)
     started = time.perf_counter()
-    cv_mean, cv_std = cross_validate_model(
-        model, split.train_features, split.train_target, training.cv_folds, training.cv_random_state
-    )
-    model.fit(split.train_features, split.train_target)
+    if candidate.decision == "macro_f1":
+        # The decision step learns its weights from this cross-validation's held-out
+        # predictions, so the folds are fitted once, not once more inside the step.
+        cv_mean, cv_std, held_out = cross_validate_with_decision(
+            build_model(candidate.estimator, features, candidate.params),
+            split.train_features,
+            split.train_target,
+            training.cv_folds,
+            training.cv_random_state,
+        )
+        model.fit(
+            split.train_features,
+            split.train_target,
+            classifier__held_out_probabilities=held_out,
+        )
+    else:
+        cv_mean, cv_std = cross_validate_model(
+            model,
+            split.train_features,
+            split.train_target,
+            training.cv_folds,
+            training.cv_random_state,
+        )
+        model.fit(split.train_features, split.train_target)
     predict_sequentially(model)
     probabilities = ordered_probabilities(
         model.predict_proba(split.test_features), list(model.classes_), categories

@@ -18,7 +18,7 @@ from sklearn.metrics import (
 from sklearn.model_selection import StratifiedKFold, train_test_split
 from sklearn.pipeline import Pipeline
 
-from mlops_lab.decision import decision_weights, weighted_labels
+from mlops_lab.decision import decision_weights, macro_f1_weights, weighted_labels
 from mlops_lab.features import predict_sequentially
 from mlops_lab.listing import BOROUGH_ALIAS, MODEL_INPUT_FIELDS, NUMERIC_FIELDS, REQUIRED_FIELDS
 
@@ -52,10 +52,19 @@ def split_like_notebook(listings: pd.DataFrame, test_size: float, random_state: 
     return Split(train_x, test_x, train_y, test_y)
 
 
-def fold_scores(
+@dataclass(frozen=True)
+class FoldPrediction:
+    validation_rows: np.ndarray
+    # Columns in `classes` order (the fold model's, sorted).
+    probabilities: np.ndarray
+    classes: list[str]
+    weights: np.ndarray
+
+
+def fold_predictions(
     model: Pipeline, features: pd.DataFrame, target: pd.Series, folds: int, random_state: int
-) -> Iterator[dict[str, float]]:
-    """Every score_probabilities metric of each stratified fold in turn, as it is scored."""
+) -> Iterator[FoldPrediction]:
+    """Each stratified fold's probabilities from the model fitted on the other folds, in turn."""
     splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=random_state)
     for train_rows, validation_rows in splitter.split(features, target):
         fold_model = clone(model).fit(features.iloc[train_rows], target.iloc[train_rows])
@@ -63,12 +72,47 @@ def fold_scores(
         probabilities = predict_sequentially(fold_model).predict_proba(
             features.iloc[validation_rows]
         )
-        yield score_probabilities(
-            target.iloc[validation_rows],
+        yield FoldPrediction(
+            validation_rows,
             probabilities,
             list(fold_model.classes_),
             decision_weights(fold_model[-1]),
         )
+
+
+def fold_scores(
+    model: Pipeline, features: pd.DataFrame, target: pd.Series, folds: int, random_state: int
+) -> Iterator[dict[str, float]]:
+    """Every score_probabilities metric of each stratified fold in turn, as it is scored."""
+    for fold in fold_predictions(model, features, target, folds, random_state):
+        yield score_probabilities(
+            target.iloc[fold.validation_rows], fold.probabilities, fold.classes, fold.weights
+        )
+
+
+def cross_validate_with_decision(
+    model: Pipeline, features: pd.DataFrame, target: pd.Series, folds: int, random_state: int
+) -> tuple[dict[str, float], dict[str, float], np.ndarray]:
+    """Mean and spread over folds of a probability model's scores, each fold labelled by
+    macro-F1 weights learnt on the other folds' held-out predictions; and every row's
+    held-out probabilities (sorted class order), for the final model's decision step."""
+    predictions = list(fold_predictions(model, features, target, folds, random_state))
+    classes = predictions[0].classes
+    held_out = np.empty((len(features), len(classes)))
+    for fold in predictions:
+        held_out[fold.validation_rows] = fold.probabilities
+    truth = target.to_numpy()
+    scores = []
+    for fold in predictions:
+        others = np.setdiff1d(np.arange(len(features)), fold.validation_rows)
+        weights = macro_f1_weights(held_out[others], truth[others], np.asarray(classes))
+        scores.append(
+            score_probabilities(
+                target.iloc[fold.validation_rows], fold.probabilities, classes, weights
+            )
+        )
+    means, spreads = summarize_folds(scores)
+    return means, spreads, held_out
 
 
 def summarize_folds(

@@ -10,6 +10,7 @@ from mlops_lab.training.transform import (
     candidates_frame,
     choose_winner,
     cross_validate_model,
+    cross_validate_with_decision,
     input_field_types,
     ordered_probabilities,
     per_class_metrics,
@@ -44,6 +45,23 @@ def test_cross_validate_model_reports_mean_and_spread(listing_sample):
     )
     assert set(means) == {"roc_auc_ovr", "macro_f1", "accuracy", "log_loss"}
     assert 0.5 < means["roc_auc_ovr"] <= 1.0
+    assert all(value >= 0 for value in spreads.values())
+
+
+def test_cross_validation_with_a_decision_keeps_ranking_scores_and_returns_held_out_rows(
+    listing_sample,
+):
+    model = build_model("hist_gradient_boosting", ("accommodates", "room_type"), {"max_iter": 5})
+    target = listing_sample["price_category"]
+    plain_means, _ = cross_validate_model(model, listing_sample, target, folds=3, random_state=0)
+    means, spreads, held_out = cross_validate_with_decision(
+        model, listing_sample, target, folds=3, random_state=0
+    )
+    # Weights change labels only: ranking and probabilities score the same.
+    assert means["roc_auc_ovr"] == plain_means["roc_auc_ovr"]
+    assert means["log_loss"] == plain_means["log_loss"]
+    assert held_out.shape == (len(listing_sample), 4)
+    assert np.allclose(held_out.sum(axis=1), 1.0)
     assert all(value >= 0 for value in spreads.values())
 
 
