@@ -1,10 +1,12 @@
 import numpy as np
 import pytest
 import skops.io
+from sklearn.metrics import f1_score
 
 from mlops_lab.decision import (
     MacroF1Decision,
     decision_weights,
+    macro_f1_of_codes,
     macro_f1_weights,
     probability_model,
     weighted_labels,
@@ -85,3 +87,14 @@ def test_given_held_out_probabilities_are_used_instead_of_refitting(listing_samp
     assert np.array_equal(decision_weights(model[-1]), expected)
     plain.fit(listing_sample, target)
     assert np.array_equal(model.predict_proba(listing_sample), plain.predict_proba(listing_sample))
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_macro_f1_of_codes_is_scikit_learns_macro_f1(seed):
+    generator = np.random.default_rng(seed)
+    truth = generator.integers(0, 4, size=300)
+    # Class 3 is never predicted, as a rare class often is not: its F1 counts as zero.
+    predicted = np.where(generator.random(300) < 0.6, truth, generator.integers(0, 3, size=300))
+    predicted[predicted == 3] = 0
+    expected = f1_score(truth, predicted, labels=[0, 1, 2, 3], average="macro", zero_division=0)
+    assert macro_f1_of_codes(truth, predicted, 4) == pytest.approx(expected, abs=1e-15)
