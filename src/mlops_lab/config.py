@@ -52,15 +52,29 @@ class DataPrepConfig(_Section):
 
 class CandidateConfig(_Section):
     name: str
-    estimator: Literal["random_forest", "hist_gradient_boosting"]
+    # soft_vote averages the probabilities of the candidates named in `members`.
+    estimator: Literal["random_forest", "hist_gradient_boosting", "soft_vote"]
     features: list[str] | Literal["all"]
     params: dict[str, Any] = Field(default_factory=dict)
+    members: list[str] = Field(default_factory=list)
     # most_probable: the label is the most probable category. macro_f1: the probabilities are
     # weighted (weights learnt on held-out predictions of the training part) to favour rare
     # categories; the probabilities themselves are unchanged.
     decision: Literal["most_probable", "macro_f1"] = "most_probable"
     # A file `mlops-lab tune` wrote: its `params` are laid over `params` above.
     tuned_params_path: Path | None = None
+
+    @model_validator(mode="after")
+    def _members_only_for_soft_vote(self) -> CandidateConfig:
+        if self.estimator != "soft_vote":
+            if self.members:
+                raise ValueError(f"members are for estimator soft_vote, not {self.estimator}")
+            return self
+        if len(set(self.members)) < 2:
+            raise ValueError(f"soft_vote needs two or more distinct members, got {self.members}")
+        if self.params or self.tuned_params_path is not None:
+            raise ValueError("soft_vote takes its members' parameters: give no params of its own")
+        return self
 
 
 class TrainingConfig(_Section):
@@ -86,6 +100,20 @@ class TrainingConfig(_Section):
                 f"reference_candidate {self.reference_candidate!r} is not among the candidates "
                 f"{names}: the notebook's model is always trained as the reference"
             )
+        by_name = {candidate.name: candidate for candidate in self.candidates}
+        for vote in self.candidates:
+            for name in vote.members:
+                member = by_name.get(name)
+                if member is None:
+                    raise ValueError(f"{vote.name}: member {name!r} is not among {names}")
+                if member.estimator == "soft_vote":
+                    raise ValueError(f"{vote.name}: member {name!r} is itself a soft_vote")
+                # The members share the vote's one feature pipeline.
+                if member.features != vote.features:
+                    raise ValueError(
+                        f"{vote.name}: member {name!r} has features {member.features}, "
+                        f"the vote {vote.features}"
+                    )
         return self
 
 
@@ -193,6 +221,20 @@ def with_tuned_params(candidate: CandidateConfig) -> CandidateConfig:
     return candidate.model_copy(update={"params": {**candidate.params, **tuned}})
 
 
+def with_member_params(
+    candidate: CandidateConfig, candidates: list[CandidateConfig]
+) -> CandidateConfig:
+    """A soft_vote candidate with its members' estimators and parameters as its own params."""
+    if not candidate.members:
+        return candidate
+    by_name = {other.name: other for other in candidates}
+    members = {
+        name: {"estimator": by_name[name].estimator, "params": by_name[name].params}
+        for name in candidate.members
+    }
+    return candidate.model_copy(update={"params": {"members": members}})
+
+
 def load_config(path: Path, tuned_params: bool = True) -> LabConfig:
     """Read and validate config.yaml; its relative paths are relative to the working directory.
     Tuned candidates get their tuned parameters unless `tuned_params` is off (the tuner, which
@@ -213,8 +255,9 @@ def load_config(path: Path, tuned_params: bool = True) -> LabConfig:
             for issue in error.errors()
         )
         raise ConfigError(f"config file {path} is invalid: {problems}") from error
-    if not tuned_params:
-        return config
-    candidates = [with_tuned_params(candidate) for candidate in config.training.candidates]
+    candidates = config.training.candidates
+    if tuned_params:
+        candidates = [with_tuned_params(candidate) for candidate in candidates]
+    candidates = [with_member_params(candidate, candidates) for candidate in candidates]
     training = config.training.model_copy(update={"candidates": candidates})
     return config.model_copy(update={"training": training})

@@ -9,7 +9,11 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.compose import ColumnTransformer
-from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
+from sklearn.ensemble import (
+    HistGradientBoostingClassifier,
+    RandomForestClassifier,
+    VotingClassifier,
+)
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder
 
@@ -83,10 +87,24 @@ FEATURE_GROUPS = {
     "amenities": (*AMENITY_FLAGS, "amenity_count"),
 }
 
-ESTIMATORS = {
+MEMBER_ESTIMATORS = {
     "random_forest": RandomForestClassifier,
     "hist_gradient_boosting": HistGradientBoostingClassifier,
 }
+
+
+def soft_vote(members: dict[str, dict[str, Any]]) -> VotingClassifier:
+    """The average of the members' probabilities; each member is {estimator, params} by name."""
+    return VotingClassifier(
+        [
+            (name, MEMBER_ESTIMATORS[member["estimator"]](**member["params"]))
+            for name, member in members.items()
+        ],
+        voting="soft",
+    )
+
+
+ESTIMATORS = {**MEMBER_ESTIMATORS, "soft_vote": soft_vote}
 
 # How the classifier turns probabilities into a label: the most probable category, or
 # probability weights learnt on held-out predictions to favour rare categories (decision.py).
@@ -102,6 +120,8 @@ SKOPS_TRUSTED_TYPES = [
     "mlops_lab.features.ListingFeatures",
     "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
     "sklearn.tree._tree.Tree",
+    # A soft vote's members by name (a dict with attribute access).
+    "sklearn.utils._bunch.Bunch",
 ]
 
 
@@ -238,10 +258,17 @@ def resolve_features(features: list[str] | str) -> tuple[str, ...]:
 def predict_sequentially(model: Pipeline) -> Pipeline:
     """The model set to predict on one thread: a forest then adds its trees in a fixed order,
     so the same inputs give bit-identical probabilities (threads finish in any order)."""
-    classifier = probability_model(model[-1])
-    if "n_jobs" in classifier.get_params():
-        classifier.set_params(n_jobs=1)
+    for classifier in probability_members(probability_model(model[-1])):
+        if "n_jobs" in classifier.get_params(deep=False):
+            classifier.set_params(n_jobs=1)
     return model
+
+
+def probability_members(classifier: Any) -> list[Any]:
+    """The fitted classifiers whose probabilities a classifier averages, or the classifier."""
+    if isinstance(classifier, VotingClassifier):
+        return list(classifier.estimators_)
+    return [classifier]
 
 
 def build_model(

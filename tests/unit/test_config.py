@@ -77,3 +77,43 @@ def test_a_missing_tuned_params_file_stops_training_but_not_the_tuner(tmp_path, 
     with pytest.raises(ConfigError, match=r"run `mlops-lab tune` to write them"):
         load_config(path)
     assert load_config(path, tuned_params=False).tuning.studies
+
+
+def test_a_soft_vote_takes_its_members_tuned_params(lab_config):
+    candidates = {candidate.name: candidate for candidate in lab_config.training.candidates}
+    members = candidates["tuned_blend"].params["members"]
+    assert list(members) == ["tuned_gradient_boosting", "tuned_random_forest"]
+    assert members["tuned_random_forest"] == {
+        "estimator": "random_forest",
+        "params": candidates["tuned_random_forest"].params,
+    }
+    assert "max_features" in members["tuned_random_forest"]["params"]
+
+
+def vote(raw, members, **extra):
+    raw["training"]["candidates"].append(
+        {"name": "vote", "estimator": "soft_vote", "features": "all", "members": members, **extra}
+    )
+
+
+@pytest.mark.parametrize(
+    ("members", "extra", "message"),
+    [
+        (["gradient_boosting", "ridge"], {}, "member 'ridge' is not among"),
+        (["gradient_boosting", "notebook_random_forest"], {}, "member 'notebook_random_forest'"),
+        (["gradient_boosting"], {}, "two or more distinct members"),
+        (["gradient_boosting", "tuned_blend"], {}, "is itself a soft_vote"),
+        (["gradient_boosting", "tuned_random_forest"], {"params": {"n_jobs": 1}}, "no params"),
+    ],
+)
+def test_a_bad_soft_vote_is_named(tmp_path, project_root, members, extra, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(write_config(tmp_path, project_root, lambda raw: vote(raw, members, **extra)))
+
+
+def test_members_belong_to_soft_votes_only(tmp_path, project_root):
+    def give_members(raw):
+        raw["training"]["candidates"][1]["members"] = ["gradient_boosting"]
+
+    with pytest.raises(ConfigError, match="members are for estimator soft_vote"):
+        load_config(write_config(tmp_path, project_root, give_members))

@@ -21,9 +21,17 @@ from mlops_lab.features import (
 )
 from mlops_lab.listing import MODEL_INPUT_FIELDS
 
+SMALL_FOREST = {"n_estimators": 5, "random_state": 0}
+SMALL_BOOSTING = {"max_iter": 5, "random_state": 0}
 SMALL_ESTIMATORS = {
-    "random_forest": {"n_estimators": 5, "random_state": 0},
-    "hist_gradient_boosting": {"max_iter": 5, "random_state": 0},
+    "random_forest": SMALL_FOREST,
+    "hist_gradient_boosting": SMALL_BOOSTING,
+    "soft_vote": {
+        "members": {
+            "forest": {"estimator": "random_forest", "params": SMALL_FOREST},
+            "boosting": {"estimator": "hist_gradient_boosting", "params": SMALL_BOOSTING},
+        }
+    },
 }
 
 
@@ -126,7 +134,7 @@ def test_model_predicts_the_challenge_payload_with_fields_missing(
 def test_skops_trusted_types_are_exactly_what_the_models_need(listing_sample):
     needed: set[str] = set()
     for (estimator, params), decision in zip(
-        SMALL_ESTIMATORS.items(), ("most_probable", "macro_f1"), strict=True
+        SMALL_ESTIMATORS.items(), ("most_probable", "macro_f1", "macro_f1"), strict=True
     ):
         model = build_model(estimator, ALL_FEATURES, params, decision)
         model.fit(listing_sample, listing_sample["price_category"])

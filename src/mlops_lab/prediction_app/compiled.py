@@ -6,8 +6,9 @@ row, the ColumnTransformer's checks, and one Cython call per tree (hundreds of t
 the same fitted parameters are laid out as flat arrays once, at load time; a request runs a
 few NumPy operations and one compiled loop (numba) that walks every tree. Every step repeats
 the Pipeline's arithmetic in the same order (features through the shared `engineer_features`,
-leaf values summed tree by tree as scikit-learn does, scikit-learn's own softmax), so the
-result is identical, not merely close; tests/unit/prediction_app/test_compiled.py checks that
+leaf values summed tree by tree as scikit-learn does, its own softmax for gradient boosting,
+float32 inputs for a forest, `np.average` for a soft vote), so the result is identical, not
+merely close; tests/unit/prediction_app/test_compiled.py checks that
 with `np.array_equal`.
 """
 
@@ -19,9 +20,14 @@ from typing import Any
 import numba
 import numpy as np
 from sklearn.compose import ColumnTransformer
-from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.ensemble import (
+    HistGradientBoostingClassifier,
+    RandomForestClassifier,
+    VotingClassifier,
+)
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, OneHotEncoder
+from sklearn.tree._tree import TREE_LEAF
 
 from mlops_lab.decision import probability_model
 from mlops_lab.features import Columns, ListingFeatures, conform_records, engineer_features
@@ -85,8 +91,8 @@ class Encoding:
 
 
 @dataclass(frozen=True)
-class TreeEnsemble:
-    """Every tree of a HistGradientBoostingClassifier as one flat node table."""
+class NodeTable:
+    """Every tree of an ensemble as one flat node table; `roots` holds each tree's first node."""
 
     feature: np.ndarray
     threshold: np.ndarray
@@ -94,11 +100,7 @@ class TreeEnsemble:
     left: np.ndarray
     right: np.ndarray
     is_leaf: np.ndarray
-    value: np.ndarray
     roots: np.ndarray
-    # For each class, its trees' positions in `roots`, in boosting order.
-    trees_of_class: tuple[np.ndarray, ...]
-    baseline: np.ndarray
 
     def leaves(self, encoded: np.ndarray) -> np.ndarray:
         """The leaf each listing reaches in each tree, shape (listings, trees)."""
@@ -116,9 +118,22 @@ class TreeEnsemble:
         )
         return leaves
 
+
+@dataclass(frozen=True)
+class BoostedTrees:
+    """A HistGradientBoostingClassifier: per-class leaf values summed, then its softmax."""
+
+    nodes: NodeTable
+    value: np.ndarray
+    # For each class, its trees' positions in `nodes.roots`, in boosting order.
+    trees_of_class: tuple[np.ndarray, ...]
+    baseline: np.ndarray
+    # scikit-learn's own loss object, so the softmax matches to the last bit.
+    loss: Any
+
     def raw_predictions(self, encoded: np.ndarray) -> np.ndarray:
         """Baseline plus each tree's leaf value, summed in boosting order per class."""
-        leaf_values = self.value[self.leaves(encoded)]
+        leaf_values = self.value[self.nodes.leaves(encoded)]
         raw = np.empty((len(encoded), len(self.trees_of_class)), dtype=np.float64)
         for k, trees in enumerate(self.trees_of_class):
             # cumsum adds strictly left to right, like scikit-learn's `raw[:, k] += tree(X)`;
@@ -129,6 +144,54 @@ class TreeEnsemble:
             raw[:, k] = np.cumsum(terms, axis=1)[:, -1]
         return raw
 
+    def predict_proba(self, encoded: np.ndarray) -> np.ndarray:
+        """Class probabilities, columns in the classifier's class order."""
+        return self.loss.predict_proba(self.raw_predictions(encoded))
+
+
+@dataclass(frozen=True)
+class ForestTrees:
+    """A RandomForestClassifier: the mean over trees of each leaf's class fractions."""
+
+    nodes: NodeTable
+    # Each node's class fractions, shape (nodes, classes).
+    value: np.ndarray
+
+    def predict_proba(self, encoded: np.ndarray) -> np.ndarray:
+        """Class probabilities, columns in the classifier's class order."""
+        # A forest compares float32 copies of the features with its thresholds.
+        as_float32 = encoded.astype(np.float32).astype(np.float64)
+        leaf_values = self.value[self.nodes.leaves(as_float32)]
+        # Added tree by tree in order, as a one-thread forest does, then divided once.
+        return np.cumsum(leaf_values, axis=1)[:, -1, :] / len(self.nodes.roots)
+
+
+@dataclass(frozen=True)
+class SoftVote:
+    """A soft VotingClassifier: the (weighted) mean of its compiled members' probabilities."""
+
+    members: tuple[Any, ...]
+    weights: list[float] | None
+
+    def predict_proba(self, encoded: np.ndarray) -> np.ndarray:
+        """Class probabilities, columns in the classifier's class order."""
+        probabilities = np.asarray([member.predict_proba(encoded) for member in self.members])
+        return np.average(probabilities, axis=0, weights=self.weights)
+
+
+@dataclass(frozen=True)
+class FittedClassifier:
+    """A classifier the compiler does not lay out: scikit-learn predicts on the encoded matrix."""
+
+    classifier: Any
+
+    def predict_proba(self, encoded: np.ndarray) -> np.ndarray:
+        """Class probabilities, columns in the classifier's class order."""
+        return self.classifier.predict_proba(encoded)
+
+
+CompiledClassifier = BoostedTrees | ForestTrees | SoftVote | FittedClassifier
+
 
 @dataclass(frozen=True)
 class CompiledModel:
@@ -137,17 +200,13 @@ class CompiledModel:
     feature_names: tuple[str, ...]
     encoding: Encoding
     classes: np.ndarray
-    trees: TreeEnsemble | None
-    classifier: Any
+    classifier: CompiledClassifier
 
     def predict_proba(self, records: list[dict[str, Any]]) -> np.ndarray:
         """Probabilities per listing, columns in `classes` order."""
         features = engineer_features(conform_records(records))
         encoded = self.encoding.encode({name: features[name] for name in self.feature_names})
-        if self.trees is None:
-            return self.classifier.predict_proba(encoded)
-        # scikit-learn's own softmax, so the last bit matches too.
-        return self.classifier._loss.predict_proba(self.trees.raw_predictions(encoded))
+        return self.classifier.predict_proba(encoded)
 
 
 def compile_encoding(encode: ColumnTransformer) -> Encoding:
@@ -185,36 +244,80 @@ def _plain_one_hot(encoder: OneHotEncoder) -> bool:
     )
 
 
-def compile_trees(classifier: HistGradientBoostingClassifier) -> TreeEnsemble:
+def compile_boosting(classifier: HistGradientBoostingClassifier) -> BoostedTrees:
     """One node table for all of a fitted HistGradientBoostingClassifier's trees."""
     if classifier.is_categorical_ is not None and classifier.is_categorical_.any():
         raise UnsupportedModel("native categorical splits are not compiled")
-    tables, roots, classes_of_trees, offset = [], [], [], 0
+    tables, classes_of_trees = [], []
     for iteration in classifier._predictors:
         for k, predictor in enumerate(iteration):
-            nodes = predictor.nodes
-            tables.append(nodes)
-            roots.append(offset)
+            tables.append(predictor.nodes)
             classes_of_trees.append(k)
-            offset += len(nodes)
     nodes = np.concatenate(tables)
-    starts = np.repeat(np.asarray(roots), [len(table) for table in tables])
-    is_leaf = nodes["is_leaf"].astype(bool)
+    roots, starts = _roots_and_starts([len(table) for table in tables])
     classes_of_trees = np.asarray(classes_of_trees)
-    return TreeEnsemble(
-        feature=nodes["feature_idx"].astype(np.intp),
-        threshold=nodes["num_threshold"].astype(np.float64),
-        missing_go_left=nodes["missing_go_to_left"].astype(bool),
-        left=(nodes["left"] + starts).astype(np.intp),
-        right=(nodes["right"] + starts).astype(np.intp),
-        is_leaf=is_leaf,
+    return BoostedTrees(
+        nodes=NodeTable(
+            feature=nodes["feature_idx"].astype(np.intp),
+            threshold=nodes["num_threshold"].astype(np.float64),
+            missing_go_left=nodes["missing_go_to_left"].astype(bool),
+            left=(nodes["left"] + starts).astype(np.intp),
+            right=(nodes["right"] + starts).astype(np.intp),
+            is_leaf=nodes["is_leaf"].astype(bool),
+            roots=roots,
+        ),
         value=nodes["value"].astype(np.float64),
-        roots=np.asarray(roots, dtype=np.intp),
         trees_of_class=tuple(
             np.flatnonzero(classes_of_trees == k) for k in range(classifier.n_trees_per_iteration_)
         ),
         baseline=np.asarray(classifier._baseline_prediction, dtype=np.float64).reshape(-1),
+        loss=classifier._loss,
     )
+
+
+def compile_forest(classifier: RandomForestClassifier) -> ForestTrees:
+    """One node table for all of a fitted single-output RandomForestClassifier's trees."""
+    if classifier.n_outputs_ != 1:
+        raise UnsupportedModel("only single-output forests are compiled")
+    trees = [estimator.tree_ for estimator in classifier.estimators_]
+    roots, starts = _roots_and_starts([tree.node_count for tree in trees])
+    left = np.concatenate([tree.children_left for tree in trees])
+    right = np.concatenate([tree.children_right for tree in trees])
+    is_leaf = left == TREE_LEAF
+    return ForestTrees(
+        nodes=NodeTable(
+            feature=np.concatenate([tree.feature for tree in trees]).astype(np.intp),
+            threshold=np.concatenate([tree.threshold for tree in trees]).astype(np.float64),
+            missing_go_left=np.concatenate([tree.missing_go_to_left for tree in trees]).astype(
+                bool
+            ),
+            left=np.where(is_leaf, -1, left + starts).astype(np.intp),
+            right=np.where(is_leaf, -1, right + starts).astype(np.intp),
+            is_leaf=is_leaf,
+            roots=roots,
+        ),
+        value=np.concatenate([tree.value[:, 0, :] for tree in trees]).astype(np.float64),
+    )
+
+
+def _roots_and_starts(sizes: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """Each tree's first row in the concatenated table, and that offset repeated per node."""
+    roots = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.intp)
+    return roots, np.repeat(roots, sizes)
+
+
+def compile_classifier(classifier: Any) -> CompiledClassifier:
+    """The fitted classifier's probability arithmetic as arrays, where the compiler knows it."""
+    if isinstance(classifier, HistGradientBoostingClassifier):
+        return compile_boosting(classifier)
+    if isinstance(classifier, RandomForestClassifier):
+        return compile_forest(classifier)
+    if isinstance(classifier, VotingClassifier) and classifier.voting == "soft":
+        return SoftVote(
+            tuple(compile_classifier(member) for member in classifier.estimators_),
+            classifier._weights_not_none,
+        )
+    return FittedClassifier(classifier)
 
 
 def compile_model(pipeline: Pipeline) -> CompiledModel:
@@ -226,15 +329,9 @@ def compile_model(pipeline: Pipeline) -> CompiledModel:
     classifier = probability_model(last_step)
     if not isinstance(features, ListingFeatures) or not isinstance(encode, ColumnTransformer):
         raise UnsupportedModel("expected ListingFeatures then a ColumnTransformer")
-    trees = (
-        compile_trees(classifier)
-        if isinstance(classifier, HistGradientBoostingClassifier)
-        else None
-    )
     return CompiledModel(
         feature_names=tuple(features.features),
         encoding=compile_encoding(encode),
         classes=np.asarray(classifier.classes_),
-        trees=trees,
-        classifier=classifier,
+        classifier=compile_classifier(classifier),
     )

@@ -40,6 +40,7 @@ from mlops_lab.training.transform import (
     choose_winner,
     cross_validate_model,
     cross_validate_with_decision,
+    flat_params,
     input_field_types,
     ordered_decision_weights,
     ordered_probabilities,
@@ -153,7 +154,7 @@ def log_candidate(candidate: CandidateConfig, result: CandidateResult) -> None:
                 "estimator": candidate.estimator,
                 "decision": candidate.decision,
                 "features": ",".join(resolve_features(candidate.features)),
-                **candidate.params,
+                **flat_params(candidate.params),
             }
         )
         mlflow.log_metrics(

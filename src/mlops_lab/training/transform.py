@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -59,6 +60,17 @@ class FoldPrediction:
     probabilities: np.ndarray
     classes: list[str]
     weights: np.ndarray
+
+
+def flat_params(params: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested parameters (a soft vote's members) as one level of dotted names."""
+    flat: dict[str, Any] = {}
+    for name, value in params.items():
+        if isinstance(value, dict):
+            flat.update(flat_params(value, f"{prefix}{name}."))
+        else:
+            flat[f"{prefix}{name}"] = value
+    return flat
 
 
 def fold_predictions(

@@ -21,7 +21,7 @@ import optuna
 import pandas as pd
 import yaml
 
-from mlops_lab.config import CandidateConfig, StudyConfig, TuningConfig
+from mlops_lab.config import CandidateConfig, ConfigError, StudyConfig, TuningConfig
 from mlops_lab.context import StageContext
 from mlops_lab.features import build_model, resolve_features
 from mlops_lab.files import write_text_atomically
@@ -145,6 +145,10 @@ def run(context: StageContext, candidate_name: str | None) -> None:
     training = context.config.training
     study_settings = settings.study_for(candidate_name)
     candidate = find_candidate(training.candidates, study_settings.candidate, "tuning.studies")
+    if candidate.estimator == "soft_vote":
+        raise ConfigError(
+            f"tuning.studies: {candidate.name} is a soft_vote; tune its members instead"
+        )
     split = read_training_part(context.config, "tuning")
     url = storage_url(os.environ, settings.embedded_storage_path)
     optuna.logging.set_verbosity(optuna.logging.WARNING)

@@ -3,12 +3,17 @@
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
 from mlops_lab.features import ALL_FEATURES, build_model
 from mlops_lab.prediction_app.compiled import (
+    BoostedTrees,
     CompiledModel,
+    FittedClassifier,
+    ForestTrees,
+    SoftVote,
     UnsupportedModel,
     compile_model,
 )
@@ -68,7 +73,7 @@ def test_the_compiled_walk_matches_scikit_learns_raw_scores(boosted, split):
     compiled = compile_model(boosted)
     features = boosted[:-1].transform(test)
     assert np.array_equal(
-        compiled.trees.raw_predictions(features), boosted[-1]._raw_predict(features)
+        compiled.classifier.raw_predictions(features), boosted[-1]._raw_predict(features)
     )
 
 
@@ -137,15 +142,46 @@ def test_edge_listings_match(boosted, listing):
     )
 
 
-def test_a_forest_on_some_features_matches(split):
+@pytest.mark.parametrize("features", [NOTEBOOK_FEATURES, ALL_FEATURES])
+def test_a_forest_matches(split, features):
     train, test = split
     forest = build_model(
-        "random_forest", NOTEBOOK_FEATURES, {"n_estimators": 20, "random_state": 0, "n_jobs": 1}
+        "random_forest",
+        features,
+        {"n_estimators": 20, "min_samples_leaf": 2, "class_weight": "balanced", "random_state": 0},
     ).fit(train, train["price_category"])
+    forest[-1].set_params(n_jobs=1)
     compiled = compile_model(forest)
-    assert compiled.trees is None
+    assert isinstance(compiled.classifier, ForestTrees)
     for chunk in (test.head(1), test.head(300)):
         assert np.array_equal(compiled.predict_proba(records(chunk)), forest.predict_proba(chunk))
+
+
+def test_a_soft_vote_of_boosting_and_forest_matches(split):
+    train, test = split
+    members = {
+        "boosting": {"estimator": "hist_gradient_boosting", "params": {"max_iter": 20}},
+        "forest": {"estimator": "random_forest", "params": {"n_estimators": 10, "n_jobs": 1}},
+    }
+    vote = build_model("soft_vote", ALL_FEATURES, {"members": members}, "macro_f1").fit(
+        train, train["price_category"]
+    )
+    compiled = compile_model(vote)
+    assert isinstance(compiled.classifier, SoftVote)
+    assert [type(member) for member in compiled.classifier.members] == [BoostedTrees, ForestTrees]
+    for chunk in (test.head(1), test.head(7), test):
+        assert np.array_equal(compiled.predict_proba(records(chunk)), vote.predict_proba(chunk))
+
+
+def test_a_classifier_the_compiler_does_not_know_is_called_on_the_encoded_features(split):
+    train, test = split
+    model = build_model("random_forest", NOTEBOOK_FEATURES, {})
+    model.steps[-1] = ("classifier", KNeighborsClassifier())
+    model.fit(train.fillna({"bedrooms": 0}), train["price_category"])
+    compiled = compile_model(model)
+    assert isinstance(compiled.classifier, FittedClassifier)
+    chunk = test.head(50).fillna({"bedrooms": 0})
+    assert np.array_equal(compiled.predict_proba(records(chunk)), model.predict_proba(chunk))
 
 
 def test_an_unknown_pipeline_shape_is_refused():

@@ -11,6 +11,7 @@ from mlops_lab.training.transform import (
     choose_winner,
     cross_validate_model,
     cross_validate_with_decision,
+    flat_params,
     input_field_types,
     ordered_probabilities,
     per_class_metrics,
@@ -144,3 +145,12 @@ def test_results_table_and_frame_mark_the_winner():
     frame = candidates_frame(results, "boosting")
     assert frame["winner"].tolist() == [False, True]
     assert {"cv_roc_auc_ovr", "cv_roc_auc_ovr_std", "test_macro_f1"} <= set(frame.columns)
+
+
+def test_flat_params_names_a_soft_votes_member_parameters_with_dots():
+    params = {"members": {"forest": {"estimator": "random_forest", "params": {"n_jobs": -1}}}}
+    assert flat_params(params) == {
+        "members.forest.estimator": "random_forest",
+        "members.forest.params.n_jobs": -1,
+    }
+    assert flat_params({"max_iter": 5}) == {"max_iter": 5}
