@@ -9,14 +9,11 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.compose import ColumnTransformer
-from sklearn.ensemble import (
-    HistGradientBoostingClassifier,
-    RandomForestClassifier,
-    VotingClassifier,
-)
+from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder
 
+from mlops_lab.blend import SoftVoteClassifier
 from mlops_lab.decision import MacroF1Decision, probability_model
 from mlops_lab.listing import (
     AMENITY_FLAGS,
@@ -93,14 +90,13 @@ MEMBER_ESTIMATORS = {
 }
 
 
-def soft_vote(members: dict[str, dict[str, Any]]) -> VotingClassifier:
-    """The average of the members' probabilities; each member is {estimator, params} by name."""
-    return VotingClassifier(
+def soft_vote(members: dict[str, dict[str, Any]]) -> SoftVoteClassifier:
+    """The mean of the members' probabilities; each member is {estimator, params} by name."""
+    return SoftVoteClassifier(
         [
             (name, MEMBER_ESTIMATORS[member["estimator"]](**member["params"]))
             for name, member in members.items()
-        ],
-        voting="soft",
+        ]
     )
 
 
@@ -116,12 +112,11 @@ DECISIONS = {
 # The types in our models that skops does not trust by default: exactly these, so loading a
 # model file never runs anything else (tests/unit/test_features.py checks the list).
 SKOPS_TRUSTED_TYPES = [
+    "mlops_lab.blend.SoftVoteClassifier",
     "mlops_lab.decision.MacroF1Decision",
     "mlops_lab.features.ListingFeatures",
     "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
     "sklearn.tree._tree.Tree",
-    # A soft vote's members by name (a dict with attribute access).
-    "sklearn.utils._bunch.Bunch",
 ]
 
 
@@ -266,7 +261,7 @@ def predict_sequentially(model: Pipeline) -> Pipeline:
 
 def probability_members(classifier: Any) -> list[Any]:
     """The fitted classifiers whose probabilities a classifier averages, or the classifier."""
-    if isinstance(classifier, VotingClassifier):
+    if isinstance(classifier, SoftVoteClassifier):
         return list(classifier.estimators_)
     return [classifier]
 

@@ -7,7 +7,7 @@ the same fitted parameters are laid out as flat arrays once, at load time; a req
 few NumPy operations and one compiled loop (numba) that walks every tree. Every step repeats
 the Pipeline's arithmetic in the same order (features through the shared `engineer_features`,
 leaf values summed tree by tree as scikit-learn does, its own softmax for gradient boosting,
-float32 inputs for a forest, `np.average` for a soft vote), so the result is identical, not
+float32 inputs for a forest, `np.mean` for a soft vote), so the result is identical, not
 merely close; tests/unit/prediction_app/test_compiled.py checks that
 with `np.array_equal`.
 """
@@ -20,15 +20,12 @@ from typing import Any
 import numba
 import numpy as np
 from sklearn.compose import ColumnTransformer
-from sklearn.ensemble import (
-    HistGradientBoostingClassifier,
-    RandomForestClassifier,
-    VotingClassifier,
-)
+from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, OneHotEncoder
 from sklearn.tree._tree import TREE_LEAF
 
+from mlops_lab.blend import SoftVoteClassifier
 from mlops_lab.decision import probability_model
 from mlops_lab.features import Columns, ListingFeatures, conform_records, engineer_features
 
@@ -168,15 +165,15 @@ class ForestTrees:
 
 @dataclass(frozen=True)
 class SoftVote:
-    """A soft VotingClassifier: the (weighted) mean of its compiled members' probabilities."""
+    """A SoftVoteClassifier: the mean of its compiled members' probabilities."""
 
     members: tuple[Any, ...]
-    weights: list[float] | None
 
     def predict_proba(self, encoded: np.ndarray) -> np.ndarray:
         """Class probabilities, columns in the classifier's class order."""
-        probabilities = np.asarray([member.predict_proba(encoded) for member in self.members])
-        return np.average(probabilities, axis=0, weights=self.weights)
+        return np.mean(
+            np.asarray([member.predict_proba(encoded) for member in self.members]), axis=0
+        )
 
 
 @dataclass(frozen=True)
@@ -312,11 +309,8 @@ def compile_classifier(classifier: Any) -> CompiledClassifier:
         return compile_boosting(classifier)
     if isinstance(classifier, RandomForestClassifier):
         return compile_forest(classifier)
-    if isinstance(classifier, VotingClassifier) and classifier.voting == "soft":
-        return SoftVote(
-            tuple(compile_classifier(member) for member in classifier.estimators_),
-            classifier._weights_not_none,
-        )
+    if isinstance(classifier, SoftVoteClassifier):
+        return SoftVote(tuple(compile_classifier(member) for member in classifier.estimators_))
     return FittedClassifier(classifier)
 
 
