@@ -222,9 +222,10 @@ def small_run(config: dict) -> None:
     training = config["training"]
     training["cv_folds"] = 3
     for candidate in training["candidates"]:
+        # A soft vote takes its members' (now small) parameters.
         if candidate["estimator"] == "random_forest":
             candidate["params"]["n_estimators"] = 30
-        else:
+        elif candidate["estimator"] == "hist_gradient_boosting":
             candidate["params"]["max_iter"] = 60
     config["explainability"].update(
         {"shap_sample_size": 30, "shap_background_size": 10, "shap_permutations": 1}
