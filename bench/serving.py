@@ -3,7 +3,9 @@
 Both run side by side in one run on loopback, each with 2 workers. For each: single-listing
 requests at concurrency 1 and 16, and 100-listing batches at concurrency 4. Reports p50/p99
 latency and throughput, and our/mlflow ratios. Targets (2 cores): single-listing p50 ≤ 5 ms
-at concurrency 1, and at least 3x the throughput of `mlflow models serve`.
+at concurrency 1, and at least 3x the throughput of `mlflow models serve`. Then ours alone
+with ?explain=true (SHAP per listing field), for 1 and 100 listings at concurrency 1:
+mlflow serves no explanations.
 
     python bench/serving.py [--model models/price_category] [--requests 400]
 """
@@ -96,6 +98,11 @@ def start_servers(model: Path) -> tuple[dict[str, dict], list[subprocess.Popen]]
             "path": "/predict",
             "body": lambda rows: rows[0] if len(rows) == 1 else rows,
         },
+        "ours, ?explain=true": {
+            "port": ours,
+            "path": "/predict?explain=true",
+            "body": lambda rows: rows[0] if len(rows) == 1 else rows,
+        },
         "mlflow models serve": {
             "port": theirs,
             "path": "/invocations",
@@ -151,17 +158,25 @@ def main() -> None:
     arguments = parser.parse_args()
     if not (arguments.model / "MLmodel").is_file():
         sys.exit(f"no MLflow model at {arguments.model}: run `make run` first")
+    batch = [{**LISTING, "id": n} for n in range(100)]
+    both = ("ours (gunicorn)", "mlflow models serve")
+    explained = ("ours, ?explain=true",)
     scenarios = [
-        ("1 listing, concurrency 1", [LISTING], 1),
-        ("1 listing, concurrency 16", [LISTING], 16),
-        ("100 listings, concurrency 4", [{**LISTING, "id": n} for n in range(100)], 4),
+        ("1 listing, concurrency 1", [LISTING], 1, both),
+        ("1 listing, concurrency 16", [LISTING], 16, both),
+        ("100 listings, concurrency 4", batch, 4, both),
+        ("explain 1 listing, concurrency 1", [LISTING], 1, explained),
+        ("explain 100 listings, concurrency 1", batch, 1, explained),
     ]
     servers, processes = start_servers(arguments.model)
     results: dict[str, dict] = {}
     try:
-        for scenario, rows, concurrency in scenarios:
+        for scenario, rows, concurrency, names in scenarios:
             count = arguments.requests if len(rows) == 1 else arguments.requests // 4
-            for name, server in servers.items():
+            if names == explained:
+                count = max(count // 4, 20)
+            for name in names:
+                server = servers[name]
                 load(server, rows, concurrency, min(count, 40))  # warm-up
                 results.setdefault(scenario, {})[name] = load(server, rows, concurrency, count)
                 print(scenario, "|", name, "|", results[scenario][name], flush=True)
@@ -170,9 +185,10 @@ def main() -> None:
             process.terminate()
             process.wait(timeout=60)
     for pair in results.values():
-        ours, theirs = pair["ours (gunicorn)"], pair["mlflow models serve"]
-        pair["throughput_ratio"] = round(ours["requests_per_s"] / theirs["requests_per_s"], 2)
-        pair["p50_ratio"] = round(ours["p50_ms"] / theirs["p50_ms"], 2)
+        if all(name in pair for name in both):
+            ours, theirs = (pair[name] for name in both)
+            pair["throughput_ratio"] = round(ours["requests_per_s"] / theirs["requests_per_s"], 2)
+            pair["p50_ratio"] = round(ours["p50_ms"] / theirs["p50_ms"], 2)
     write_json_atomically(ROOT / "bench" / "results" / "serving.json", results)
     print(json.dumps(results, indent=2))
 

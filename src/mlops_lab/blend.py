@@ -20,9 +20,14 @@ class SoftVoteClassifier(ClassifierMixin, BaseEstimator):
         self.estimators = estimators
 
     def fit(self, features: Any, price_category: Any) -> SoftVoteClassifier:
-        self.estimators_ = [
-            clone(estimator).fit(features, price_category) for _, estimator in self.estimators
-        ]
+        return self.with_fitted_members(
+            [clone(estimator).fit(features, price_category) for _, estimator in self.estimators]
+        )
+
+    def with_fitted_members(self, members: list[Any]) -> SoftVoteClassifier:
+        """This vote over the given fitted members, in order (training fits each member once
+        as a candidate of its own and reuses it here)."""
+        self.estimators_ = list(members)
         self.classes_ = self.estimators_[0].classes_
         for (name, _), fitted in zip(self.estimators, self.estimators_, strict=True):
             if not np.array_equal(fitted.classes_, self.classes_):

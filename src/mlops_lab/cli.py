@@ -16,6 +16,7 @@ from mlops_lab.config import ConfigError, load_config
 from mlops_lab.context import StageContext
 from mlops_lab.data_prep.task import RawDataError, require_raw_file
 from mlops_lab.data_prep.transform import SchemaError
+from mlops_lab.promotion.task import PromotionError
 from mlops_lab.tracking import (
     Lineage,
     TrackingUnavailable,
@@ -29,7 +30,14 @@ from mlops_lab.tracking import (
 log = logging.getLogger("mlops_lab")
 
 # Failures a user can act on: reported as one line and exit status 1, not as a traceback.
-USER_ERRORS = (ConfigError, RawDataError, SchemaError, TrackingUnavailable, MlflowException)
+USER_ERRORS = (
+    ConfigError,
+    RawDataError,
+    SchemaError,
+    PromotionError,
+    TrackingUnavailable,
+    MlflowException,
+)
 
 
 def _client_settings() -> None:
@@ -37,6 +45,8 @@ def _client_settings() -> None:
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
+    # A model download is a second or two; its per-file progress bars only bury the log.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 
 def build_context(config_path: Path, tuned_params: bool = True) -> StageContext:
@@ -130,7 +140,7 @@ def data_prep(config_path: Path) -> None:
 @main.command("training")
 @config_option
 def training(config_path: Path) -> None:
-    """Cross-validate the candidates, register the winner and save it locally."""
+    """Cross-validate the candidates on both views, register the winner and save it locally."""
     from mlops_lab.training import task
 
     _run_stage(config_path, task.run)
@@ -148,8 +158,17 @@ def explainability(config_path: Path) -> None:
 @main.command("prediction-app")
 @config_option
 def prediction_app(config_path: Path) -> None:
-    """Load the registered champion as the service does and predict the example payloads."""
+    """Load this run's registered model as the service does and predict the example payloads."""
     from mlops_lab.prediction_app import task
+
+    _run_stage(config_path, task.run)
+
+
+@main.command("promote")
+@config_option
+def promote(config_path: Path) -> None:
+    """Give this run's model the champion alias if it answered and beats the champion."""
+    from mlops_lab.promotion import task
 
     _run_stage(config_path, task.run)
 

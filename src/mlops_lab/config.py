@@ -8,6 +8,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from mlops_lab.features import ALL_FEATURES, input_fields, resolve_features
+from mlops_lab.listing import REQUIRED_FIELDS
 from mlops_lab.prediction_app.schema import Listing
 
 
@@ -52,9 +54,12 @@ class DataPrepConfig(_Section):
 
 class CandidateConfig(_Section):
     name: str
-    # soft_vote averages the probabilities of the candidates named in `members`.
-    estimator: Literal["random_forest", "hist_gradient_boosting", "soft_vote"]
-    features: list[str] | Literal["all"]
+    # soft_vote averages the probabilities of the candidates named in `members`; field_router
+    # answers each listing with the first member whose listing fields it carries.
+    estimator: Literal["random_forest", "hist_gradient_boosting", "soft_vote", "field_router"]
+    # "all", "required" (what the API's required fields give) or a list of feature names;
+    # a field_router takes its members' features and names none itself.
+    features: list[str] | Literal["all", "required"] | None = None
     params: dict[str, Any] = Field(default_factory=dict)
     members: list[str] = Field(default_factory=list)
     # most_probable: the label is the most probable category. macro_f1: the probabilities are
@@ -65,16 +70,46 @@ class CandidateConfig(_Section):
     tuned_params_path: Path | None = None
 
     @model_validator(mode="after")
-    def _members_only_for_soft_vote(self) -> CandidateConfig:
-        if self.estimator != "soft_vote":
+    def _members_only_for_ensembles(self) -> CandidateConfig:
+        if self.estimator == "field_router":
+            if self.features is not None or self.decision != "most_probable":
+                raise ValueError("a field_router takes its members' features and labels")
+        elif self.features is None:
+            raise ValueError(f"features: give 'all', 'required' or a list for {self.estimator}")
+        if self.estimator not in ENSEMBLES:
             if self.members:
-                raise ValueError(f"members are for estimator soft_vote, not {self.estimator}")
+                raise ValueError(f"members are for {' or '.join(ENSEMBLES)}, not {self.estimator}")
+            unknown = sorted(set(resolve_features(self.features)) - set(ALL_FEATURES))
+            if unknown:
+                raise ValueError(f"unknown features {unknown}; known: {list(ALL_FEATURES)}")
             return self
         if len(set(self.members)) < 2:
-            raise ValueError(f"soft_vote needs two or more distinct members, got {self.members}")
+            raise ValueError(
+                f"{self.estimator} needs two or more distinct members, got {self.members}"
+            )
         if self.params or self.tuned_params_path is not None:
-            raise ValueError("soft_vote takes its members' parameters: give no params of its own")
+            raise ValueError(
+                f"{self.estimator} takes its members' parameters: give none of its own"
+            )
         return self
+
+
+ENSEMBLES = ("soft_vote", "field_router")
+VIEWS = ("full", "required")
+
+
+class SelectionConfig(_Section):
+    # Higher is better for each of these.
+    metric: Literal["roc_auc_ovr", "macro_f1", "accuracy"]
+    # The score is the metric's mean over the views, weighted by these.
+    view_weights: dict[Literal["full", "required"], float]
+
+    @field_validator("view_weights")
+    @classmethod
+    def _some_weight(cls, weights: dict[str, float]) -> dict[str, float]:
+        if any(weight < 0 for weight in weights.values()) or sum(weights.values()) <= 0:
+            raise ValueError(f"view weights must be non-negative and not all zero, got {weights}")
+        return weights
 
 
 class TrainingConfig(_Section):
@@ -82,11 +117,12 @@ class TrainingConfig(_Section):
     split_random_state: int
     cv_folds: int = Field(ge=2)
     cv_random_state: int
-    selection_metric: Literal["roc_auc_ovr", "macro_f1", "accuracy"]
+    selection: SelectionConfig
     reference_candidate: str
     candidates: list[CandidateConfig] = Field(min_length=1)
+    # The model this run trained: the challenger, until the promote stage has judged it.
     model_dir: Path
-    registration_path: Path
+    challenger_path: Path
     metrics_path: Path
     candidates_path: Path
 
@@ -100,21 +136,41 @@ class TrainingConfig(_Section):
                 f"reference_candidate {self.reference_candidate!r} is not among the candidates "
                 f"{names}: the notebook's model is always trained as the reference"
             )
-        by_name = {candidate.name: candidate for candidate in self.candidates}
-        for vote in self.candidates:
-            for name in vote.members:
-                member = by_name.get(name)
-                if member is None:
-                    raise ValueError(f"{vote.name}: member {name!r} is not among {names}")
-                if member.estimator == "soft_vote":
-                    raise ValueError(f"{vote.name}: member {name!r} is itself a soft_vote")
-                # The members share the vote's one feature pipeline.
-                if member.features != vote.features:
-                    raise ValueError(
-                        f"{vote.name}: member {name!r} has features {member.features}, "
-                        f"the vote {vote.features}"
-                    )
+        for position, ensemble in enumerate(self.candidates):
+            for name in ensemble.members:
+                _check_member(ensemble, name, self.candidates[:position], names)
         return self
+
+
+def _check_member(
+    ensemble: CandidateConfig, name: str, earlier: list[CandidateConfig], names: list[str]
+) -> None:
+    """Raise ValueError naming what is wrong with one member of a soft_vote or field_router."""
+    by_name = {candidate.name: candidate for candidate in earlier}
+    if name not in names:
+        raise ValueError(f"{ensemble.name}: member {name!r} is not among {names}")
+    member = by_name.get(name)
+    # Training reuses each member's fitted models and cross-validated predictions.
+    if member is None:
+        raise ValueError(f"{ensemble.name}: member {name!r} must be listed before it")
+    if member.estimator == "field_router":
+        raise ValueError(f"{ensemble.name}: member {name!r} is itself a field_router")
+    if ensemble.estimator == "soft_vote":
+        if member.estimator == "soft_vote":
+            raise ValueError(f"{ensemble.name}: member {name!r} is itself a soft_vote")
+        # The members share the vote's one feature pipeline.
+        if member.features != ensemble.features:
+            raise ValueError(
+                f"{ensemble.name}: member {name!r} has features {member.features}, "
+                f"the vote {ensemble.features}"
+            )
+    elif name == ensemble.members[-1]:
+        needs = set(input_fields(resolve_features(member.features))) - set(REQUIRED_FIELDS)
+        if needs:
+            raise ValueError(
+                f"{ensemble.name}: its last member {name!r} answers every listing the others "
+                f"cannot, so it may need only the API's required fields, not {sorted(needs)}"
+            )
 
 
 class SearchDimension(_Section):
@@ -181,8 +237,16 @@ class ExplainabilityConfig(_Section):
     metrics_path: Path
 
 
+class PromotionConfig(_Section):
+    # Always the champion's files: what `make serve` serves without a tracking server.
+    champion_dir: Path
+    # Which version is the champion and which the challenger, after the last promote stage.
+    registration_path: Path
+    # Scoring the champion again and finding the alias moved meanwhile: give up after this.
+    attempts: int = Field(default=3, ge=1)
+
+
 class PredictionAppConfig(_Section):
-    model_uri: str
     output_path: Path
     # Checked by the service's own schema, so an example the API would refuse fails here.
     examples: list[Listing] = Field(min_length=1)
@@ -205,6 +269,7 @@ class LabConfig(_Section):
     ablation: AblationConfig
     explainability: ExplainabilityConfig
     prediction_app: PredictionAppConfig
+    promotion: PromotionConfig
 
 
 def with_tuned_params(candidate: CandidateConfig) -> CandidateConfig:
@@ -224,12 +289,17 @@ def with_tuned_params(candidate: CandidateConfig) -> CandidateConfig:
 def with_member_params(
     candidate: CandidateConfig, candidates: list[CandidateConfig]
 ) -> CandidateConfig:
-    """A soft_vote candidate with its members' estimators and parameters as its own params."""
+    """A soft_vote or field_router candidate with its members' settings as its own params:
+    {estimator, params} by name for a vote, {estimator, features, params, decision} for a
+    router (members listed earlier have theirs resolved already)."""
     if not candidate.members:
         return candidate
     by_name = {other.name: other for other in candidates}
+    fields = ["estimator", "params"]
+    if candidate.estimator == "field_router":
+        fields += ["features", "decision"]
     members = {
-        name: {"estimator": by_name[name].estimator, "params": by_name[name].params}
+        name: {field: getattr(by_name[name], field) for field in fields}
         for name in candidate.members
     }
     return candidate.model_copy(update={"params": {"members": members}})
@@ -258,6 +328,8 @@ def load_config(path: Path, tuned_params: bool = True) -> LabConfig:
     candidates = config.training.candidates
     if tuned_params:
         candidates = [with_tuned_params(candidate) for candidate in candidates]
-    candidates = [with_member_params(candidate, candidates) for candidate in candidates]
-    training = config.training.model_copy(update={"candidates": candidates})
+    resolved: list[CandidateConfig] = []
+    for candidate in candidates:
+        resolved.append(with_member_params(candidate, resolved))
+    training = config.training.model_copy(update={"candidates": resolved})
     return config.model_copy(update={"training": training})

@@ -116,9 +116,18 @@ class MacroF1Decision(ClassifierMixin, BaseEstimator):
             held_out = cross_val_predict(
                 clone(self.estimator), features, truth, cv=folds, method="predict_proba"
             )
-        self.estimator_ = clone(self.estimator).fit(features, truth)
-        self.classes_ = self.estimator_.classes_
-        self.class_weights_ = macro_f1_weights(held_out, truth, self.classes_)
+        return self.around_fitted(clone(self.estimator).fit(features, truth), held_out, truth)
+
+    def around_fitted(
+        self, fitted: Any, held_out_probabilities: np.ndarray, price_category: Any
+    ) -> MacroF1Decision:
+        """This step around an already fitted classifier, its weights learnt on held-out
+        predictions (columns in sorted class order) of the same rows."""
+        self.estimator_ = fitted
+        self.classes_ = fitted.classes_
+        self.class_weights_ = macro_f1_weights(
+            held_out_probabilities, np.asarray(price_category), self.classes_
+        )
         return self
 
     def predict_proba(self, features: Any) -> np.ndarray:

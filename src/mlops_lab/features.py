@@ -8,19 +8,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
-from sklearn.compose import ColumnTransformer
-from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
-from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import OneHotEncoder
 
-from mlops_lab.blend import SoftVoteClassifier
-from mlops_lab.decision import MacroF1Decision, probability_model
 from mlops_lab.listing import (
     AMENITY_FLAGS,
     BOROUGH_ALIAS,
     CATEGORICAL_FIELDS,
     MODEL_INPUT_FIELDS,
     NUMERIC_FIELDS,
+    REQUIRED_FIELDS,
 )
 
 # Times Square: the centre of NYC's short-let demand.
@@ -71,6 +66,23 @@ DERIVED_FEATURES = (
 NUMERIC_FEATURES = NUMERIC_FIELDS + DERIVED_FEATURES
 ALL_FEATURES = CATEGORICAL_FEATURES + NUMERIC_FEATURES
 
+# The listing fields each feature is computed from: a model needs all of its features' fields.
+FEATURE_INPUTS: dict[str, tuple[str, ...]] = {
+    "borough": ("borough",),
+    "room_type": ("room_type",),
+    "property_group": ("property_type",),
+    **{name: (name,) for name in NUMERIC_FIELDS},
+    "distance_to_midtown_km": ("latitude", "longitude"),
+    **{name: ("latitude", "longitude") for name in PROJECTION_FEATURES},
+    "people_per_bedroom": ("accommodates", "bedrooms"),
+    "people_per_bed": ("accommodates", "beds"),
+    "bathrooms_per_person": ("bathrooms", "accommodates"),
+}
+# Every feature the API's required fields give, so a model on these never lacks an input.
+REQUIRED_FEATURES = tuple(
+    name for name in ALL_FEATURES if set(FEATURE_INPUTS[name]) <= set(REQUIRED_FIELDS)
+)
+
 # What `mlops-lab ablate` removes one at a time: every feature is in exactly one group.
 FEATURE_GROUPS = {
     "borough": ("borough",),
@@ -83,41 +95,6 @@ FEATURE_GROUPS = {
     "location_projections": PROJECTION_FEATURES,
     "amenities": (*AMENITY_FLAGS, "amenity_count"),
 }
-
-MEMBER_ESTIMATORS = {
-    "random_forest": RandomForestClassifier,
-    "hist_gradient_boosting": HistGradientBoostingClassifier,
-}
-
-
-def soft_vote(members: dict[str, dict[str, Any]]) -> SoftVoteClassifier:
-    """The mean of the members' probabilities; each member is {estimator, params} by name."""
-    return SoftVoteClassifier(
-        [
-            (name, MEMBER_ESTIMATORS[member["estimator"]](**member["params"]))
-            for name, member in members.items()
-        ]
-    )
-
-
-ESTIMATORS = {**MEMBER_ESTIMATORS, "soft_vote": soft_vote}
-
-# How the classifier turns probabilities into a label: the most probable category, or
-# probability weights learnt on held-out predictions to favour rare categories (decision.py).
-DECISIONS = {
-    "most_probable": lambda classifier: classifier,
-    "macro_f1": MacroF1Decision,
-}
-
-# The types in our models that skops does not trust by default: exactly these, so loading a
-# model file never runs anything else (tests/unit/test_features.py checks the list).
-SKOPS_TRUSTED_TYPES = [
-    "mlops_lab.blend.SoftVoteClassifier",
-    "mlops_lab.decision.MacroF1Decision",
-    "mlops_lab.features.ListingFeatures",
-    "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
-    "sklearn.tree._tree.Tree",
-]
 
 
 def property_group(property_type: object) -> str:
@@ -244,52 +221,28 @@ class ListingFeatures(TransformerMixin, BaseEstimator):
 
 
 def resolve_features(features: list[str] | str) -> tuple[str, ...]:
-    """The feature names a candidate asks for; 'all' means every feature."""
+    """The feature names a candidate asks for: 'all', 'required' (what the API's required
+    fields give) or a list of names."""
     if features == "all":
         return ALL_FEATURES
+    if features == "required":
+        return REQUIRED_FEATURES
     return tuple(features)
 
 
-def predict_sequentially(model: Pipeline) -> Pipeline:
-    """The model set to predict on one thread: a forest then adds its trees in a fixed order,
-    so the same inputs give bit-identical probabilities (threads finish in any order)."""
-    for classifier in probability_members(probability_model(model[-1])):
-        if "n_jobs" in classifier.get_params(deep=False):
-            classifier.set_params(n_jobs=1)
-    return model
+def input_fields(features: tuple[str, ...]) -> tuple[str, ...]:
+    """The listing fields the features are computed from, in the model's input order."""
+    needed = {field for name in features for field in FEATURE_INPUTS[name]}
+    return tuple(field for field in MODEL_INPUT_FIELDS if field in needed)
 
 
-def probability_members(classifier: Any) -> list[Any]:
-    """The fitted classifiers whose probabilities a classifier averages, or the classifier."""
-    if isinstance(classifier, SoftVoteClassifier):
-        return list(classifier.estimators_)
-    return [classifier]
-
-
-def build_model(
-    estimator: str,
-    features: tuple[str, ...],
-    params: dict[str, Any],
-    decision: str = "most_probable",
-) -> Pipeline:
-    """One Pipeline from API-level listing fields to a price-category classifier."""
-    categorical = [name for name in features if name in CATEGORICAL_FEATURES]
-    numeric = [name for name in features if name not in CATEGORICAL_FEATURES]
-    encode = ColumnTransformer(
-        [
-            (
-                "categorical",
-                OneHotEncoder(handle_unknown="ignore", sparse_output=False),
-                categorical,
-            ),
-            ("numeric", "passthrough", numeric),
-        ],
-        verbose_feature_names_out=False,
-    )
-    return Pipeline(
-        [
-            ("listing_features", ListingFeatures(features)),
-            ("encode", encode),
-            ("classifier", DECISIONS[decision](ESTIMATORS[estimator](**params))),
-        ]
-    )
+def present_fields(listings: Columns) -> dict[str, np.ndarray]:
+    """Per input field, which listings carry a value for it."""
+    return {
+        field: (
+            np.array([value is not None for value in values], dtype=bool)
+            if field in CATEGORICAL_FIELDS
+            else ~np.isnan(values)
+        )
+        for field, values in listings.items()
+    }

@@ -50,3 +50,5 @@ REQUIRED_FIELDS = (
     "latitude",
     "longitude",
 )
+# What callers may add: absent fields reach the model as missing values.
+OPTIONAL_FIELDS = tuple(field for field in MODEL_INPUT_FIELDS if field not in REQUIRED_FIELDS)

@@ -5,9 +5,7 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
-import socket
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -15,17 +13,9 @@ from pathlib import Path
 
 import pytest
 import requests
-import yaml
+from projects import VENV_BIN, LabProject, free_port, routed_run, small_run
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
-VENV_BIN = Path(sys.executable).parent
 DATABASE_USER = "mlflow"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def postgres_bin() -> Path:
@@ -174,64 +164,6 @@ def mlflow_server(postgres_uri: str, tmp_path_factory: pytest.TempPathFactory) -
         process.wait(timeout=30)
 
 
-class LabProject:
-    """A user's clone of the lab in a temporary folder, and the commands they would run in it."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        listed = subprocess.run(
-            ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
-            cwd=PROJECT_ROOT,
-            capture_output=True,
-            check=True,
-        ).stdout.split(b"\0")
-        for name in filter(None, listed):
-            source = PROJECT_ROOT / name.decode()
-            if source.is_file():
-                target = path / name.decode()
-                target.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(source, target)
-        subprocess.run(["git", "init", "-q", "-b", "main"], cwd=path, check=True)
-        self.commit("copy of the project")
-
-    def commit(self, message: str) -> None:
-        for command in (
-            ["git", "add", "-A"],
-            ["git", "-c", "user.name=t", "-c", "user.email=t@localhost", "commit", "-qm", message],
-        ):
-            subprocess.run(command, cwd=self.path, check=True, capture_output=True)
-
-    def edit_config(self, change) -> None:
-        path = self.path / "config.yaml"
-        config = yaml.safe_load(path.read_text())
-        change(config)
-        path.write_text(yaml.safe_dump(config, sort_keys=False))
-
-    def run(self, command: list[str], environment: dict[str, str] | None = None):
-        """Run a command here with the lab's environment on PATH and only the given settings."""
-        env = {key: value for key, value in os.environ.items() if not key.startswith("MLFLOW_")}
-        env.pop("MLOPS_LAB_PIPELINE_ID", None)
-        env["PATH"] = f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}"
-        env.update(environment or {})
-        return subprocess.run(command, cwd=self.path, env=env, capture_output=True, text=True)
-
-
-def small_run(config: dict) -> None:
-    """A few thousand listings and light models: the whole pipeline in well under a minute."""
-    config["data_prep"]["sample_rows"] = 3000
-    training = config["training"]
-    training["cv_folds"] = 3
-    for candidate in training["candidates"]:
-        # A soft vote takes its members' (now small) parameters.
-        if candidate["estimator"] == "random_forest":
-            candidate["params"]["n_estimators"] = 30
-        elif candidate["estimator"] == "hist_gradient_boosting":
-            candidate["params"]["max_iter"] = 60
-    config["explainability"].update(
-        {"shap_sample_size": 30, "shap_background_size": 10, "shap_permutations": 1}
-    )
-
-
 @pytest.fixture()
 def small_project(tmp_path: Path) -> LabProject:
     project = LabProject(tmp_path / "lab")
@@ -242,19 +174,20 @@ def small_project(tmp_path: Path) -> LabProject:
 
 @pytest.fixture(scope="session")
 def trained_lab(tmp_path_factory: pytest.TempPathFactory, mlflow_server: dict) -> LabProject:
-    """A small lab whose pipeline ran against the mlflow server: a local model and a champion."""
+    """A small lab whose pipeline ran against the mlflow server: its champion, a field router
+    as on the full data, is served by the service tests."""
     project = LabProject(tmp_path_factory.mktemp("trained") / "lab")
-    project.edit_config(small_run)
-    project.commit("small run")
+    project.edit_config(routed_run)
+    project.commit("small run with a router")
 
     def own_model_name(config: dict) -> None:
         config["tracking"]["registered_model_name"] = "served-price-category"
-        config["prediction_app"]["model_uri"] = "models:/served-price-category@champion"
 
     project.edit_config(own_model_name)
     project.commit("own registered model name")
     result = project.run(["dvc", "repro"], {"MLFLOW_TRACKING_URI": mlflow_server["uri"]})
     assert result.returncode == 0, result.stdout + result.stderr
+    assert "routed_boosting registered" in result.stdout, result.stdout
     return project
 
 

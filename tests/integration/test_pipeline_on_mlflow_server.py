@@ -6,26 +6,13 @@ import mlflow
 import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
+from projects import make_worse
 
 MODEL_NAME = "airbnb-price-category"
-STAGES = {"pipeline", "data_prep", "training", "explainability", "prediction_app"}
+STAGES = {"pipeline", "data_prep", "training", "explainability", "prediction_app", "promote"}
 PLOTS = {"shap_mean_abs.png", "shap_beeswarm.png", "confusion_matrix.png", "per_class_metrics.png"}
 
 pytestmark = pytest.mark.integration
-
-
-def make_worse(config: dict) -> None:
-    """One shallow, one-feature forest: clearly worse than the first run's champion."""
-    training = config["training"]
-    training["candidates"] = [
-        {
-            "name": "stump_forest",
-            "estimator": "random_forest",
-            "features": ["accommodates"],
-            "params": {"n_estimators": 2, "max_depth": 1, "random_state": 1},
-        }
-    ]
-    training["reference_candidate"] = "stump_forest"
 
 
 def runs_of(client: MlflowClient, experiment_id: str, pipeline_id: str) -> dict[str, object]:
@@ -72,10 +59,15 @@ def test_dvc_repro_registers_tracks_and_keeps_the_better_champion(
         candidate.name for candidate in lab_config.training.candidates
     }
     for run in candidates:
-        assert {"cv_roc_auc_ovr", "test_accuracy", "test_roc_auc_ovr", "test_macro_f1"} <= set(
-            run.data.metrics
-        )
-        assert "test_recall_lux" in run.data.metrics
+        for view in ("full", "required"):
+            assert {
+                f"cv_{view}_roc_auc_ovr",
+                f"test_{view}_accuracy",
+                f"test_{view}_roc_auc_ovr",
+                f"test_{view}_macro_f1",
+                f"test_{view}_recall_lux",
+            } <= set(run.data.metrics)
+        assert "cv_selection_score" in run.data.metrics
     plots = {
         item.path.split("/")[-1]
         for item in client.list_artifacts(champion.run_id, "explainability")
@@ -94,7 +86,7 @@ def test_dvc_repro_registers_tracks_and_keeps_the_better_champion(
     assert smoke["model_version"] == "1"
     assert smoke["predictions"][0]["id"] == 1001
 
-    # A second, worse run is registered but does not take the champion alias.
+    # A second, worse run is registered and answers, but does not take the champion alias.
     small_project.edit_config(make_worse)
     small_project.commit("a worse model")
     second = small_project.run(["dvc", "repro"], environment)
@@ -103,7 +95,11 @@ def test_dvc_repro_registers_tracks_and_keeps_the_better_champion(
     assert client.get_model_version_by_alias(MODEL_NAME, "champion").version == "1"
     assert client.get_model_version_by_alias(MODEL_NAME, "challenger").version == "2"
     smoke = json.loads((small_project.path / "reports" / "prediction_smoke.json").read_text())
-    assert smoke["model_version"] == "1"
+    assert smoke["model_version"] == "2"
+    registration = json.loads((small_project.path / "models" / "registration.json").read_text())
+    assert registration["champion"]["version"] == "1"
+    assert registration["challenger"]["version"] == "2"
+    assert not registration["challenger"]["promoted"]
 
     # Nothing changed since: a third repro runs no stage.
     third = small_project.run(["dvc", "repro"], environment)

@@ -10,6 +10,7 @@ import requests
 from mlflow import MlflowClient
 from prometheus_client.parser import text_string_to_metric_families
 
+from mlops_lab.listing import MODEL_INPUT_FIELDS
 from mlops_lab.prediction_app.schema import CHALLENGE_EXAMPLE
 
 pytestmark = pytest.mark.integration
@@ -51,7 +52,12 @@ def test_explain_adds_the_top_contributions(local_service):
     assert response.status_code == 200
     explanation = response.json()["predictions"][0]["explanation"]
     assert len(explanation) == 5
-    assert {"feature", "value", "contribution"} == set(explanation[0])
+    assert {"field", "value", "contribution"} == set(explanation[0])
+    # Listing fields, as sent: a categorical is one field, never one of its one-hot columns.
+    assert {item["field"] for item in explanation} <= set(MODEL_INPUT_FIELDS)
+    for item in explanation:
+        sent = CHALLENGE.get(item["field"], CHALLENGE["neighbourhood"])
+        assert item["value"] == sent
     sizes = [abs(item["contribution"]) for item in explanation]
     assert sizes == sorted(sizes, reverse=True)
 

@@ -13,8 +13,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlops_lab.features import build_model, resolve_features
-from mlops_lab.prediction_app.compiled import CompiledModel, compile_model
+from mlops_lab.compiled import CompiledModel, compile_model
+from mlops_lab.config import CandidateConfig
+from mlops_lab.features import resolve_features
+from mlops_lab.listing import MODEL_INPUT_FIELDS, REQUIRED_FIELDS
+from mlops_lab.modelling import build_model
 from mlops_lab.training.transform import Split, split_like_notebook
 
 CATEGORIES = ["low", "mid", "high", "lux"]
@@ -30,20 +33,35 @@ def split(lab_config, prepared_listings) -> Split:
     )
 
 
+def probability_model(candidate: CandidateConfig):
+    """The candidate's model with every decision step left out: it only relabels."""
+    if candidate.estimator != "field_router":
+        return build_model(
+            candidate.estimator, resolve_features(candidate.features), candidate.params
+        )
+    members = {
+        name: {**member, "decision": "most_probable"}
+        for name, member in candidate.params["members"].items()
+    }
+    return build_model("field_router", (), {"members": members})
+
+
 @pytest.fixture(scope="module")
 def champion(lab_config, split, project_root) -> CompiledModel:
     winner = json.loads((project_root / lab_config.training.metrics_path).read_text())["winner"]
     candidate = next(c for c in lab_config.training.candidates if c.name == winner)
-    model = build_model(candidate.estimator, resolve_features(candidate.features), candidate.params)
+    model = probability_model(candidate)
     return compile_model(model.fit(split.train_features, split.train_target))
 
 
-@pytest.fixture(scope="module")
-def held_out(split) -> list[dict]:
+# Both the listings callers mostly send (the required fields) and complete listings.
+@pytest.fixture(scope="module", params=["required", "full"])
+def held_out(split, request) -> list[dict]:
     """400 listings of the notebook's test part, as API-level fields."""
     sample = split.test_features.sample(400, random_state=3)
+    kept = REQUIRED_FIELDS if request.param == "required" else MODEL_INPUT_FIELDS
     return [
-        {key: value for key, value in row.items() if not pd.isna(value)}
+        {key: value for key, value in row.items() if key in kept and not pd.isna(value)}
         for row in sample.to_dict("records")
     ]
 

@@ -103,7 +103,7 @@ def vote(raw, members, **extra):
         (["gradient_boosting", "notebook_random_forest"], {}, "member 'notebook_random_forest'"),
         (["gradient_boosting"], {}, "two or more distinct members"),
         (["gradient_boosting", "tuned_blend"], {}, "is itself a soft_vote"),
-        (["gradient_boosting", "tuned_random_forest"], {"params": {"n_jobs": 1}}, "no params"),
+        (["gradient_boosting", "tuned_random_forest"], {"params": {"n_jobs": 1}}, "give none"),
     ],
 )
 def test_a_bad_soft_vote_is_named(tmp_path, project_root, members, extra, message):
@@ -115,5 +115,69 @@ def test_members_belong_to_soft_votes_only(tmp_path, project_root):
     def give_members(raw):
         raw["training"]["candidates"][1]["members"] = ["gradient_boosting"]
 
-    with pytest.raises(ConfigError, match="members are for estimator soft_vote"):
+    with pytest.raises(ConfigError, match="members are for soft_vote or field_router"):
         load_config(write_config(tmp_path, project_root, give_members))
+
+
+def router(raw, members, **extra):
+    raw["training"]["candidates"].append(
+        {"name": "router", "estimator": "field_router", "members": members, **extra}
+    )
+
+
+@pytest.mark.parametrize(
+    ("members", "extra", "message"),
+    [
+        (["tuned_blend", "ridge"], {}, "member 'ridge' is not among"),
+        (["tuned_blend", "routed_blend"], {}, "is itself a field_router"),
+        (["required_fields_blend", "tuned_blend"], {}, "may need only the API's required fields"),
+        (["tuned_blend", "required_fields_blend"], {"features": "all"}, "takes its members'"),
+        (["tuned_blend", "required_fields_blend"], {"decision": "macro_f1"}, "takes its members'"),
+    ],
+)
+def test_a_bad_field_router_is_named(tmp_path, project_root, members, extra, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(write_config(tmp_path, project_root, lambda raw: router(raw, members, **extra)))
+
+
+def test_members_are_listed_before_their_ensemble(tmp_path, project_root):
+    def vote_first(raw):
+        candidates = raw["training"]["candidates"]
+        blend = next(c for c in candidates if c["name"] == "tuned_blend")
+        candidates.remove(blend)
+        candidates.insert(0, blend)
+
+    with pytest.raises(ConfigError, match="member 'tuned_gradient_boosting' must be listed before"):
+        load_config(write_config(tmp_path, project_root, vote_first))
+
+
+def test_a_router_takes_its_members_whole_settings(lab_config):
+    candidates = {candidate.name: candidate for candidate in lab_config.training.candidates}
+    members = candidates["routed_blend"].params["members"]
+    assert list(members) == ["tuned_blend", "required_fields_blend"]
+    assert members["required_fields_blend"] == {
+        "estimator": "soft_vote",
+        "params": candidates["required_fields_blend"].params,
+        "features": "required",
+        "decision": "macro_f1",
+    }
+
+
+def test_unknown_feature_names_fail_when_the_config_is_read(tmp_path, project_root):
+    def misspell(raw):
+        raw["training"]["candidates"][0]["features"] = ["borough", "acommodates"]
+
+    with pytest.raises(ConfigError, match=r"unknown features \['acommodates'\]"):
+        load_config(write_config(tmp_path, project_root, misspell))
+
+
+@pytest.mark.parametrize(
+    ("weights", "message"),
+    [({"required": 0, "full": 0}, "not all zero"), ({"everything": 1}, "required")],
+)
+def test_selection_weights_name_known_views(tmp_path, project_root, weights, message):
+    def weigh(raw):
+        raw["training"]["selection"]["view_weights"] = weights
+
+    with pytest.raises(ConfigError, match=message):
+        load_config(write_config(tmp_path, project_root, weigh))

@@ -11,7 +11,8 @@ from mlops_lab.decision import (
     probability_model,
     weighted_labels,
 )
-from mlops_lab.features import ALL_FEATURES, SKOPS_TRUSTED_TYPES, build_model
+from mlops_lab.features import ALL_FEATURES
+from mlops_lab.modelling import SKOPS_TRUSTED_TYPES, build_model
 
 CLASSES = np.array(["common", "rare"])
 SMALL_BOOSTING = {"max_iter": 10, "random_state": 0}

@@ -1,38 +1,26 @@
 import numpy as np
 import pandas as pd
 import pytest
-import skops.io
 
 from mlops_lab.features import (
     ALL_FEATURES,
     FEATURE_GROUPS,
+    FEATURE_INPUTS,
     MIDTOWN_LATITUDE,
     MIDTOWN_LONGITUDE,
-    SKOPS_TRUSTED_TYPES,
+    REQUIRED_FEATURES,
     ListingFeatures,
-    build_model,
     conform_listings,
     conform_records,
     distance_to_midtown_km,
     engineer_features,
+    input_fields,
     positions_along_bearings,
+    present_fields,
     property_group,
     resolve_features,
 )
-from mlops_lab.listing import MODEL_INPUT_FIELDS
-
-SMALL_FOREST = {"n_estimators": 5, "random_state": 0}
-SMALL_BOOSTING = {"max_iter": 5, "random_state": 0}
-SMALL_ESTIMATORS = {
-    "random_forest": SMALL_FOREST,
-    "hist_gradient_boosting": SMALL_BOOSTING,
-    "soft_vote": {
-        "members": {
-            "forest": {"estimator": "random_forest", "params": SMALL_FOREST},
-            "boosting": {"estimator": "hist_gradient_boosting", "params": SMALL_BOOSTING},
-        }
-    },
-}
+from mlops_lab.listing import MODEL_INPUT_FIELDS, OPTIONAL_FIELDS, REQUIRED_FIELDS
 
 
 @pytest.mark.parametrize(
@@ -117,29 +105,26 @@ def test_listing_features_rejects_unknown_feature_names():
 
 def test_resolve_features():
     assert resolve_features("all") == ALL_FEATURES
+    assert resolve_features("required") == REQUIRED_FEATURES
     assert resolve_features(["borough", "accommodates"]) == ("borough", "accommodates")
 
 
-@pytest.mark.parametrize("estimator", sorted(SMALL_ESTIMATORS))
-def test_model_predicts_the_challenge_payload_with_fields_missing(
-    estimator, listing_sample, challenge_payload
-):
-    model = build_model(estimator, ALL_FEATURES, SMALL_ESTIMATORS[estimator])
-    model.fit(listing_sample, listing_sample["price_category"])
-    probabilities = model.predict_proba(pd.DataFrame([challenge_payload]))
-    assert probabilities.shape == (1, 4)
-    assert probabilities.sum() == pytest.approx(1.0)
+def test_every_feature_names_the_listing_fields_it_comes_from():
+    assert set(FEATURE_INPUTS) == set(ALL_FEATURES)
+    assert input_fields(ALL_FEATURES) == MODEL_INPUT_FIELDS
+    assert input_fields(("people_per_bed", "room_type")) == ("room_type", "accommodates", "beds")
 
 
-def test_skops_trusted_types_are_exactly_what_the_models_need(listing_sample):
-    needed: set[str] = set()
-    for (estimator, params), decision in zip(
-        SMALL_ESTIMATORS.items(), ("most_probable", "macro_f1", "macro_f1"), strict=True
-    ):
-        model = build_model(estimator, ALL_FEATURES, params, decision)
-        model.fit(listing_sample, listing_sample["price_category"])
-        needed |= set(skops.io.get_untrusted_types(data=skops.io.dumps(model)))
-        loaded = skops.io.loads(skops.io.dumps(model), trusted=SKOPS_TRUSTED_TYPES)
-        head = listing_sample.head(20)
-        assert np.array_equal(loaded.predict_proba(head), model.predict_proba(head))
-    assert needed == set(SKOPS_TRUSTED_TYPES)
+def test_required_features_need_only_the_required_fields_and_take_all_they_give():
+    assert set(input_fields(REQUIRED_FEATURES)) == set(REQUIRED_FIELDS)
+    left_out = set(ALL_FEATURES) - set(REQUIRED_FEATURES)
+    assert left_out == {"property_group", *OPTIONAL_FIELDS} - {"property_type"}
+
+
+def test_present_fields_tell_absent_values_apart():
+    listing = {"room_type": "Private room", "borough": "Queens", "latitude": 40.7}
+    present = present_fields(conform_records([listing, {"room_type": "Shared room"}]))
+    assert present["room_type"].tolist() == [True, True]
+    assert present["borough"].tolist() == [True, False]
+    assert present["latitude"].tolist() == [True, False]
+    assert present["property_type"].tolist() == [False, False]

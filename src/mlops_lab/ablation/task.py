@@ -16,8 +16,9 @@ from mlops_lab.ablation.transform import (
     ablation_table,
 )
 from mlops_lab.context import StageContext
-from mlops_lab.features import FEATURE_GROUPS, build_model, resolve_features
+from mlops_lab.features import FEATURE_GROUPS, resolve_features
 from mlops_lab.files import atomic_path, save_figure
+from mlops_lab.modelling import build_model
 from mlops_lab.tracking import stage_run
 from mlops_lab.training.task import find_candidate, read_training_part
 from mlops_lab.training.transform import fold_scores, summarize_folds

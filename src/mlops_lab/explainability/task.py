@@ -1,4 +1,5 @@
-"""explainability: trained model + training table → SHAP and evaluation plots under reports/."""
+"""explainability: this run's model + training table → SHAP per listing field and evaluation
+plots on both views under reports/."""
 
 from __future__ import annotations
 
@@ -7,9 +8,13 @@ import logging
 import time
 
 import mlflow
+import numpy as np
 import pandas as pd
 from mlflow.tracking import MlflowClient
 
+from mlops_lab.attribution import explain_listings
+from mlops_lab.compiled import compile_model
+from mlops_lab.config import VIEWS
 from mlops_lab.context import StageContext
 from mlops_lab.decision import weighted_labels
 from mlops_lab.explainability.transform import (
@@ -22,30 +27,32 @@ from mlops_lab.explainability.transform import (
     per_class_figure,
     reliability_figure,
     reliability_table,
-    shap_explanation,
 )
+from mlops_lab.features import conform_listings
 from mlops_lab.files import atomic_path, save_figure, write_json_atomically
 from mlops_lab.tracking import stage_run
 from mlops_lab.training.transform import (
-    ordered_decision_weights,
+    model_answers,
     ordered_probabilities,
     per_class_metrics,
     split_like_notebook,
+    view_of,
 )
 
 log = logging.getLogger(__name__)
 
-TOP_FEATURES = 15
 RELIABILITY_BINS = 10
+TOP_FIELDS = 5
 
 
 def run(context: StageContext) -> None:
-    """Explain the trained model on held-out listings and chart how it does per category."""
+    """Explain this run's model on held-out listings, per listing field, and chart how it does
+    per category, on both views."""
     config = context.config
     settings = config.explainability
     categories = config.data_prep.price_categories
     reports = settings.reports_dir
-    registration = json.loads(config.training.registration_path.read_text())
+    challenger = json.loads(config.training.challenger_path.read_text())
     model = mlflow.sklearn.load_model(str(config.training.model_dir))
     listings = pd.read_parquet(config.data.prepared_path)
     split = split_like_notebook(
@@ -56,47 +63,63 @@ def run(context: StageContext) -> None:
         context.tracking,
         context.lineage,
         "explainability",
-        tags={"mlops_lab.training_run_id": registration["run_id"]},
+        tags={"mlops_lab.training_run_id": challenger["run_id"]},
     ):
-        probabilities = ordered_probabilities(
-            model.predict_proba(split.test_features), list(model.classes_), categories
-        )
-        weights = ordered_decision_weights(model, categories)
-        predicted = weighted_labels(probabilities, weights, pd.Series(categories).to_numpy())
-        confusion = normalized_confusion(split.test_target, predicted, categories)
-        per_class = per_class_metrics(split.test_target, probabilities, categories, weights)
-        reliability = reliability_table(
-            split.test_target, probabilities, categories, RELIABILITY_BINS
-        )
-        calibration_error = expected_calibration_error(reliability)
+        predicted, confusion, per_class, reliability, calibration_error = {}, {}, {}, {}, {}
+        for view in VIEWS:
+            answers = model_answers(model, view_of(split.test_features, view), categories)
+            predicted[view] = weighted_labels(
+                answers.probabilities, answers.weights, np.asarray(categories)
+            )
+            confusion[view] = normalized_confusion(split.test_target, predicted[view], categories)
+            per_class[view] = per_class_metrics(
+                split.test_target, answers.probabilities, categories, answers.weights
+            )
+            reliability[view] = reliability_table(
+                split.test_target, answers.probabilities, categories, RELIABILITY_BINS
+            )
+            calibration_error[view] = expected_calibration_error(reliability[view])
 
         sample = split.test_features.sample(
             n=min(settings.shap_sample_size, len(split.test_features)),
             random_state=settings.random_state,
         )
-        background = split.train_features.sample(
-            n=min(settings.shap_background_size, len(split.train_features)),
-            random_state=settings.random_state,
+        background = conform_listings(
+            split.train_features.sample(
+                n=min(settings.shap_background_size, len(split.train_features)),
+                random_state=settings.random_state,
+            )
         )
+        compiled = compile_model(model)
+        classes = list(compiled.classes)
+
+        def answer(masked: dict[str, np.ndarray]) -> np.ndarray:
+            return ordered_probabilities(compiled.answer_columns(masked)[0], classes, categories)
+
         log.info(
-            "SHAP: explaining %d test listings against %d background listings…",
+            "SHAP: explaining %d test listings on both views against %d background listings…",
             len(sample),
-            len(background),
+            len(background["room_type"]),
         )
         started = time.perf_counter()
-        explanation = shap_explanation(
-            model, sample, background, settings.shap_permutations, settings.random_state
-        )
+        explanations = {
+            view: explain_listings(
+                answer,
+                conform_listings(view_of(sample, view)),
+                background,
+                categories,
+                settings.shap_permutations,
+                settings.random_state,
+            )
+            for view in VIEWS
+        }
         log.info("SHAP done in %.1f s", time.perf_counter() - started)
-        importance = mean_abs_shap(explanation, categories)
+        importance = {view: mean_abs_shap(explanations[view], categories) for view in VIEWS}
 
         written = [
+            save_figure(mean_abs_shap_figure(importance), reports / "shap_mean_abs.png"),
             save_figure(
-                mean_abs_shap_figure(importance, TOP_FEATURES), reports / "shap_mean_abs.png"
-            ),
-            save_figure(
-                beeswarm_figure(explanation, categories, TOP_FEATURES),
-                reports / "shap_beeswarm.png",
+                beeswarm_figure(explanations["full"], categories), reports / "shap_beeswarm.png"
             ),
             save_figure(confusion_figure(confusion), reports / "confusion_matrix.png"),
             save_figure(per_class_figure(per_class), reports / "per_class_metrics.png"),
@@ -105,20 +128,28 @@ def run(context: StageContext) -> None:
             ),
         ]
         with atomic_path(reports / "test_predictions.csv") as temporary:
-            pd.DataFrame({"actual": split.test_target.to_numpy(), "predicted": predicted}).to_csv(
-                temporary, index=False
-            )
+            pd.DataFrame(
+                {
+                    "actual": split.test_target.to_numpy(),
+                    **{f"predicted_{view}": predicted[view] for view in VIEWS},
+                }
+            ).to_csv(temporary, index=False)
         with atomic_path(reports / "shap_mean_abs.csv") as temporary:
-            importance.round(6).to_csv(temporary, index_label="feature")
+            pd.concat([table.assign(view=view) for view, table in importance.items()]).round(
+                6
+            ).to_csv(temporary, index_label="field")
         write_json_atomically(
             settings.metrics_path,
             {
-                "top_features": list(importance.index[:5]),
-                "recall": {name: round(per_class[name]["recall"], 6) for name in categories},
-                "precision": {name: round(per_class[name]["precision"], 6) for name in categories},
-                "expected_calibration_error": {
-                    name: round(calibration_error[name], 6) for name in categories
-                },
+                view: {
+                    "top_fields": list(importance[view].index[:TOP_FIELDS]),
+                    "recall": {n: round(per_class[view][n]["recall"], 6) for n in categories},
+                    "precision": {n: round(per_class[view][n]["precision"], 6) for n in categories},
+                    "expected_calibration_error": {
+                        n: round(calibration_error[view][n], 6) for n in categories
+                    },
+                }
+                for view in VIEWS
             },
         )
 
@@ -126,7 +157,15 @@ def run(context: StageContext) -> None:
         for path in [*written, reports / "shap_mean_abs.csv"]:
             mlflow.log_artifact(str(path))
             # The plots also belong to the run that made the model, where the registry links.
-            client.log_artifact(registration["run_id"], str(path), artifact_path="explainability")
-        mlflow.log_metrics({f"test_recall_{n}": v["recall"] for n, v in per_class.items()})
-        mlflow.log_metrics({f"test_calibration_error_{n}": v for n, v in calibration_error.items()})
+            client.log_artifact(challenger["run_id"], str(path), artifact_path="explainability")
+        for view in VIEWS:
+            mlflow.log_metrics(
+                {f"test_{view}_recall_{n}": v["recall"] for n, v in per_class[view].items()}
+            )
+            mlflow.log_metrics(
+                {
+                    f"test_{view}_calibration_error_{n}": v
+                    for n, v in calibration_error[view].items()
+                }
+            )
         log.info("wrote %s", ", ".join(str(path) for path in written))

@@ -117,12 +117,26 @@ class Listing(BaseModel):
         return self.model_dump(exclude_none=True, exclude={"id"})
 
 
+class Contribution(BaseModel):
+    field: str = Field(
+        description="A listing field: room_type, tv, … (`borough` for `neighbourhood`)."
+    )
+    value: str | float | None = Field(description="The field's value in the request.")
+    contribution: float = Field(
+        description="How much the field moved the predicted category's probability."
+    )
+
+
 class Prediction(BaseModel):
     id: int | str | None
     price_category: Literal["low", "mid", "high", "lux"]
     probabilities: dict[str, float]
-    explanation: list[dict[str, Any]] | None = Field(
-        default=None, description="With ?explain=true: the largest SHAP contributions."
+    explanation: list[Contribution] | None = Field(
+        default=None,
+        description=(
+            "With ?explain=true: the listing fields that moved the predicted category's "
+            "probability most (SHAP values), largest first."
+        ),
     )
 
 

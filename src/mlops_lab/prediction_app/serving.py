@@ -10,20 +10,17 @@ from typing import Any
 import mlflow
 import numpy as np
 import pandas as pd
-import yaml
-from mlflow.models import Model
+from mlflow.models import Model as MlflowModel
 from mlflow.tracking import MlflowClient
-from sklearn.pipeline import Pipeline
 
-from mlops_lab.explainability.transform import shap_explanation
-from mlops_lab.prediction_app.compiled import CompiledModel, UnsupportedModel, compile_model
+from mlops_lab.attribution import explain_listings, top_contributions
+from mlops_lab.compiled import CompiledModel, UnsupportedModel, compile_model
+from mlops_lab.features import Columns, conform_listings, conform_records, present_fields
+from mlops_lab.modelling import Model, row_decision_weights
 from mlops_lab.prediction_app.schema import Listing
-from mlops_lab.prediction_app.transform import (
-    format_predictions,
-    payloads_to_frame,
-    top_contributions,
-)
-from mlops_lab.training.transform import ordered_decision_weights, ordered_probabilities
+from mlops_lab.prediction_app.transform import format_predictions
+from mlops_lab.registry import local_version
+from mlops_lab.training.transform import ordered_probabilities
 
 log = logging.getLogger(__name__)
 
@@ -31,29 +28,39 @@ TOP_CONTRIBUTIONS = 5
 
 
 class PipelinePredictor:
-    """The logged Pipeline itself, for a model the compiler does not know (slower)."""
+    """The logged model itself, for a model the compiler does not know (slower)."""
 
-    def __init__(self, pipeline: Pipeline):
-        self.pipeline = pipeline
-        self.classes = np.asarray(pipeline.classes_)
+    def __init__(self, model: Model):
+        self.model = model
+        self.classes = np.asarray(model.classes_)
 
-    def predict_proba(self, records: list[dict[str, Any]]) -> np.ndarray:
-        """Probabilities per listing, columns in `classes` order."""
-        return self.pipeline.predict_proba(payloads_to_frame(records))
+    def answer_columns(self, listings: Columns) -> tuple[np.ndarray, np.ndarray]:
+        """Probabilities and label weights per listing, columns in `classes` order."""
+        frame = pd.DataFrame(listings)
+        return self.model.predict_proba(frame), row_decision_weights(self.model, frame)
 
 
 @dataclass(frozen=True)
 class ServedModel:
     """A loaded price-category model and which registered version it is."""
 
-    pipeline: Pipeline
+    model: Model
     predictor: CompiledModel | PipelinePredictor
     uri: str
     name: str
     version: str
     categories: list[str]
-    # Listings SHAP masks features with: the model's own logged input example.
-    background: pd.DataFrame
+    # Listings SHAP masks fields with: the complete listings of the model's own input example.
+    background: Columns
+
+    def answer(self, listings: Columns) -> tuple[np.ndarray, np.ndarray]:
+        """Probabilities and label weights per listing, columns in category order."""
+        probabilities, weights = self.predictor.answer_columns(listings)
+        classes = list(self.predictor.classes)
+        return (
+            ordered_probabilities(probabilities, classes, self.categories),
+            ordered_probabilities(np.asarray(weights), classes, self.categories),
+        )
 
     def predict(self, listings: list[Listing]) -> list[dict[str, Any]]:
         """Category and probabilities for each validated listing, in order."""
@@ -66,40 +73,41 @@ class ServedModel:
     def predict_listings(
         self, inputs: list[dict[str, Any]], ids: list[Any], explain: bool
     ) -> list[dict[str, Any]]:
-        """Category and probabilities per listing; with `explain`, its top SHAP contributions."""
-        probabilities = ordered_probabilities(
-            self.predictor.predict_proba(inputs), list(self.predictor.classes), self.categories
-        )
-        predictions = format_predictions(
-            ids,
-            probabilities,
-            self.categories,
-            ordered_decision_weights(self.pipeline, self.categories),
-        )
+        """Category and probabilities per listing; with `explain`, the listing fields that
+        moved its category's probability most (SHAP, through the same fast path)."""
+        listings = conform_records(inputs)
+        probabilities, weights = self.answer(listings)
+        predictions = format_predictions(ids, probabilities, self.categories, weights)
         if explain:
-            explanation = shap_explanation(
-                self.pipeline, payloads_to_frame(inputs), self.background, permutations=1, seed=0
+            explanation = explain_listings(
+                lambda masked: self.answer(masked)[0],
+                listings,
+                self.background,
+                self.categories,
+                permutations=1,
+                seed=0,
             )
             for row, prediction in enumerate(predictions):
                 prediction["explanation"] = top_contributions(
-                    explanation, row, prediction["price_category"], TOP_CONTRIBUTIONS
+                    explanation, listings, row, prediction["price_category"], TOP_CONTRIBUTIONS
                 )
         return predictions
 
 
-def choose_predictor(
-    pipeline: Pipeline, background: pd.DataFrame
-) -> CompiledModel | PipelinePredictor:
-    """The compiled model if it gives the Pipeline's exact probabilities, else the Pipeline."""
+def choose_predictor(model: Model, example: pd.DataFrame) -> CompiledModel | PipelinePredictor:
+    """The compiled model if it gives the model's exact answers, else the model itself."""
     try:
-        compiled = compile_model(pipeline)
+        compiled = compile_model(model)
     except UnsupportedModel as reason:
-        log.warning("serving through the scikit-learn Pipeline (slower): %s", reason)
-        return PipelinePredictor(pipeline)
-    records = background.to_dict("records")
-    if not np.array_equal(compiled.predict_proba(records), pipeline.predict_proba(background)):
-        log.error("the compiled model disagrees with the Pipeline; serving the Pipeline (slower)")
-        return PipelinePredictor(pipeline)
+        log.warning("serving through the scikit-learn model (slower): %s", reason)
+        return PipelinePredictor(model)
+    probabilities, weights = compiled.answer_columns(conform_records(example.to_dict("records")))
+    if not (
+        np.array_equal(probabilities, model.predict_proba(example))
+        and np.array_equal(weights, row_decision_weights(model, example))
+    ):
+        log.error("the compiled model disagrees with the model; serving the model (slower)")
+        return PipelinePredictor(model)
     return compiled
 
 
@@ -113,13 +121,12 @@ def resolve_version(uri: str) -> tuple[str, str]:
     return name, version
 
 
-def registered_identity(model_dir: Path) -> tuple[str, str]:
-    """Registered name and version of a downloaded model directory, or its folder name."""
-    meta = model_dir / "registered_model_meta"
-    if meta.is_file():
-        fields = yaml.safe_load(meta.read_text())
-        return str(fields["model_name"]), str(fields["model_version"])
-    return model_dir.name, "unregistered"
+def complete_listings(example: pd.DataFrame) -> Columns:
+    """The listings of a model's input example that carry every field (all, if none does)."""
+    listings = conform_listings(example)
+    complete = np.logical_and.reduce(list(present_fields(listings).values()))
+    rows = complete if complete.any() else np.ones(len(example), dtype=bool)
+    return {name: values[rows] for name, values in listings.items()}
 
 
 def load_served_model(uri: str, categories: list[str]) -> ServedModel:
@@ -130,15 +137,17 @@ def load_served_model(uri: str, categories: list[str]) -> ServedModel:
         local = Path(mlflow.artifacts.download_artifacts(f"models:/{name}/{version}"))
     else:
         local = Path(uri)
-        name, version = registered_identity(local)
-    pipeline = mlflow.sklearn.load_model(str(local))
-    background = pd.DataFrame(Model.load(local).load_input_example(str(local)))
-    unknown = sorted(set(pipeline.classes_) - set(categories))
+        name, version = local_version(local) or (local.name, "unregistered")
+    model = mlflow.sklearn.load_model(str(local))
+    example = pd.DataFrame(MlflowModel.load(local).load_input_example(str(local)))
+    unknown = sorted(set(model.classes_) - set(categories))
     if unknown:
         raise ValueError(f"model {uri} predicts categories {unknown} not in {categories}")
-    predictor = choose_predictor(pipeline, background)
-    served = ServedModel(pipeline, predictor, uri, name, version, categories, background)
-    # The first call compiles SHAP's kernels and warms caches: pay it before reporting ready.
-    served.predict_listings(background.to_dict("records"), list(background.index), explain=True)
+    predictor = choose_predictor(model, example)
+    served = ServedModel(
+        model, predictor, uri, name, version, categories, complete_listings(example)
+    )
+    # The first call compiles the tree walk and SHAP's code: pay it before reporting ready.
+    served.predict_listings(example.to_dict("records"), list(example.index), explain=True)
     log.info("loaded %s (%s v%s)", uri, name, version)
     return served

@@ -1,4 +1,5 @@
-"""prediction_app: the registered champion, loaded as the service loads it → example predictions."""
+"""prediction_app: this run's registered model, loaded as the service loads it → its answers to
+the example payloads. Promotion waits for these answers."""
 
 from __future__ import annotations
 
@@ -16,20 +17,23 @@ log = logging.getLogger(__name__)
 
 
 def run(context: StageContext) -> None:
-    """Predict the configured example payloads with the champion and record the answers."""
+    """Predict the configured example payloads with the challenger and record the answers."""
     settings = context.config.prediction_app
+    challenger = json.loads(context.config.training.challenger_path.read_text())
     with stage_run(context.tracking, context.lineage, "prediction_app"):
-        model = load_served_model(settings.model_uri, context.config.data_prep.price_categories)
+        model = load_served_model(
+            challenger["model_uri"], context.config.data_prep.price_categories
+        )
         predictions = model.predict(settings.examples)
         smoke = {
-            "model_uri": settings.model_uri,
+            "model_uri": challenger["model_uri"],
             "model_name": model.name,
             "model_version": model.version,
             "predictions": predictions,
         }
-        write_json_atomically(settings.output_path, smoke)
-        mlflow.log_params({"model_uri": settings.model_uri, "model_version": model.version})
+        mlflow.log_params({"model_uri": challenger["model_uri"], "model_version": model.version})
         mlflow.log_dict(smoke, "prediction_smoke.json")
+        write_json_atomically(settings.output_path, smoke)
         for prediction in predictions:
             log.info("listing %s → %s", prediction["id"], json.dumps(prediction["probabilities"]))
         print(

@@ -23,8 +23,9 @@ import yaml
 
 from mlops_lab.config import CandidateConfig, ConfigError, StudyConfig, TuningConfig
 from mlops_lab.context import StageContext
-from mlops_lab.features import build_model, resolve_features
+from mlops_lab.features import resolve_features
 from mlops_lab.files import write_text_atomically
+from mlops_lab.modelling import build_model
 from mlops_lab.tracking import STAGE_TAG, stage_run
 from mlops_lab.training.task import find_candidate, read_training_part
 from mlops_lab.training.transform import fold_scores, summarize_folds
@@ -180,7 +181,7 @@ def run(context: StageContext, candidate_name: str | None) -> None:
                     candidate,
                     settings,
                     study_settings,
-                    training.selection_metric,
+                    training.selection.metric,
                     training.cv_random_state,
                     split.train_features,
                     split.train_target,
@@ -192,7 +193,7 @@ def run(context: StageContext, candidate_name: str | None) -> None:
                 ],
                 gc_after_trial=True,
             )
-        document = tuned_params_document(study, training.selection_metric, settings.cv_folds)
+        document = tuned_params_document(study, training.selection.metric, settings.cv_folds)
         mlflow.log_dict(document, "tuning/tuned_params.yaml")
         log_study_plots(study)
         write_text_atomically(
@@ -201,5 +202,5 @@ def run(context: StageContext, candidate_name: str | None) -> None:
             + yaml.safe_dump(document, sort_keys=False),
         )
         log.info(
-            "best %s %.4f with %s", training.selection_metric, study.best_value, document["params"]
+            "best %s %.4f with %s", training.selection.metric, study.best_value, document["params"]
         )

@@ -1,6 +1,7 @@
 import numpy as np
 import pandas as pd
 import pytest
+import shap
 from matplotlib.figure import Figure
 
 from mlops_lab.explainability.transform import (
@@ -13,39 +14,46 @@ from mlops_lab.explainability.transform import (
     per_class_figure,
     reliability_figure,
     reliability_table,
-    shap_explanation,
 )
-from mlops_lab.features import build_model
+from mlops_lab.listing import MODEL_INPUT_FIELDS, OPTIONAL_FIELDS, REQUIRED_FIELDS
 
 CATEGORIES = ["low", "mid", "high", "lux"]
+FIELDS = len(MODEL_INPUT_FIELDS)
+
+
+def made_up_explanation(absent: tuple[str, ...] = ()) -> shap.Explanation:
+    """SHAP values of 20 listings: random, but zero (and the data missing) for absent fields."""
+    rng = np.random.default_rng(0)
+    values = rng.normal(size=(20, FIELDS, 4))
+    data = rng.normal(size=(20, FIELDS))
+    for name in absent:
+        values[:, MODEL_INPUT_FIELDS.index(name)] = 0
+        data[:, MODEL_INPUT_FIELDS.index(name)] = np.nan
+    return shap.Explanation(
+        values=values,
+        base_values=np.full((20, 4), 0.25),
+        data=data,
+        feature_names=list(MODEL_INPUT_FIELDS),
+        output_names=["high", "low", "lux", "mid"],
+    )
 
 
 @pytest.fixture(scope="module")
-def explanation(listing_sample):
-    model = build_model(
-        "hist_gradient_boosting",
-        ("room_type", "accommodates", "bedrooms", "distance_to_midtown_km"),
-        {"max_iter": 20, "random_state": 0},
-    )
-    model.fit(listing_sample, listing_sample["price_category"])
-    return shap_explanation(
-        model, listing_sample.head(20), listing_sample.tail(10), permutations=1, seed=0
-    )
+def explanation() -> shap.Explanation:
+    return made_up_explanation()
 
 
-def test_shap_explanation_has_a_value_per_listing_feature_and_class(explanation):
-    assert explanation.values.shape[0] == 20
-    assert explanation.values.shape[2] == 4
-    assert "accommodates" in explanation.feature_names
-    assert sorted(explanation.output_names) == sorted(CATEGORIES)
-
-
-def test_mean_abs_shap_is_sorted_by_total_and_in_category_order(explanation):
+def test_mean_abs_shap_has_a_row_per_listing_field_sorted_by_total(explanation):
     table = mean_abs_shap(explanation, CATEGORIES)
     assert list(table.columns) == CATEGORIES
-    totals = table.sum(axis=1)
-    assert totals.is_monotonic_decreasing
+    assert sorted(table.index) == sorted(MODEL_INPUT_FIELDS)
+    assert table.sum(axis=1).is_monotonic_decreasing
     assert (table.to_numpy() >= 0).all()
+
+
+def test_mean_abs_shap_leaves_out_fields_no_listing_carried():
+    table = mean_abs_shap(made_up_explanation(OPTIONAL_FIELDS), CATEGORIES)
+    assert set(table.index) == set(REQUIRED_FIELDS)
 
 
 def test_normalized_confusion_rows_sum_to_one():
@@ -58,18 +66,29 @@ def test_normalized_confusion_rows_sum_to_one():
     assert matrix.loc["lux", "lux"] == 1.0
 
 
-def test_figures_are_drawn(explanation):
-    table = mean_abs_shap(explanation, CATEGORIES)
-    per_class = {name: {"precision": 0.5, "recall": 0.4, "support": 10.0} for name in CATEGORIES}
+def test_figures_show_both_views(explanation):
+    tables = {
+        "full": mean_abs_shap(explanation, CATEGORIES),
+        "required": mean_abs_shap(made_up_explanation(OPTIONAL_FIELDS), CATEGORIES),
+    }
+    scores = {name: {"precision": 0.5, "recall": 0.4, "support": 10.0} for name in CATEGORIES}
     matrix = pd.DataFrame(np.eye(4), index=CATEGORIES, columns=CATEGORIES)
     for figure in (
-        mean_abs_shap_figure(table, top=3),
-        beeswarm_figure(explanation, CATEGORIES, top=3),
-        confusion_figure(matrix),
-        per_class_figure(per_class),
+        mean_abs_shap_figure(tables),
+        confusion_figure({"full": matrix, "required": matrix}),
+        per_class_figure({"full": scores, "required": scores}),
     ):
         assert isinstance(figure, Figure)
-        assert figure.axes
+        titles = [axes.get_title() for axes in figure.axes if axes.get_title()]
+        assert any("every field" in title for title in titles)
+        assert any("only the required fields" in title for title in titles)
+
+
+def test_the_beeswarm_has_one_row_per_listing_field(explanation):
+    figure = beeswarm_figure(explanation, CATEGORIES)
+    first = figure.axes[0]
+    labels = [label.get_text() for label in first.get_yticklabels()]
+    assert sorted(labels) == sorted(MODEL_INPUT_FIELDS)
 
 
 def test_reliability_of_perfectly_calibrated_probabilities_has_no_gap():
@@ -82,7 +101,9 @@ def test_reliability_of_perfectly_calibrated_probabilities_has_no_gap():
     lux_rows = table[table["category"] == "lux"]
     assert lux_rows["mean_predicted"].tolist() == pytest.approx(lux_rows["observed"].tolist())
     assert expected_calibration_error(table) == pytest.approx({"low": 0.0, "lux": 0.0})
-    assert isinstance(reliability_figure(table, expected_calibration_error(table)), Figure)
+    errors = expected_calibration_error(table)
+    figure = reliability_figure({"full": table}, {"full": errors})
+    assert isinstance(figure, Figure)
 
 
 def test_calibration_error_weighs_each_bin_by_its_listings():

@@ -1,32 +1,49 @@
 import numpy as np
 import pandas as pd
 import pytest
+from small_models import SMALL_BOOSTING, SMALL_FOREST, SMALL_VOTE
 
-from mlops_lab.features import build_model
-from mlops_lab.listing import MODEL_INPUT_FIELDS, REQUIRED_FIELDS
+from mlops_lab.config import CandidateConfig, SelectionConfig, with_member_params
+from mlops_lab.features import ALL_FEATURES
+from mlops_lab.listing import MODEL_INPUT_FIELDS, OPTIONAL_FIELDS, REQUIRED_FIELDS
+from mlops_lab.modelling import build_model
 from mlops_lab.training.transform import (
     CandidateResult,
-    beats_champion,
+    HeldOut,
+    ViewScores,
+    candidate_result,
     candidates_frame,
     choose_winner,
-    cross_validate_model,
-    cross_validate_with_decision,
     flat_params,
+    fold_scores,
+    held_out_probabilities,
     input_field_types,
+    metrics_document,
     ordered_probabilities,
     per_class_metrics,
+    required_view,
     results_table,
     score_probabilities,
+    selection_score,
     split_like_notebook,
+    stratified_folds,
+    train_candidate,
+    view_of,
+    vote_probabilities,
 )
 
 CATEGORIES = ["low", "mid", "high", "lux"]
+REQUIRED_MOSTLY = SelectionConfig(
+    metric="roc_auc_ovr", view_weights={"required": 0.75, "full": 0.25}
+)
 
 
-def result(name: str, cv: float) -> CandidateResult:
-    scores = {"roc_auc_ovr": cv, "macro_f1": 0.5, "accuracy": 0.6}
-    test = {"accuracy": 0.6, "roc_auc_ovr": cv, "macro_f1": 0.5, "log_loss": 0.9}
-    return CandidateResult(name, scores, dict.fromkeys(scores, 0.01), test, seconds=1.0)
+def result(name: str, full: float, required: float) -> CandidateResult:
+    def view(score: float) -> ViewScores:
+        scores = {"roc_auc_ovr": score, "macro_f1": 0.5, "accuracy": 0.6, "log_loss": 0.9}
+        return ViewScores(scores, dict.fromkeys(scores, 0.01), dict(scores))
+
+    return CandidateResult(name, {"full": view(full), "required": view(required)}, seconds=1.0)
 
 
 def test_split_like_notebook_matches_train_test_split_and_is_repeatable(listing_sample):
@@ -39,33 +56,6 @@ def test_split_like_notebook_matches_train_test_split_and_is_repeatable(listing_
     assert list(first.train_features.columns) == ["id", *MODEL_INPUT_FIELDS]
 
 
-def test_cross_validate_model_reports_mean_and_spread(listing_sample):
-    model = build_model("hist_gradient_boosting", ("accommodates", "room_type"), {"max_iter": 5})
-    means, spreads = cross_validate_model(
-        model, listing_sample, listing_sample["price_category"], folds=3, random_state=0
-    )
-    assert set(means) == {"roc_auc_ovr", "macro_f1", "accuracy", "log_loss"}
-    assert 0.5 < means["roc_auc_ovr"] <= 1.0
-    assert all(value >= 0 for value in spreads.values())
-
-
-def test_cross_validation_with_a_decision_keeps_ranking_scores_and_returns_held_out_rows(
-    listing_sample,
-):
-    model = build_model("hist_gradient_boosting", ("accommodates", "room_type"), {"max_iter": 5})
-    target = listing_sample["price_category"]
-    plain_means, _ = cross_validate_model(model, listing_sample, target, folds=3, random_state=0)
-    means, spreads, held_out = cross_validate_with_decision(
-        model, listing_sample, target, folds=3, random_state=0
-    )
-    # Weights change labels only: ranking and probabilities score the same.
-    assert means["roc_auc_ovr"] == plain_means["roc_auc_ovr"]
-    assert means["log_loss"] == plain_means["log_loss"]
-    assert held_out.shape == (len(listing_sample), 4)
-    assert np.allclose(held_out.sum(axis=1), 1.0)
-    assert all(value >= 0 for value in spreads.values())
-
-
 def test_cross_validation_repeats_to_the_last_bit_with_a_threaded_forest(listing_sample):
     model = build_model(
         "random_forest",
@@ -73,7 +63,7 @@ def test_cross_validation_repeats_to_the_last_bit_with_a_threaded_forest(listing
         {"n_estimators": 40, "n_jobs": 2, "random_state": 0},
     )
     runs = [
-        cross_validate_model(model, listing_sample, listing_sample["price_category"], 3, 0)
+        list(fold_scores(model, listing_sample, listing_sample["price_category"], 3, 0))
         for _ in range(3)
     ]
     assert runs[0] == runs[1] == runs[2]
@@ -116,17 +106,17 @@ def test_ordered_probabilities_follow_the_category_order():
     assert ordered.tolist() == [[0.2, 0.4, 0.1, 0.3]]
 
 
-def test_choose_winner_by_cv_and_first_on_ties():
-    results = [result("a", 0.80), result("b", 0.85), result("c", 0.85)]
-    assert choose_winner(results, "roc_auc_ovr").name == "b"
+def test_choose_winner_by_the_weighted_cv_score_and_first_on_ties():
+    # a is better on the required view, b and c (tied) on the full view.
+    results = [result("a", 0.80, 0.90), result("b", 0.85, 0.80), result("c", 0.85, 0.80)]
+    assert choose_winner(results, REQUIRED_MOSTLY).name == "a"
+    full_only = SelectionConfig(metric="roc_auc_ovr", view_weights={"full": 1})
+    assert choose_winner(results, full_only).name == "b"
 
 
-@pytest.mark.parametrize(
-    ("new", "champion", "promoted"),
-    [(0.9, None, True), (0.9, 0.8, True), (0.8, 0.8, False), (0.7, 0.8, False)],
-)
-def test_beats_champion(new, champion, promoted):
-    assert beats_champion(new, champion) is promoted
+def test_selection_score_is_the_weighted_mean_over_views():
+    scores = {"full": {"roc_auc_ovr": 0.9}, "required": {"roc_auc_ovr": 0.8}}
+    assert selection_score(scores, REQUIRED_MOSTLY) == pytest.approx(0.825)
 
 
 def test_input_field_types_require_the_challenge_fields_except_the_borough_name():
@@ -138,13 +128,110 @@ def test_input_field_types_require_the_challenge_fields_except_the_borough_name(
     assert fields["accommodates"] == ("double", True)
 
 
-def test_results_table_and_frame_mark_the_winner():
-    results = [result("notebook", 0.81), result("boosting", 0.88)]
-    table = results_table(results, "boosting", "roc_auc_ovr")
-    assert "boosting" in table.splitlines()[-1] and "winner" in table.splitlines()[-1]
-    frame = candidates_frame(results, "boosting")
+def test_results_table_frame_and_metrics_show_both_views():
+    results = [result("notebook", 0.81, 0.81), result("router", 0.88, 0.87)]
+    table = results_table(results, "router", REQUIRED_MOSTLY)
+    assert "required 0.75" in table.splitlines()[0]
+    assert "router" in table.splitlines()[-1] and "winner" in table.splitlines()[-1]
+    frame = candidates_frame(results, "router", REQUIRED_MOSTLY)
     assert frame["winner"].tolist() == [False, True]
-    assert {"cv_roc_auc_ovr", "cv_roc_auc_ovr_std", "test_macro_f1"} <= set(frame.columns)
+    assert {"cv_required_roc_auc_ovr", "test_full_macro_f1", "cv_selection_score"} <= set(
+        frame.columns
+    )
+    document = metrics_document(results, results[1], "notebook", REQUIRED_MOSTLY)
+    assert document["required"]["test"]["roc_auc_ovr"] == 0.87
+    assert document["reference"]["full"]["test"]["roc_auc_ovr"] == 0.81
+    assert set(document["candidates"]["notebook"]) == {"full", "required"}
+    assert document["selection"]["cv_score"] == pytest.approx(0.8725)
+
+
+def test_the_required_view_drops_exactly_the_optional_fields(listing_sample):
+    callers = required_view(listing_sample)
+    assert set(listing_sample.columns) - set(callers.columns) == set(OPTIONAL_FIELDS)
+    assert view_of(listing_sample, "full") is listing_sample
+
+
+def test_a_vote_of_members_held_out_predictions_is_the_votes_own(listing_sample):
+    target = listing_sample["price_category"]
+    folds = stratified_folds(target, 3, 0)
+    members = [
+        held_out_probabilities(
+            build_model(member["estimator"], ALL_FEATURES, member["params"]),
+            listing_sample,
+            target,
+            folds,
+        )[0]
+        for member in SMALL_VOTE["members"].values()
+    ]
+    vote, _ = held_out_probabilities(
+        build_model("soft_vote", ALL_FEATURES, SMALL_VOTE), listing_sample, target, folds
+    )
+    classes = sorted(CATEGORIES)
+    combined = vote_probabilities(
+        [HeldOut(member, dict.fromkeys(member, np.ones((1, 4))), classes) for member in members]
+    )
+    for view in ("full", "required"):
+        assert np.array_equal(combined[view], vote[view])
+
+
+def test_an_ensemble_reuses_its_members_and_scores_as_if_fitted_whole(listing_sample):
+    split = split_like_notebook(listing_sample, 0.2, 1)
+    folds = stratified_folds(split.train_target, 3, 0)
+    trained: dict = {}
+    candidates = [
+        CandidateConfig(
+            name="forest", estimator="random_forest", features="all", params=SMALL_FOREST
+        ),
+        CandidateConfig(
+            name="boosting",
+            estimator="hist_gradient_boosting",
+            features="all",
+            params=SMALL_BOOSTING,
+            decision="macro_f1",
+        ),
+        CandidateConfig(
+            name="vote",
+            estimator="soft_vote",
+            features="all",
+            members=["forest", "boosting"],
+            decision="macro_f1",
+        ),
+        CandidateConfig(
+            name="required_only",
+            estimator="hist_gradient_boosting",
+            features="required",
+            params=SMALL_BOOSTING,
+        ),
+    ]
+    candidates.append(
+        CandidateConfig(name="router", estimator="field_router", members=["vote", "required_only"])
+    )
+    resolved: list[CandidateConfig] = []
+    for candidate in candidates:
+        # As config.yaml is read: an ensemble takes its (earlier) members' settings.
+        resolved.append(with_member_params(candidate, resolved))
+        trained[candidate.name] = train_candidate(resolved[-1], split, folds, trained)
+    # The vote assembled from its members: the same probabilities as the vote fitted anew.
+    vote_members = {
+        "forest": {"estimator": "random_forest", "params": SMALL_FOREST},
+        "boosting": {"estimator": "hist_gradient_boosting", "params": SMALL_BOOSTING},
+    }
+    fitted_vote = build_model("soft_vote", ALL_FEATURES, {"members": vote_members}).fit(
+        split.train_features, split.train_target
+    )
+    assert np.array_equal(
+        trained["vote"].model.predict_proba(split.test_features),
+        fitted_vote.predict_proba(split.test_features),
+    )
+    scores = {
+        name: candidate_result(name, trained[name], split, folds, CATEGORIES)
+        for name in ("vote", "required_only", "router")
+    }
+    # The router is the vote on complete listings and the required-fields model otherwise.
+    assert scores["router"].views["full"] == scores["vote"].views["full"]
+    assert scores["router"].views["required"] == scores["required_only"].views["required"]
+    # A model on the required fields alone sees the same listing on both views.
+    assert scores["required_only"].views["full"] == scores["required_only"].views["required"]
 
 
 def test_flat_params_names_a_soft_votes_member_parameters_with_dots():

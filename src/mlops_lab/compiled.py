@@ -1,15 +1,16 @@
-"""The served Pipeline compiled to NumPy and numba: the same probabilities, bit for bit, faster.
+"""The served model compiled to NumPy and numba: the same probabilities, bit for bit, faster.
 
-The logged model is a scikit-learn Pipeline (ListingFeatures → one-hot → classifier). Run as
+The logged model is a scikit-learn Pipeline (ListingFeatures → one-hot → classifier), or a
+FieldRouter over such Pipelines, which picks one per listing by the fields it carries. Run as
 is, one listing costs about 20 ms, nearly all of it per-call overhead: pandas frames for one
 row, the ColumnTransformer's checks, and one Cython call per tree (hundreds of them). Here
 the same fitted parameters are laid out as flat arrays once, at load time; a request runs a
 few NumPy operations and one compiled loop (numba) that walks every tree. Every step repeats
 the Pipeline's arithmetic in the same order (features through the shared `engineer_features`,
 leaf values summed tree by tree as scikit-learn does, its own softmax for gradient boosting,
-float32 inputs for a forest, `np.mean` for a soft vote), so the result is identical, not
-merely close; tests/unit/prediction_app/test_compiled.py checks that
-with `np.array_equal`.
+float32 inputs for a forest, `np.mean` for a soft vote, the router's own choice of member),
+so the result is identical, not merely close; tests/unit/test_compiled.py checks that with
+`np.array_equal`.
 """
 
 from __future__ import annotations
@@ -26,8 +27,15 @@ from sklearn.preprocessing import FunctionTransformer, OneHotEncoder
 from sklearn.tree._tree import TREE_LEAF
 
 from mlops_lab.blend import SoftVoteClassifier
-from mlops_lab.decision import probability_model
-from mlops_lab.features import Columns, ListingFeatures, conform_records, engineer_features
+from mlops_lab.decision import decision_weights, probability_model
+from mlops_lab.features import (
+    Columns,
+    ListingFeatures,
+    conform_records,
+    engineer_features,
+    present_fields,
+)
+from mlops_lab.routing import FieldRouter, route_listings
 
 
 # One compiled loop over trees then listings (a tree's nodes stay in cache while every listing
@@ -191,26 +199,63 @@ CompiledClassifier = BoostedTrees | ForestTrees | SoftVote | FittedClassifier
 
 
 @dataclass(frozen=True)
-class CompiledModel:
-    """Class probabilities for validated listing dicts, identical to Pipeline.predict_proba."""
+class CompiledPipeline:
+    """Class probabilities for listings, identical to Pipeline.predict_proba, and the weights
+    its decision step labels them with."""
 
     feature_names: tuple[str, ...]
     encoding: Encoding
     classes: np.ndarray
     classifier: CompiledClassifier
+    # The decision step's label weights (ones: the most probable category).
+    weights: np.ndarray
+
+    def answer_columns(self, listings: Columns) -> tuple[np.ndarray, np.ndarray]:
+        """Probabilities and label weights per listing, columns in `classes` order."""
+        features = engineer_features(listings)
+        encoded = self.encoding.encode({name: features[name] for name in self.feature_names})
+        probabilities = self.classifier.predict_proba(encoded)
+        return probabilities, np.broadcast_to(self.weights, probabilities.shape)
 
     def predict_proba(self, records: list[dict[str, Any]]) -> np.ndarray:
-        """Probabilities per listing, columns in `classes` order."""
-        features = engineer_features(conform_records(records))
-        encoded = self.encoding.encode({name: features[name] for name in self.feature_names})
-        return self.classifier.predict_proba(encoded)
+        """Probabilities per listing dict, columns in `classes` order."""
+        return self.answer_columns(conform_records(records))[0]
+
+
+@dataclass(frozen=True)
+class CompiledRouter:
+    """A FieldRouter: each listing answered by the compiled member that the router picks."""
+
+    routes: tuple[tuple[tuple[str, ...], CompiledPipeline], ...]
+    classes: np.ndarray
+
+    def answer_columns(self, listings: Columns) -> tuple[np.ndarray, np.ndarray]:
+        """Probabilities and label weights per listing, columns in `classes` order."""
+        chosen = route_listings(present_fields(listings), [fields for fields, _ in self.routes])
+        rows = len(chosen)
+        probabilities = np.empty((rows, len(self.classes)))
+        weights = np.empty((rows, len(self.classes)))
+        for position, (_, member) in enumerate(self.routes):
+            taken = chosen == position
+            if taken.any():
+                subset = {name: values[taken] for name, values in listings.items()}
+                probabilities[taken], weights[taken] = member.answer_columns(subset)
+        return probabilities, weights
+
+    def predict_proba(self, records: list[dict[str, Any]]) -> np.ndarray:
+        """Probabilities per listing dict, columns in `classes` order."""
+        return self.answer_columns(conform_records(records))[0]
+
+
+CompiledModel = CompiledPipeline | CompiledRouter
 
 
 def compile_encoding(encode: ColumnTransformer) -> Encoding:
     """The layout of a fitted ColumnTransformer of one-hot and passthrough blocks."""
     blocks: list[tuple[str, np.ndarray | None]] = []
     for name, transformer, columns in encode.transformers_:
-        if name == "remainder" and transformer == "drop":
+        # A block with no columns (a model on numbers only has no one-hot) is never fitted.
+        if (name == "remainder" and transformer == "drop") or len(columns) == 0:
             continue
         if _passthrough(transformer):
             blocks.extend((column, None) for column in columns)
@@ -314,18 +359,33 @@ def compile_classifier(classifier: Any) -> CompiledClassifier:
     return FittedClassifier(classifier)
 
 
-def compile_model(pipeline: Pipeline) -> CompiledModel:
+def compile_pipeline(pipeline: Pipeline) -> CompiledPipeline:
     """The fitted Pipeline as NumPy arrays; UnsupportedModel if its structure is unknown."""
     if len(pipeline.steps) != 3:
         raise UnsupportedModel(f"expected 3 steps, found {[name for name, _ in pipeline.steps]}")
     features, encode, last_step = (step for _, step in pipeline.steps)
-    # A decision step changes only labels, which the service computes from the probabilities.
+    # A decision step changes only labels: its weights apply to the compiled probabilities.
     classifier = probability_model(last_step)
     if not isinstance(features, ListingFeatures) or not isinstance(encode, ColumnTransformer):
         raise UnsupportedModel("expected ListingFeatures then a ColumnTransformer")
-    return CompiledModel(
+    return CompiledPipeline(
         feature_names=tuple(features.features),
         encoding=compile_encoding(encode),
         classes=np.asarray(classifier.classes_),
         classifier=compile_classifier(classifier),
+        weights=np.asarray(decision_weights(last_step), dtype=np.float64),
     )
+
+
+def compile_model(model: Pipeline | FieldRouter) -> CompiledModel:
+    """The fitted model as NumPy arrays; UnsupportedModel if its structure is unknown."""
+    if isinstance(model, FieldRouter):
+        return CompiledRouter(
+            routes=tuple(
+                (tuple(fields), compile_pipeline(member)) for _, fields, member in model.routes_
+            ),
+            classes=np.asarray(model.classes_),
+        )
+    if not isinstance(model, Pipeline):
+        raise UnsupportedModel(f"expected a Pipeline or a FieldRouter, got {type(model).__name__}")
+    return compile_pipeline(model)

@@ -6,18 +6,22 @@ import pytest
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
+from small_models import SMALL_ROUTER
 
-from mlops_lab.features import ALL_FEATURES, build_model
-from mlops_lab.prediction_app.compiled import (
+from mlops_lab.compiled import (
     BoostedTrees,
-    CompiledModel,
+    CompiledPipeline,
+    CompiledRouter,
     FittedClassifier,
     ForestTrees,
     SoftVote,
     UnsupportedModel,
     compile_model,
 )
+from mlops_lab.features import ALL_FEATURES, conform_records
+from mlops_lab.modelling import build_model, predict_sequentially, row_decision_weights
 from mlops_lab.prediction_app.serving import PipelinePredictor, choose_predictor
+from mlops_lab.training.transform import required_view
 
 NOTEBOOK_FEATURES = ("borough", "room_type", "accommodates", "bathrooms", "bedrooms")
 
@@ -157,6 +161,15 @@ def test_a_forest_matches(split, features):
         assert np.array_equal(compiled.predict_proba(records(chunk)), forest.predict_proba(chunk))
 
 
+def test_a_model_on_numbers_only_matches(split):
+    train, test = split
+    model = build_model("random_forest", ("accommodates",), {"n_estimators": 2, "max_depth": 1})
+    model.fit(train, train["price_category"])
+    assert np.array_equal(
+        compile_model(model).predict_proba(records(test)), model.predict_proba(test)
+    )
+
+
 def test_a_soft_vote_of_boosting_and_forest_matches(split):
     train, test = split
     members = {
@@ -187,6 +200,8 @@ def test_a_classifier_the_compiler_does_not_know_is_called_on_the_encoded_featur
 def test_an_unknown_pipeline_shape_is_refused():
     with pytest.raises(UnsupportedModel, match="expected 3 steps"):
         compile_model(Pipeline([("scale", StandardScaler())]))
+    with pytest.raises(UnsupportedModel, match="a Pipeline or a FieldRouter"):
+        compile_model(KNeighborsClassifier())
 
 
 def test_a_model_the_compiler_cannot_take_is_served_by_its_pipeline(split):
@@ -200,11 +215,46 @@ def test_a_model_the_compiler_cannot_take_is_served_by_its_pipeline(split):
     ).fit(train, train["price_category"])
     predictor = choose_predictor(scaled, test.head(5))
     assert isinstance(predictor, PipelinePredictor)
-    assert np.array_equal(
-        predictor.predict_proba(records(test.head(3))), scaled.predict_proba(test.head(3))
-    )
+    probabilities, _ = predictor.answer_columns(conform_records(records(test.head(3))))
+    assert np.array_equal(probabilities, scaled.predict_proba(test.head(3)))
 
 
 def test_the_served_champion_is_compiled_when_it_matches(boosted, split):
     _, test = split
-    assert isinstance(choose_predictor(boosted, test.head(10)), CompiledModel)
+    assert isinstance(choose_predictor(boosted, test.head(10)), CompiledPipeline)
+
+
+@pytest.fixture(scope="module")
+def router(split):
+    train, _ = split
+    return predict_sequentially(
+        build_model("field_router", (), SMALL_ROUTER).fit(train, train["price_category"])
+    )
+
+
+def test_a_router_matches_on_each_route_and_on_a_mixed_batch(router, split):
+    _, test = split
+    mixed = test.head(60).copy()
+    mixed.loc[mixed.index[::3], "amenity_count"] = np.nan
+    compiled = compile_model(router)
+    assert isinstance(compiled, CompiledRouter)
+    for listings in (test, required_view(test), mixed, mixed.head(1), required_view(mixed.head(1))):
+        probabilities, weights = compiled.answer_columns(conform_listings_of(listings))
+        assert np.array_equal(probabilities, router.predict_proba(listings))
+        assert np.array_equal(weights, row_decision_weights(router, listings))
+
+
+def conform_listings_of(listings: pd.DataFrame):
+    """The listings as the service hands them to the model: absent fields left out."""
+    return conform_records(
+        [{k: v for k, v in row.items() if not pd.isna(v)} for row in records(listings)]
+    )
+
+
+def test_a_compiled_pipeline_carries_its_decision_weights(split):
+    train, test = split
+    model = build_model(
+        "hist_gradient_boosting", ALL_FEATURES, {"max_iter": 20, "random_state": 0}, "macro_f1"
+    ).fit(train, train["price_category"])
+    _, weights = compile_model(model).answer_columns(conform_records(records(test.head(4))))
+    assert np.array_equal(weights, row_decision_weights(model, test.head(4)))

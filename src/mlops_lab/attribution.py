@@ -1,0 +1,153 @@
+"""SHAP values in the listing's own terms: one value per field the caller sends.
+
+Explaining the classifier after one-hot encoding would report `room_type_Private room` and
+`room_type_Entire home/apt` as separate features, and masking those columns one by one makes
+listings that cannot exist (two room types, or none). Here SHAP masks the listing's fields:
+each categorical field is one column of codes, so it is replaced whole, and derived features
+(distance to Midtown, ratios…) are computed from the masked fields, so their effect is
+credited to the fields they come from. A field the listing does not carry stays absent in
+every coalition, so it gets no credit and the model answers as it does for the listing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import shap
+
+from mlops_lab.features import Columns, present_fields
+from mlops_lab.listing import CATEGORICAL_FIELDS, MODEL_INPUT_FIELDS
+
+# Listing fields (conformed columns) → probabilities, one column per category.
+Answer = Callable[[Columns], np.ndarray]
+
+
+@dataclass(frozen=True)
+class FieldCodes:
+    """Listing fields as one numeric matrix: numbers as they are, each categorical as its
+    position in a list of the values seen (NaN when absent)."""
+
+    vocabularies: dict[str, list[str]]
+
+    def encode(self, listings: Columns, fields: tuple[str, ...]) -> np.ndarray:
+        """The fields' values as columns of a float matrix."""
+        columns = []
+        for name in fields:
+            values = listings[name]
+            if name in CATEGORICAL_FIELDS:
+                position = {value: code for code, value in enumerate(self.vocabularies[name])}
+                values = np.array(
+                    [np.nan if value is None else position[value] for value in values], dtype=float
+                )
+            columns.append(np.asarray(values, dtype=float))
+        return np.column_stack(columns)
+
+    def decode(self, matrix: np.ndarray, fields: tuple[str, ...]) -> Columns:
+        """Listing fields from such a matrix; fields not given are absent."""
+        rows = len(matrix)
+        listings: Columns = {
+            name: (
+                np.full(rows, None, dtype=object)
+                if name in CATEGORICAL_FIELDS
+                else np.full(rows, np.nan)
+            )
+            for name in MODEL_INPUT_FIELDS
+        }
+        for column, name in enumerate(fields):
+            values = matrix[:, column]
+            if name in CATEGORICAL_FIELDS:
+                vocabulary = np.asarray(self.vocabularies[name] + [None], dtype=object)
+                codes = np.where(np.isnan(values), len(vocabulary) - 1, values).astype(np.intp)
+                listings[name] = vocabulary[codes]
+            else:
+                listings[name] = values
+        return listings
+
+
+def field_codes(*tables: Columns) -> FieldCodes:
+    """Codes for every categorical value in the tables."""
+    return FieldCodes(
+        {
+            name: sorted({value for table in tables for value in table[name] if value is not None})
+            for name in CATEGORICAL_FIELDS
+        }
+    )
+
+
+def _take(listings: Columns, rows: np.ndarray) -> Columns:
+    return {name: values[rows] for name, values in listings.items()}
+
+
+def explain_listings(
+    answer: Answer,
+    listings: Columns,
+    background: Columns,
+    categories: list[str],
+    permutations: int,
+    seed: int,
+) -> shap.Explanation:
+    """SHAP values (listing × listing field × category) of `answer`, masking with background
+    listings; fields a listing lacks get zero and stay absent while it is explained."""
+    codes = field_codes(listings, background)
+    present = present_fields(listings)
+    carried = np.column_stack([present[name] for name in MODEL_INPUT_FIELDS])
+    rows = len(carried)
+    values = np.zeros((rows, len(MODEL_INPUT_FIELDS), len(categories)))
+    base_values = np.zeros((rows, len(categories)))
+    data = codes.encode(listings, MODEL_INPUT_FIELDS)
+    # Listings that carry the same fields are explained together, against a background that
+    # carries those fields only: the model sees each coalition as it would see the listing.
+    for pattern in np.unique(carried, axis=0):
+        group = np.flatnonzero((carried == pattern).all(axis=1))
+        fields = tuple(name for name, kept in zip(MODEL_INPUT_FIELDS, pattern, strict=True) if kept)
+        columns = [MODEL_INPUT_FIELDS.index(name) for name in fields]
+        explainer = shap.PermutationExplainer(
+            lambda matrix, fields=fields: answer(codes.decode(matrix, fields)),
+            shap.maskers.Independent(
+                codes.encode(background, fields), max_samples=len(next(iter(background.values())))
+            ),
+            feature_names=list(fields),
+            seed=seed,
+        )
+        # Each antithetic permutation costs two model calls per field, plus one.
+        explained = explainer(
+            codes.encode(_take(listings, group), fields),
+            max_evals=permutations * (2 * len(fields) + 1),
+            silent=True,
+        )
+        values[np.ix_(group, columns)] = explained.values
+        base_values[group] = explained.base_values
+    return shap.Explanation(
+        values=values,
+        base_values=base_values,
+        data=data,
+        feature_names=list(MODEL_INPUT_FIELDS),
+        output_names=list(categories),
+    )
+
+
+def shown_value(listings: Columns, row: int, field: str) -> object:
+    """A field's value for one listing as the model took it: text, a number, or None."""
+    value = listings[field][row]
+    if field in CATEGORICAL_FIELDS or value is None:
+        return value
+    return None if np.isnan(value) else float(value)
+
+
+def top_contributions(
+    explanation: shap.Explanation, listings: Columns, row: int, category: str, count: int
+) -> list[dict[str, object]]:
+    """The fields that moved one listing's probability of `category` most, largest first."""
+    column = list(explanation.output_names).index(category)
+    contributions = explanation.values[row, :, column]
+    order = np.argsort(-np.abs(contributions), kind="stable")[:count]
+    return [
+        {
+            "field": explanation.feature_names[index],
+            "value": shown_value(listings, row, explanation.feature_names[index]),
+            "contribution": round(float(contributions[index]), 6),
+        }
+        for index in order
+    ]

@@ -1,0 +1,1 @@
+"""promote: the pipeline's last stage, which moves the champion alias."""

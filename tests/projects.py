@@ -1,0 +1,130 @@
+"""A user's copy of the lab, and the small settings that run its pipeline in a minute."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+VENV_BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class LabProject:
+    """A user's clone of the lab in a temporary folder, and the commands they would run in it."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        listed = subprocess.run(
+            ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+            cwd=PROJECT_ROOT,
+            capture_output=True,
+            check=True,
+        ).stdout.split(b"\0")
+        for name in filter(None, listed):
+            source = PROJECT_ROOT / name.decode()
+            if source.is_file():
+                target = path / name.decode()
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(source, target)
+        subprocess.run(["git", "init", "-q", "-b", "main"], cwd=path, check=True)
+        self.commit("copy of the project")
+
+    def commit(self, message: str) -> None:
+        for command in (
+            ["git", "add", "-A"],
+            ["git", "-c", "user.name=t", "-c", "user.email=t@localhost", "commit", "-qm", message],
+        ):
+            subprocess.run(command, cwd=self.path, check=True, capture_output=True)
+
+    def edit_config(self, change) -> None:
+        path = self.path / "config.yaml"
+        config = yaml.safe_load(path.read_text())
+        change(config)
+        path.write_text(yaml.safe_dump(config, sort_keys=False))
+
+    def environment(self, settings: dict[str, str] | None = None) -> dict[str, str]:
+        """This process's environment with the lab's on PATH and only the given settings."""
+        env = {key: value for key, value in os.environ.items() if not key.startswith("MLFLOW_")}
+        env.pop("MLOPS_LAB_PIPELINE_ID", None)
+        env["PATH"] = f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}"
+        env.update(settings or {})
+        return env
+
+    def run(self, command: list[str], settings: dict[str, str] | None = None):
+        """Run a command here with the lab's environment on PATH and only the given settings."""
+        return subprocess.run(
+            command, cwd=self.path, env=self.environment(settings), capture_output=True, text=True
+        )
+
+
+def small_run(config: dict) -> None:
+    """A few thousand listings and light models: the whole pipeline in well under a minute."""
+    config["data_prep"]["sample_rows"] = 3000
+    training = config["training"]
+    training["cv_folds"] = 3
+    for candidate in training["candidates"]:
+        # A soft vote takes its members' (now small) parameters.
+        if candidate["estimator"] == "random_forest":
+            candidate["params"]["n_estimators"] = 30
+        elif candidate["estimator"] == "hist_gradient_boosting":
+            candidate["params"]["max_iter"] = 60
+    config["explainability"].update(
+        {"shap_sample_size": 30, "shap_background_size": 10, "shap_permutations": 1}
+    )
+
+
+def make_worse(config: dict) -> None:
+    """One shallow, one-feature forest: clearly worse than a small run's champion."""
+    training = config["training"]
+    training["candidates"] = [
+        {
+            "name": "stump_forest",
+            "estimator": "random_forest",
+            "features": ["accommodates"],
+            "params": {"n_estimators": 2, "max_depth": 1, "random_state": 1},
+        }
+    ]
+    training["reference_candidate"] = "stump_forest"
+
+
+def routed_run(config: dict) -> None:
+    """A small run whose candidates make a field router the winner, as on the full data: a
+    boosting on every field, one on the required fields only, and the router between them.
+    On fewer listings the optional fields barely matter and the router does not win."""
+    small_run(config)
+    config["data_prep"]["sample_rows"] = 8000
+    training = config["training"]
+    kept = (
+        "notebook_random_forest",
+        "tuned_gradient_boosting",
+        "required_fields_gradient_boosting",
+    )
+    training["candidates"] = [
+        candidate for candidate in training["candidates"] if candidate["name"] in kept
+    ] + [
+        {
+            "name": "routed_boosting",
+            "estimator": "field_router",
+            "members": ["tuned_gradient_boosting", "required_fields_gradient_boosting"],
+        }
+    ]
+
+
+def tiny_run(config: dict) -> None:
+    """A small run of two candidates: enough for what happens around training."""
+    small_run(config)
+    training = config["training"]
+    kept = (training["reference_candidate"], "gradient_boosting")
+    training["candidates"] = [c for c in training["candidates"] if c["name"] in kept]

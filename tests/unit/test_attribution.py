@@ -1,0 +1,85 @@
+import numpy as np
+import pytest
+from small_models import SMALL_ROUTER
+
+from mlops_lab.attribution import explain_listings, field_codes, top_contributions
+from mlops_lab.compiled import compile_model
+from mlops_lab.features import conform_listings
+from mlops_lab.listing import MODEL_INPUT_FIELDS, OPTIONAL_FIELDS
+from mlops_lab.modelling import build_model
+from mlops_lab.training.transform import ordered_probabilities, required_view
+
+CATEGORIES = ["low", "mid", "high", "lux"]
+
+
+@pytest.fixture(scope="module")
+def answer(listing_sample):
+    router = build_model("field_router", (), SMALL_ROUTER).fit(
+        listing_sample, listing_sample["price_category"]
+    )
+    compiled = compile_model(router)
+    classes = list(compiled.classes)
+    return lambda listings: ordered_probabilities(
+        compiled.answer_columns(listings)[0], classes, CATEGORIES
+    )
+
+
+@pytest.fixture(scope="module")
+def listings(listing_sample):
+    return conform_listings(listing_sample.head(6))
+
+
+@pytest.fixture(scope="module")
+def background(listing_sample):
+    return conform_listings(listing_sample.tail(8))
+
+
+def test_field_codes_take_a_categorical_whole_and_give_it_back(listings, background):
+    codes = field_codes(listings, background)
+    matrix = codes.encode(listings, MODEL_INPUT_FIELDS)
+    # One column per listing field: a categorical is one column, so SHAP masks it whole.
+    assert matrix.shape == (6, len(MODEL_INPUT_FIELDS))
+    decoded = codes.decode(matrix, MODEL_INPUT_FIELDS)
+    for name in MODEL_INPUT_FIELDS:
+        assert decoded[name].tolist() == listings[name].tolist()
+    # A masked coalition always holds one real room type, never two or none.
+    swapped = matrix.copy()
+    column = MODEL_INPUT_FIELDS.index("room_type")
+    swapped[:, column] = codes.encode(background, MODEL_INPUT_FIELDS)[:6, column]
+    assert set(codes.decode(swapped, MODEL_INPUT_FIELDS)["room_type"]) <= set(
+        background["room_type"]
+    )
+
+
+def test_one_value_per_listing_field_adding_up_to_the_answer(answer, listings, background):
+    explanation = explain_listings(answer, listings, background, CATEGORIES, 1, seed=0)
+    assert explanation.feature_names == list(MODEL_INPUT_FIELDS)
+    assert explanation.values.shape == (6, len(MODEL_INPUT_FIELDS), 4)
+    assert explanation.output_names == CATEGORIES
+    # Permutation SHAP is exact in total: base value plus contributions is the answer.
+    total = explanation.base_values + explanation.values.sum(axis=1)
+    assert np.allclose(total, answer(listings))
+
+
+def test_fields_a_listing_does_not_carry_get_nothing_and_stay_absent(
+    answer, listing_sample, background
+):
+    callers = conform_listings(required_view(listing_sample.head(4)))
+    explanation = explain_listings(answer, callers, background, CATEGORIES, 1, seed=0)
+    absent = [MODEL_INPUT_FIELDS.index(name) for name in OPTIONAL_FIELDS]
+    assert (explanation.values[:, absent, :] == 0).all()
+    # Explained as the model answers such a listing: from the required-fields member.
+    total = explanation.base_values + explanation.values.sum(axis=1)
+    assert np.allclose(total, answer(callers))
+
+
+def test_top_contributions_name_fields_with_the_values_sent(answer, listings, background):
+    explanation = explain_listings(answer, listings, background, CATEGORIES, 1, seed=0)
+    top = top_contributions(explanation, listings, 0, "high", 5)
+    assert len(top) == 5
+    sizes = [abs(item["contribution"]) for item in top]
+    assert sizes == sorted(sizes, reverse=True)
+    for item in top:
+        assert item["field"] in MODEL_INPUT_FIELDS
+        sent = listings[item["field"]][0]
+        assert item["value"] == (sent if isinstance(sent, str) else float(sent))
