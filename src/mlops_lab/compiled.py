@@ -232,6 +232,9 @@ class CompiledRouter:
     def answer_columns(self, listings: Columns) -> tuple[np.ndarray, np.ndarray]:
         """Probabilities and label weights per listing, columns in `classes` order."""
         chosen = route_listings(present_fields(listings), [fields for fields, _ in self.routes])
+        if len(chosen) and (chosen == chosen[0]).all():
+            # One route for all (one listing, say): no splitting and joining of rows.
+            return self.routes[chosen[0]][1].answer_columns(listings)
         rows = len(chosen)
         probabilities = np.empty((rows, len(self.classes)))
         weights = np.empty((rows, len(self.classes)))

@@ -2,7 +2,12 @@ import numpy as np
 import pytest
 from small_models import SMALL_ROUTER
 
-from mlops_lab.attribution import explain_listings, field_codes, top_contributions
+from mlops_lab.attribution import (
+    explain_listings,
+    field_codes,
+    permutation_shap,
+    top_contributions,
+)
 from mlops_lab.compiled import compile_model
 from mlops_lab.features import conform_listings
 from mlops_lab.listing import MODEL_INPUT_FIELDS, OPTIONAL_FIELDS
@@ -83,3 +88,29 @@ def test_top_contributions_name_fields_with_the_values_sent(answer, listings, ba
         assert item["field"] in MODEL_INPUT_FIELDS
         sent = listings[item["field"]][0]
         assert item["value"] == (sent if isinstance(sent, str) else float(sent))
+
+
+def test_permutation_shap_is_exact_for_additive_and_two_field_answers():
+    rng = np.random.default_rng(0)
+    explained = rng.normal(size=(5, 3))
+    background = rng.normal(size=(4, 3))
+    weights = np.array([1.0, -2.0, 0.5])
+
+    def additive(matrix):
+        return (matrix @ weights)[:, None]
+
+    values, base = permutation_shap(additive, explained, background, 1, rng)
+    assert np.allclose(values[:, :, 0], weights * (explained - background.mean(axis=0)))
+    assert np.allclose(base[:, 0], additive(background).mean())
+
+    # Two fields: one order and its reverse are every order, so the values are exact Shapley.
+    def product(matrix):
+        return (matrix[:, 0] * matrix[:, 1])[:, None]
+
+    values, _ = permutation_shap(product, explained[:, :2], background[:, :2], 1, rng)
+    x0, x1 = explained[:, 0], explained[:, 1]
+    b0, b1 = background[:, 0], background[:, 1]
+    alone = {0: x0 * b1.mean() - (b0 * b1).mean(), 1: b0.mean() * x1 - (b0 * b1).mean()}
+    last = {0: x0 * x1 - b0.mean() * x1, 1: x0 * x1 - x0 * b1.mean()}
+    for field in (0, 1):
+        assert np.allclose(values[:, field, 0], (alone[field] + last[field]) / 2)
