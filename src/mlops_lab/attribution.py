@@ -80,9 +80,9 @@ def _take(listings: Columns, rows: np.ndarray) -> Columns:
     return {name: values[rows] for name, values in listings.items()}
 
 
-# Masked listings per model call: bounds memory, and is large enough that a call's own
-# overhead is small beside the work.
-ROWS_PER_CALL = 50_000
+# Masked listings per model call: small enough that the tree walk stays in the CPU cache (a
+# call of 50,000 rows took 1.75 times as long per row), large enough that per-call costs stay small.
+ROWS_PER_CALL = 4_000
 
 
 def permutation_shap(
