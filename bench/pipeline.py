@@ -14,7 +14,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from mlops_lab.files import write_json_atomically
+from mlops_lab.kernel.files import write_json_atomically
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGETS = {"cold_seconds": 120.0, "noop_seconds": 5.0}

@@ -24,12 +24,13 @@ import threading
 import time
 from pathlib import Path
 
-from mlops_lab.files import write_json_atomically
-from mlops_lab.prediction_app.schema import CHALLENGE_EXAMPLE
+from mlops_lab.kernel.config import load_config
+from mlops_lab.kernel.files import write_json_atomically
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-LISTING = CHALLENGE_EXAMPLE
+# The challenge's payload: what every caller sends.
+LISTING = load_config(ROOT / "config.yaml", tuned_params=False).prediction_app.challenge_payload
 
 
 def free_port() -> int:

@@ -21,8 +21,8 @@ import optuna
 import yaml
 from mlflow import MlflowClient
 
-from mlops_lab.config import load_config
-from mlops_lab.files import write_json_atomically
+from mlops_lab.kernel.config import load_config
+from mlops_lab.kernel.files import write_json_atomically
 from mlops_lab.tuning.transform import suggest_params
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,7 +45,7 @@ def timed_run(workers: int, trials: list[dict], folder: Path) -> float:
     config["tuning"].update(
         {"trials": len(trials), "embedded_storage_path": str(folder / "optuna.db")}
     )
-    config["tuning"]["studies"][0].update(
+    config["tuning"]["studies"][next(iter(config["tuning"]["studies"]))].update(
         {"study_name": f"bench-{workers}", "tuned_params_path": str(folder / "tuned.yaml")}
     )
     config_path = folder / "config.yaml"
@@ -90,7 +90,7 @@ def main() -> None:
     config = load_config(ROOT / "config.yaml", tuned_params=False)
     if not (ROOT / config.data.prepared_path).is_file():
         sys.exit("no prepared data: run `make run` first")
-    trials = fixed_trials(config.tuning.studies[0].search_space, arguments.trials)
+    trials = fixed_trials(config.tuning.study_for(None)[1].search_space, arguments.trials)
     seconds = {}
     for workers in (1, 2):
         with tempfile.TemporaryDirectory(prefix="mlops-lab-bench-tuning-") as folder:

@@ -3,10 +3,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from mlops_lab.config import LabConfig, load_config
 from mlops_lab.data_prep.task import read_raw_listings
 from mlops_lab.data_prep.transform import prepare_listings, sample_listings
-from mlops_lab.prediction_app.schema import CHALLENGE_EXAMPLE
+from mlops_lab.kernel.config import LabConfig, load_config
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
@@ -39,4 +38,4 @@ def listing_sample(prepared_listings: pd.DataFrame) -> pd.DataFrame:
 
 @pytest.fixture()
 def challenge_payload() -> dict:
-    return dict(CHALLENGE_EXAMPLE)
+    return dict(load_config(PROJECT_ROOT / "config.yaml").prediction_app.challenge_payload)

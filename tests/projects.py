@@ -7,12 +7,40 @@ import shutil
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import pytest
+import requests
 import yaml
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
+
+
+def wait_until_ok(
+    url: str, process: subprocess.Popen, log_path: Path, what: str, seconds: float = 120
+) -> requests.Response:
+    """The first 200 answer of `url` from a server `process` started; fail, showing its log, if
+    it exits or does not answer in time."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"{what} exited {process.returncode}: {log_path.read_text()[-3000:]}")
+        try:
+            response = requests.get(url, timeout=2)
+            if response.status_code == 200:
+                return response
+        except requests.RequestException:
+            pass
+        time.sleep(0.3)
+    pytest.fail(f"{what} did not answer {url} in {seconds} s: {log_path.read_text()[-3000:]}")
+
+
+def challenge_payload() -> dict:
+    """The challenge's payload, as config.yaml defines it: what every caller sends."""
+    config = yaml.safe_load((PROJECT_ROOT / "config.yaml").read_text())
+    return dict(config["prediction_app"]["challenge_payload"])
 
 
 def free_port() -> int:

@@ -1,7 +1,9 @@
-"""The `mlops-lab` command: one subcommand per pipeline stage, as dvc.yaml calls them."""
+"""The `mlops-lab` command: one subcommand per pipeline stage, as dvc.yaml calls them, and
+serve, tune, ablate and ui."""
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import sys
@@ -12,12 +14,12 @@ import click
 import mlflow
 from mlflow.exceptions import MlflowException
 
-from mlops_lab.config import ConfigError, load_config
-from mlops_lab.context import StageContext
 from mlops_lab.data_prep.task import RawDataError, require_raw_file
 from mlops_lab.data_prep.transform import SchemaError
-from mlops_lab.promotion.task import PromotionError
-from mlops_lab.tracking import (
+from mlops_lab.kernel.config import ConfigError, load_config
+from mlops_lab.kernel.context import StageContext
+from mlops_lab.kernel.prepared import PreparedTableMissing
+from mlops_lab.kernel.tracking import (
     Lineage,
     TrackingUnavailable,
     check_reachable,
@@ -26,6 +28,8 @@ from mlops_lab.tracking import (
     resolve_tracking,
     sha256_file,
 )
+from mlops_lab.promotion.task import PromotionError
+from mlops_lab.service.settings import CONFIG_VARIABLE
 
 log = logging.getLogger("mlops_lab")
 
@@ -33,6 +37,7 @@ log = logging.getLogger("mlops_lab")
 USER_ERRORS = (
     ConfigError,
     RawDataError,
+    PreparedTableMissing,
     SchemaError,
     PromotionError,
     TrackingUnavailable,
@@ -60,7 +65,7 @@ def build_context(config_path: Path, tuned_params: bool = True) -> StageContext:
         Path("dvc.lock"),
         config.data_prep.metrics_path.parent,
         config.training.metrics_path.parent,
-        config.explainability.reports_dir,
+        *(path.parent for path in config.explainability.reports.model_dump().values()),
     ]
     commit, dirty = git_state(project_root, pipeline_outputs)
     tracking = resolve_tracking(
@@ -128,55 +133,60 @@ def main(verbose: bool) -> None:
     logging.getLogger("mlflow").setLevel(logging.WARNING)
 
 
-@main.command("data-prep")
-@config_option
-def data_prep(config_path: Path) -> None:
-    """Validate the raw listings and write the training table."""
-    from mlops_lab.data_prep import task
-
-    _run_stage(config_path, task.run)
-
-
-@main.command("training")
-@config_option
-def training(config_path: Path) -> None:
-    """Cross-validate the candidates on both views, register the winner and save it locally."""
-    from mlops_lab.training import task
-
-    _run_stage(config_path, task.run)
-
-
-@main.command("explainability")
-@config_option
-def explainability(config_path: Path) -> None:
-    """SHAP values and evaluation plots for the trained model."""
-    from mlops_lab.explainability import task
-
-    _run_stage(config_path, task.run)
-
-
-@main.command("prediction-app")
-@config_option
-def prediction_app(config_path: Path) -> None:
-    """Load this run's registered model as the service does and predict the example payloads."""
-    from mlops_lab.prediction_app import task
-
-    _run_stage(config_path, task.run)
+# The pipeline's stages, as dvc.yaml calls them: command, module, and what it does.
+STAGES = (
+    ("data-prep", "mlops_lab.data_prep.task", "Validate the raw listings and write the table."),
+    (
+        "training",
+        "mlops_lab.training.task",
+        "Cross-validate the candidates on both views, register the winner, save it locally.",
+    ),
+    (
+        "explainability",
+        "mlops_lab.explainability.task",
+        "SHAP per listing field and evaluation plots of this run's model.",
+    ),
+    (
+        "prediction-app",
+        "mlops_lab.prediction_app.task",
+        "Load this run's registered model as the service does; answer the example payloads.",
+    ),
+    (
+        "promote",
+        "mlops_lab.promotion.task",
+        "Give this run's model the champion alias if it answered and beats the champion.",
+    ),
+)
 
 
-@main.command("promote")
-@config_option
-def promote(config_path: Path) -> None:
-    """Give this run's model the champion alias if it answered and beats the champion."""
-    from mlops_lab.promotion import task
+def stage_command(name: str, module: str, summary: str) -> click.Command:
+    """The command that runs one stage's `task.run` on config.yaml."""
 
-    _run_stage(config_path, task.run)
+    @config_option
+    def command(config_path: Path) -> None:
+        _run_stage(config_path, lambda context: importlib.import_module(module).run(context))
+
+    command.__doc__ = summary
+    return click.command(name)(command)
+
+
+for _stage in STAGES:
+    main.add_command(stage_command(*_stage))
 
 
 @main.command("serve")
-def serve() -> None:
-    """Serve predictions under gunicorn: HOST, PORT, MODEL_URI and WEB_CONCURRENCY from the
-    environment (README, "Serving predictions"). SIGHUP reloads the champion, SIGTERM drains."""
+@config_option
+def serve(config_path: Path) -> None:
+    """Serve the champion under gunicorn. What it serves comes from config.yaml; HOST, PORT,
+    MODEL_URI and WEB_CONCURRENCY from the environment override it (README, "Serving
+    predictions"). SIGHUP reloads the champion, SIGTERM drains."""
+    # Each worker reads the config itself; check it here so a bad one stops the start.
+    _client_settings()
+    try:
+        load_config(config_path, tuned_params=False)
+    except ConfigError as error:
+        _fail(str(error))
+    os.environ[CONFIG_VARIABLE] = str(config_path.resolve())
     # exec, so gunicorn's master is this process and receives the signals itself.
     os.execv(
         sys.executable,
@@ -185,8 +195,8 @@ def serve() -> None:
             "-m",
             "gunicorn",
             "--config",
-            "python:mlops_lab.prediction_app.gunicorn_config",
-            "mlops_lab.prediction_app.app:create_app()",
+            "python:mlops_lab.service.gunicorn_config",
+            "mlops_lab.service.app:create_app()",
         ],
     )
 
@@ -213,3 +223,37 @@ def ablate(config_path: Path) -> None:
     from mlops_lab.ablation import task
 
     _run_stage(config_path, task.run)
+
+
+@main.command("ui")
+@config_option
+@click.option("--port", default=5000, show_default=True, help="Where the UI listens.")
+def ui(config_path: Path, port: int) -> None:
+    """The MLflow UI on the store the stages use (the embedded one unless MLFLOW_TRACKING_URI
+    names a server, whose own UI to open instead)."""
+    config = load_config(config_path, tuned_params=False)
+    tracking = resolve_tracking(
+        os.environ,
+        Path.cwd(),
+        config.tracking.embedded_store_dir,
+        config.tracking.experiment_name,
+        config.tracking.registered_model_name,
+    )
+    if tracking.artifact_location is None:
+        _fail(f"runs are tracked on {tracking.uri}: open its own UI there")
+    executable = Path(sys.executable).with_name("mlflow")
+    os.execv(
+        str(executable),
+        [
+            str(executable),
+            "ui",
+            "--backend-store-uri",
+            tracking.uri,
+            "--default-artifact-root",
+            str(tracking.artifact_location),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+    )

@@ -9,17 +9,14 @@ from pathlib import Path
 import pytest
 import requests
 from mlflow import MlflowClient
+from projects import challenge_payload
 
 pytestmark = pytest.mark.compose
 
 MLFLOW = "http://localhost:5000"
 SERVICE = "http://localhost:8000"
 MODEL = "airbnb-price-category"
-CHALLENGE = {
-    "id": 1001, "accommodates": 4, "room_type": "Entire home/apt", "beds": 2, "bedrooms": 1,
-    "bathrooms": 2, "neighbourhood": "Brooklyn", "tv": 1, "elevator": 1, "internet": 0,
-    "latitude": 40.71383, "longitude": -73.9658,
-}  # fmt: skip
+CHALLENGE = challenge_payload()
 
 
 def client() -> MlflowClient:

@@ -7,13 +7,11 @@ import secrets
 import shutil
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import requests
-from projects import VENV_BIN, LabProject, free_port, routed_run, small_run
+from projects import VENV_BIN, LabProject, free_port, routed_run, small_run, wait_until_ok
 
 DATABASE_USER = "mlflow"
 
@@ -145,19 +143,8 @@ def mlflow_server(postgres_uri: str, tmp_path_factory: pytest.TempPathFactory) -
             stderr=subprocess.STDOUT,
         )
     uri = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
     try:
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"mlflow server exited {process.returncode}: {log_path.read_text()}")
-            try:
-                if requests.get(f"{uri}/health", timeout=2).status_code == 200:
-                    break
-            except requests.RequestException:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"mlflow server not healthy in 120 s: {log_path.read_text()[-3000:]}")
-            time.sleep(0.5)
+        wait_until_ok(f"{uri}/health", process, log_path, "mlflow server")
         yield {"uri": uri, "artifacts": artifacts, "log": log_path}
     finally:
         process.terminate()
@@ -211,20 +198,8 @@ class Service:
             )
 
     def wait_ready(self, seconds: float = 120) -> dict:
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                pytest.fail(
-                    f"gunicorn exited {self.process.returncode}: {self.log_path.read_text()}"
-                )
-            try:
-                response = requests.get(f"{self.url}/ready", timeout=2)
-                if response.status_code == 200:
-                    return response.json()
-            except requests.RequestException:
-                pass
-            time.sleep(0.3)
-        pytest.fail(f"service not ready in {seconds} s: {self.log_path.read_text()[-3000:]}")
+        ready = f"{self.url}/ready"
+        return wait_until_ok(ready, self.process, self.log_path, "gunicorn", seconds).json()
 
     def stop(self) -> None:
         if self.process.poll() is None:

@@ -6,7 +6,7 @@ import pytest
 from mlflow import MlflowClient
 
 from mlops_lab.ablation.transform import NOTHING_REMOVED
-from mlops_lab.features import FEATURE_GROUPS
+from mlops_lab.kernel.features import FEATURE_GROUPS
 
 pytestmark = pytest.mark.integration
 

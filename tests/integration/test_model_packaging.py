@@ -4,15 +4,14 @@ with MLflow's own server, where mlops-lab is not installed."""
 import os
 import subprocess
 import sys
-import time
 
 import pytest
 import requests
-from projects import free_port
-
-from mlops_lab.prediction_app.schema import CHALLENGE_EXAMPLE
+from projects import challenge_payload, free_port, wait_until_ok
 
 pytestmark = pytest.mark.integration
+
+CHALLENGE = challenge_payload()
 
 
 def test_mlflow_serves_the_champion_from_its_own_requirements(trained_lab, local_service, tmp_path):
@@ -71,25 +70,14 @@ def test_mlflow_serves_the_champion_from_its_own_requirements(trained_lab, local
             stderr=subprocess.STDOUT,
         )
     try:
-        deadline = time.monotonic() + 180
-        while True:
-            if server.poll() is not None:
-                pytest.fail(f"mlflow models serve exited: {log_path.read_text()[-3000:]}")
-            try:
-                if requests.get(f"http://127.0.0.1:{port}/ping", timeout=2).status_code == 200:
-                    break
-            except requests.RequestException:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"mlflow models serve not up in 180 s: {log_path.read_text()[-3000:]}")
-            time.sleep(0.5)
+        wait_until_ok(f"http://127.0.0.1:{port}/ping", server, log_path, "mlflow models serve", 180)
         answer = requests.post(
             f"http://127.0.0.1:{port}/invocations",
-            json={"dataframe_records": [CHALLENGE_EXAMPLE]},
+            json={"dataframe_records": [CHALLENGE]},
             timeout=30,
         )
         assert answer.status_code == 200, answer.text
-        ours = requests.post(f"{local_service.url}/predict", json=CHALLENGE_EXAMPLE, timeout=30)
+        ours = requests.post(f"{local_service.url}/predict", json=CHALLENGE, timeout=30)
         assert answer.json()["predictions"] == [ours.json()["price_category"]]
     finally:
         server.terminate()

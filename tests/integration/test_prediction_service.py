@@ -8,14 +8,14 @@ import time
 import pytest
 import requests
 from mlflow import MlflowClient
+from projects import challenge_payload
 from prometheus_client.parser import text_string_to_metric_families
 
-from mlops_lab.listing import MODEL_INPUT_FIELDS
-from mlops_lab.prediction_app.schema import CHALLENGE_EXAMPLE
+from mlops_lab.kernel.listing import MODEL_INPUT_FIELDS
 
 pytestmark = pytest.mark.integration
 
-CHALLENGE = CHALLENGE_EXAMPLE
+CHALLENGE = challenge_payload()
 CATEGORIES = {"low", "mid", "high", "lux"}
 
 

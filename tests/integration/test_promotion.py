@@ -6,18 +6,25 @@ import json
 import os
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import mlflow
 import pytest
 import requests
 from mlflow.tracking import MlflowClient
-from projects import PROJECT_ROOT, LabProject, free_port, make_worse, tiny_run
-
-from mlops_lab.prediction_app.schema import CHALLENGE_EXAMPLE
+from projects import (
+    PROJECT_ROOT,
+    LabProject,
+    challenge_payload,
+    free_port,
+    make_worse,
+    tiny_run,
+    wait_until_ok,
+)
 
 pytestmark = pytest.mark.integration
+
+CHALLENGE = challenge_payload()
 
 
 def own_model_name(project: LabProject, name: str) -> None:
@@ -90,30 +97,15 @@ def test_make_serve_serves_the_champion_after_a_worse_rerun(small_project):
             start_new_session=True,
         )
     try:
-        ready = wait_ready(f"http://127.0.0.1:{port}", server, log_path)
-        assert ready["model_version"] == "1"
+        ready = wait_until_ok(f"http://127.0.0.1:{port}/ready", server, log_path, "make serve")
+        assert ready.json()["model_version"] == "1"
         answer = requests.post(
-            f"http://127.0.0.1:{port}/predict", json=CHALLENGE_EXAMPLE, timeout=30
+            f"http://127.0.0.1:{port}/predict", json=CHALLENGE, timeout=30
         ).json()
         assert answer["model_version"] == "1"
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=60)
-
-
-def wait_ready(url: str, server: subprocess.Popen, log_path: Path, seconds: float = 120) -> dict:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            pytest.fail(f"make serve exited {server.returncode}: {log_path.read_text()[-3000:]}")
-        try:
-            response = requests.get(f"{url}/ready", timeout=2)
-            if response.status_code == 200:
-                return response.json()
-        except requests.RequestException:
-            pass
-        time.sleep(0.5)
-    pytest.fail(f"make serve not ready in {seconds} s: {log_path.read_text()[-3000:]}")
 
 
 def stored_model_file(artifacts: Path, run_id: str) -> Path:

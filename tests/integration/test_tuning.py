@@ -23,7 +23,8 @@ STUDY = "shared-study"
 
 def small_tuning(config: dict) -> None:
     config["tuning"].update({"trials": BUDGET, "cv_folds": 2, "heartbeat_seconds": 1})
-    config["tuning"]["studies"][0]["study_name"] = STUDY
+    first = next(iter(config["tuning"]["studies"]))
+    config["tuning"]["studies"][first]["study_name"] = STUDY
 
 
 @pytest.fixture()

@@ -13,12 +13,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlops_lab.compiled import CompiledModel, compile_model
-from mlops_lab.config import CandidateConfig
-from mlops_lab.features import resolve_features
-from mlops_lab.listing import MODEL_INPUT_FIELDS, REQUIRED_FIELDS
-from mlops_lab.modelling import build_model
-from mlops_lab.training.transform import Split, split_like_notebook
+from mlops_lab.kernel.compiled import CompiledModel, compile_model
+from mlops_lab.kernel.config import CandidateConfig
+from mlops_lab.kernel.features import resolve_features
+from mlops_lab.kernel.listing import MODEL_INPUT_FIELDS, REQUIRED_FIELDS
+from mlops_lab.kernel.modelling import build_model
+from mlops_lab.kernel.prepared import Split, split_like_notebook
 
 CATEGORIES = ["low", "mid", "high", "lux"]
 # Representative points: the Grand Concourse in the Bronx, Midtown Manhattan.

@@ -15,13 +15,13 @@ from mlops_lab.ablation.transform import (
     ablation_figure,
     ablation_table,
 )
-from mlops_lab.context import StageContext
-from mlops_lab.features import FEATURE_GROUPS, resolve_features
-from mlops_lab.files import atomic_path, save_figure
-from mlops_lab.modelling import build_model
-from mlops_lab.tracking import stage_run
-from mlops_lab.training.task import find_candidate, read_training_part
-from mlops_lab.training.transform import fold_scores, summarize_folds
+from mlops_lab.kernel.context import StageContext
+from mlops_lab.kernel.evaluation import fold_scores, summarize_folds
+from mlops_lab.kernel.features import FEATURE_GROUPS, resolve_features
+from mlops_lab.kernel.files import atomic_path, save_figure
+from mlops_lab.kernel.modelling import build_model
+from mlops_lab.kernel.prepared import read_split
+from mlops_lab.kernel.tracking import stage_run
 
 log = logging.getLogger(__name__)
 
@@ -30,8 +30,8 @@ def run(context: StageContext) -> None:
     """Score the candidate without each feature group; write and log the ablation table."""
     settings = context.config.ablation
     training = context.config.training
-    candidate = find_candidate(training.candidates, settings.candidate, "ablation.candidate")
-    split = read_training_part(context.config, "ablating")
+    candidate = training.candidate(settings.candidate, "ablation.candidate")
+    split = read_split(context.config, "ablating")
     feature_sets = ablation_feature_sets(resolve_features(candidate.features), FEATURE_GROUPS)
     with stage_run(
         context.tracking, context.lineage, "ablation", tags={"mlops_lab.candidate": candidate.name}

@@ -11,7 +11,6 @@ from pathlib import Path
 import mlflow
 import pandas as pd
 
-from mlops_lab.context import StageContext
 from mlops_lab.data_prep.transform import (
     BATHROOM_COLUMNS,
     REQUIRED_COLUMNS,
@@ -21,8 +20,9 @@ from mlops_lab.data_prep.transform import (
     sample_listings,
     summarize,
 )
-from mlops_lab.files import atomic_path, write_json_atomically
-from mlops_lab.tracking import PREPARED_DATA_TAG, sha256_file, stage_run
+from mlops_lab.kernel.context import StageContext
+from mlops_lab.kernel.files import atomic_path, write_json_atomically
+from mlops_lab.kernel.tracking import PREPARED_DATA_TAG, sha256_file, stage_run
 
 log = logging.getLogger(__name__)
 

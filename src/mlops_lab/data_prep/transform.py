@@ -10,7 +10,13 @@ import re
 import numpy as np
 import pandas as pd
 
-from mlops_lab.listing import AMENITY_PATTERNS, BOROUGHS, ROOM_TYPES
+from mlops_lab.kernel.listing import (
+    AMENITY_PATTERNS,
+    BOROUGHS,
+    NYC_LATITUDE_RANGE,
+    NYC_LONGITUDE_RANGE,
+    ROOM_TYPES,
+)
 
 
 class SchemaError(ValueError):
@@ -33,10 +39,6 @@ REQUIRED_COLUMNS = (
 )
 # Recent scrapes leave `bathrooms` empty and fill `bathrooms_text`; older ones have `bathrooms`.
 BATHROOM_COLUMNS = ("bathrooms_text", "bathrooms")
-
-# A generous box around the five boroughs.
-NYC_LATITUDE_RANGE = (40.45, 40.95)
-NYC_LONGITUDE_RANGE = (-74.30, -73.65)
 
 _NUMBER = re.compile(r"\d+(?:\.\d+)?")
 _HALF_BATH = re.compile(r"\bhalf[- ]bath", re.IGNORECASE)

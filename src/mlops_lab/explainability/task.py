@@ -12,11 +12,6 @@ import numpy as np
 import pandas as pd
 from mlflow.tracking import MlflowClient
 
-from mlops_lab.attribution import explain_listings
-from mlops_lab.compiled import compile_model
-from mlops_lab.config import VIEWS
-from mlops_lab.context import StageContext
-from mlops_lab.decision import weighted_labels
 from mlops_lab.explainability.transform import (
     beeswarm_figure,
     confusion_figure,
@@ -28,16 +23,21 @@ from mlops_lab.explainability.transform import (
     reliability_figure,
     reliability_table,
 )
-from mlops_lab.features import conform_listings
-from mlops_lab.files import atomic_path, save_figure, write_json_atomically
-from mlops_lab.tracking import stage_run
-from mlops_lab.training.transform import (
+from mlops_lab.kernel.attribution import explain_listings
+from mlops_lab.kernel.compiled import compile_model
+from mlops_lab.kernel.context import StageContext
+from mlops_lab.kernel.decision import weighted_labels
+from mlops_lab.kernel.evaluation import (
     model_answers,
     ordered_probabilities,
     per_class_metrics,
-    split_like_notebook,
     view_of,
 )
+from mlops_lab.kernel.features import conform_listings
+from mlops_lab.kernel.files import atomic_path, save_figure, write_json_atomically
+from mlops_lab.kernel.listing import VIEWS
+from mlops_lab.kernel.prepared import read_split
+from mlops_lab.kernel.tracking import stage_run
 
 log = logging.getLogger(__name__)
 
@@ -51,13 +51,10 @@ def run(context: StageContext) -> None:
     config = context.config
     settings = config.explainability
     categories = config.data_prep.price_categories
-    reports = settings.reports_dir
+    reports = settings.reports
     challenger = json.loads(config.training.challenger_path.read_text())
     model = mlflow.sklearn.load_model(str(config.training.model_dir))
-    listings = pd.read_parquet(config.data.prepared_path)
-    split = split_like_notebook(
-        listings, config.training.test_size, config.training.split_random_state
-    )
+    split = read_split(config, "explaining")
 
     with stage_run(
         context.tracking,
@@ -117,24 +114,20 @@ def run(context: StageContext) -> None:
         importance = {view: mean_abs_shap(explanations[view], categories) for view in VIEWS}
 
         written = [
-            save_figure(mean_abs_shap_figure(importance), reports / "shap_mean_abs.png"),
-            save_figure(
-                beeswarm_figure(explanations["full"], categories), reports / "shap_beeswarm.png"
-            ),
-            save_figure(confusion_figure(confusion), reports / "confusion_matrix.png"),
-            save_figure(per_class_figure(per_class), reports / "per_class_metrics.png"),
-            save_figure(
-                reliability_figure(reliability, calibration_error), reports / "reliability.png"
-            ),
+            save_figure(mean_abs_shap_figure(importance), reports.shap_mean_abs),
+            save_figure(beeswarm_figure(explanations["full"], categories), reports.shap_beeswarm),
+            save_figure(confusion_figure(confusion), reports.confusion_matrix),
+            save_figure(per_class_figure(per_class), reports.per_class_metrics),
+            save_figure(reliability_figure(reliability, calibration_error), reports.reliability),
         ]
-        with atomic_path(reports / "test_predictions.csv") as temporary:
+        with atomic_path(reports.test_predictions) as temporary:
             pd.DataFrame(
                 {
                     "actual": split.test_target.to_numpy(),
                     **{f"predicted_{view}": predicted[view] for view in VIEWS},
                 }
             ).to_csv(temporary, index=False)
-        with atomic_path(reports / "shap_mean_abs.csv") as temporary:
+        with atomic_path(reports.shap_mean_abs_table) as temporary:
             pd.concat([table.assign(view=view) for view, table in importance.items()]).round(
                 6
             ).to_csv(temporary, index_label="field")
@@ -154,7 +147,7 @@ def run(context: StageContext) -> None:
         )
 
         client = MlflowClient()
-        for path in [*written, reports / "shap_mean_abs.csv"]:
+        for path in [*written, reports.shap_mean_abs_table]:
             mlflow.log_artifact(str(path))
             # The plots also belong to the run that made the model, where the registry links.
             client.log_artifact(challenger["run_id"], str(path), artifact_path="explainability")

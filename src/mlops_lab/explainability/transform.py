@@ -6,6 +6,8 @@ fields sent (required), which is what most callers send."""
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -15,7 +17,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from sklearn.metrics import confusion_matrix
 
-from mlops_lab.listing import CATEGORICAL_FIELDS
+from mlops_lab.kernel.listing import CATEGORICAL_FIELDS
 
 VIEW_TITLES = {"full": "every field sent", "required": "only the required fields sent"}
 
@@ -57,6 +59,18 @@ def mean_abs_shap_figure(tables: dict[str, pd.DataFrame]) -> Figure:
     return figure
 
 
+@contextmanager
+def seeded_global_random(seed: int) -> Iterator[None]:
+    """NumPy's global random state seeded for the block, then put back: shap's beeswarm
+    shuffles its dots with it, and the same SHAP values should draw the same picture."""
+    state = np.random.get_state()
+    np.random.seed(seed)
+    try:
+        yield
+    finally:
+        np.random.set_state(state)
+
+
 def beeswarm_figure(explanation: shap.Explanation, categories: list[str]) -> Figure:
     """One SHAP beeswarm per category, one row per listing field: how each field's values
     push that category up or down (categorical fields, which have no order, in grey)."""
@@ -75,7 +89,7 @@ def beeswarm_figure(explanation: shap.Explanation, categories: list[str]) -> Fig
     figure, grid = plt.subplots(rows, columns, figsize=(16, 6.5 * rows))
     for axes, category in zip(np.ravel(grid), categories, strict=False):
         position = list(explanation.output_names).index(category)
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), seeded_global_random(position):
             # shap takes each field's colour range with nanpercentile: all-NaN (grey) is meant.
             warnings.filterwarnings("ignore", "All-NaN slice", RuntimeWarning)
             shap.plots.beeswarm(

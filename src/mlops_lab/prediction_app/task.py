@@ -8,10 +8,11 @@ import logging
 
 import mlflow
 
-from mlops_lab.context import StageContext
-from mlops_lab.files import write_json_atomically
-from mlops_lab.prediction_app.serving import load_served_model
-from mlops_lab.tracking import stage_run
+from mlops_lab.kernel.context import StageContext
+from mlops_lab.kernel.files import write_json_atomically
+from mlops_lab.kernel.tracking import stage_run
+from mlops_lab.prediction_app.transform import validated_payloads
+from mlops_lab.service.loading import load_served_model
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +25,7 @@ def run(context: StageContext) -> None:
         model = load_served_model(
             challenger["model_uri"], context.config.data_prep.price_categories
         )
-        predictions = model.predict(settings.examples)
+        predictions = model.predict(validated_payloads(settings.payloads()))
         smoke = {
             "model_uri": challenger["model_uri"],
             "model_name": model.name,

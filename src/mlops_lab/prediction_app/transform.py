@@ -1,27 +1,28 @@
-"""Pure functions between the model's answers and the API's JSON."""
+"""Pure functions of the smoke stage: the payloads it answers, checked as the API checks them."""
 
 from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
+from pydantic import ValidationError
 
-from mlops_lab.decision import weighted_labels
+from mlops_lab.kernel.config import ConfigError
+from mlops_lab.service.errors import validation_details
+from mlops_lab.service.schema import Listing
 
 
-def format_predictions(
-    ids: list[Any], probabilities: np.ndarray, categories: list[str], weights: np.ndarray
-) -> list[dict[str, Any]]:
-    """Each listing's id, its price category (the model's label: its highest weighted
-    probability) and the rounded probability of every category."""
-    labels = weighted_labels(probabilities, weights, np.asarray(categories))
-    return [
-        {
-            "id": listing_id,
-            "price_category": str(label),
-            "probabilities": {
-                name: round(float(p), 6) for name, p in zip(categories, row, strict=True)
-            },
-        }
-        for listing_id, label, row in zip(ids, labels, probabilities, strict=True)
-    ]
+def validated_payloads(payloads: list[dict[str, Any]]) -> list[Listing]:
+    """The payloads as the API validates them; ConfigError naming the first it would refuse."""
+    listings = []
+    for payload in payloads:
+        try:
+            listings.append(Listing.model_validate(payload))
+        except ValidationError as error:
+            problems = "; ".join(
+                f"{detail['field']}: {detail['problem']}" for detail in validation_details(error)
+            )
+            raise ConfigError(
+                f"config.yaml prediction_app: the payload with id {payload.get('id')} is one the "
+                f"API would refuse ({problems})"
+            ) from error
+    return listings

@@ -15,15 +15,11 @@ import shutil
 import mlflow
 from mlflow.tracking import MlflowClient
 
-from mlops_lab.context import StageContext
-from mlops_lab.files import replace_directory_atomically, write_json_atomically
-from mlops_lab.promotion.transform import (
-    champion_change,
-    measure_name,
-    promotion_verdict,
-    smoke_problem,
-)
-from mlops_lab.registry import (
+from mlops_lab.kernel.context import StageContext
+from mlops_lab.kernel.evaluation import scores_on_views, selection_score
+from mlops_lab.kernel.files import replace_directory_atomically, write_json_atomically
+from mlops_lab.kernel.prepared import read_split
+from mlops_lab.kernel.registry import (
     CHALLENGER,
     CHAMPION,
     alias_version,
@@ -33,9 +29,13 @@ from mlops_lab.registry import (
     run_of_local_model,
     version_uri,
 )
-from mlops_lab.tracking import stage_run
-from mlops_lab.training.task import read_training_part
-from mlops_lab.training.transform import scores_on_views, selection_score
+from mlops_lab.kernel.tracking import stage_run
+from mlops_lab.promotion.transform import (
+    champion_change,
+    measure_name,
+    promotion_verdict,
+    smoke_problem,
+)
 
 log = logging.getLogger(__name__)
 
@@ -47,9 +47,18 @@ class PromotionError(RuntimeError):
 def champion_score(context: StageContext, model_name: str, version: str) -> float:
     """A registered version's selection score on this pipeline's test part."""
     config = context.config
-    split = read_training_part(config, "promotion")
+    split = read_split(config, "promotion")
+    try:
+        champion = load_version(model_name, version)
+    except Exception as error:  # whatever the reason, it cannot be judged against: say so
+        raise PromotionError(
+            f"champion v{version} cannot be loaded here ({type(error).__name__}: {error}), so "
+            "this run's model cannot be judged against it and is not promoted. If that "
+            f"version is retired on purpose, remove its alias in the MLflow UI (Models → "
+            f"{model_name} → v{version}) and rerun dvc repro"
+        ) from error
     scores = scores_on_views(
-        load_version(model_name, version),
+        champion,
         split.test_features,
         split.test_target,
         config.data_prep.price_categories,
@@ -119,7 +128,7 @@ def run(context: StageContext) -> None:
             f"{smoke_path} does not exist: run dvc repro, whose smoke stage writes it"
         )
     problem = smoke_problem(
-        json.loads(smoke_path.read_text()), version, len(config.prediction_app.examples)
+        json.loads(smoke_path.read_text()), version, len(config.prediction_app.payloads())
     )
     if problem:
         raise PromotionError(f"v{version} cannot be promoted: {problem}")

@@ -7,22 +7,22 @@ import logging
 import time
 
 import mlflow
-import pandas as pd
 from mlflow.tracking import MlflowClient
 
-from mlops_lab.config import CandidateConfig, ConfigError, LabConfig, SelectionConfig
-from mlops_lab.context import StageContext
-from mlops_lab.data_prep.task import RawDataError
-from mlops_lab.features import resolve_features
-from mlops_lab.files import atomic_path, write_json_atomically
-from mlops_lab.registry import (
+from mlops_lab.kernel.config import CandidateConfig, SelectionConfig
+from mlops_lab.kernel.context import StageContext
+from mlops_lab.kernel.evaluation import stratified_folds
+from mlops_lab.kernel.files import atomic_path, write_json_atomically
+from mlops_lab.kernel.listing import input_field_types
+from mlops_lab.kernel.prepared import read_split
+from mlops_lab.kernel.registry import (
     CHAMPION,
     alias_version,
     download_version,
     log_and_register,
     version_uri,
 )
-from mlops_lab.tracking import (
+from mlops_lab.kernel.tracking import (
     DATA_PREP_RUN_TAG,
     PREPARED_DATA_TAG,
     find_data_prep_run,
@@ -31,50 +31,24 @@ from mlops_lab.tracking import (
 )
 from mlops_lab.training.transform import (
     CandidateResult,
-    Split,
     Trained,
     candidate_metrics,
+    candidate_params,
     candidate_result,
     candidates_frame,
+    challenger_document,
     choose_winner,
-    flat_params,
-    input_field_types,
+    input_example,
     metrics_document,
-    required_view,
+    progress_line,
     results_table,
     selection_score_in_cv,
     selection_score_on_test,
-    split_like_notebook,
-    stratified_folds,
     train_candidate,
+    version_tags,
 )
 
 log = logging.getLogger(__name__)
-
-
-def find_candidate(candidates: list[CandidateConfig], name: str, setting: str) -> CandidateConfig:
-    """The training candidate a command's `setting` names; ConfigError if there is none."""
-    # Checked when the command runs, not in config.py: a pipeline that never runs it needs
-    # no such candidate.
-    candidate = next((c for c in candidates if c.name == name), None)
-    if candidate is None:
-        names = [c.name for c in candidates]
-        raise ConfigError(f"{setting} {name!r} is not among the training candidates {names}")
-    return candidate
-
-
-def read_training_part(config: LabConfig, purpose: str) -> Split:
-    """The notebook's split of the prepared listings, for a command run outside the pipeline."""
-    prepared_path = config.data.prepared_path
-    if not prepared_path.is_file():
-        raise RawDataError(
-            f"{prepared_path} does not exist: run `dvc repro data_prep` before {purpose}"
-        )
-    return split_like_notebook(
-        pd.read_parquet(prepared_path),
-        config.training.test_size,
-        config.training.split_random_state,
-    )
 
 
 def log_candidate(
@@ -83,18 +57,7 @@ def log_candidate(
     """Record one candidate as a child run of the training run."""
     with mlflow.start_run(run_name=candidate.name, nested=True):
         mlflow.set_tag("mlops_lab.candidate", candidate.name)
-        mlflow.log_params(
-            {
-                "estimator": candidate.estimator,
-                "decision": candidate.decision,
-                "features": (
-                    "routed"
-                    if candidate.features is None
-                    else ",".join(resolve_features(candidate.features))
-                ),
-                **flat_params(candidate.params),
-            }
-        )
+        mlflow.log_params(candidate_params(candidate))
         mlflow.log_metrics(
             {
                 **candidate_metrics(result),
@@ -105,38 +68,27 @@ def log_candidate(
         )
 
 
-def input_example(test_features: pd.DataFrame) -> pd.DataFrame:
-    """Listings logged with the model: five with every field and the same five as callers send
-    them, so every load checks the compiled path on both kinds of listing."""
-    full = test_features.head(5)
-    return pd.concat([full, required_view(full)], ignore_index=True)
-
-
 def run(context: StageContext) -> None:
     """Score every candidate on both views, register and save the winner, write metrics."""
     config = context.config
     training = config.training
     selection = training.selection
     categories = config.data_prep.price_categories
-    prepared_path = config.data.prepared_path
-    listings = pd.read_parquet(prepared_path)
-    prepared_sha = sha256_file(prepared_path)
+    split = read_split(config, "training")
+    prepared_sha = sha256_file(config.data.prepared_path)
     with stage_run(
         context.tracking, context.lineage, "training", tags={PREPARED_DATA_TAG: prepared_sha}
     ) as training_run:
-        experiment_id = training_run.info.experiment_id
-        data_prep_run = find_data_prep_run(experiment_id, prepared_sha)
+        data_prep_run = find_data_prep_run(training_run.info.experiment_id, prepared_sha)
         lineage_tags = {**context.lineage.tags(), PREPARED_DATA_TAG: prepared_sha}
         if data_prep_run:
             lineage_tags[DATA_PREP_RUN_TAG] = data_prep_run
         mlflow.set_tags(lineage_tags)
-
-        split = split_like_notebook(listings, training.test_size, training.split_random_state)
         folds = stratified_folds(split.train_target, training.cv_folds, training.cv_random_state)
         log.info(
             "split %d listings: %d to train (%d-fold CV), %d to test once; every candidate is "
             "scored on the full view and on the required view (the API's required fields only)",
-            len(listings),
+            len(split.train_features) + len(split.test_features),
             len(split.train_features),
             training.cv_folds,
             len(split.test_features),
@@ -158,17 +110,8 @@ def run(context: StageContext) -> None:
         trained: dict[str, Trained] = {}
         total = len(training.candidates)
         for position, candidate in enumerate(training.candidates, start=1):
-            log.info(
-                "[%d/%d] %s: %s…",
-                position,
-                total,
-                candidate.name,
-                (
-                    f"assembled from {', '.join(candidate.members)}"
-                    if candidate.members
-                    else "cross-validating"
-                ),
-            )
+            how = f"assembled from {', '.join(candidate.members)}" if candidate.members else ""
+            log.info("[%d/%d] %s: %s…", position, total, candidate.name, how or "cross-validating")
             started = time.perf_counter()
             trained[candidate.name] = train_candidate(candidate, split, folds, trained)
             result = candidate_result(
@@ -177,19 +120,7 @@ def run(context: StageContext) -> None:
             result.seconds = time.perf_counter() - started
             log_candidate(candidate, result, selection)
             results.append(result)
-            log.info(
-                "[%d/%d] %s: CV selection score %.4f; test ROC AUC full %.4f, required %.4f; "
-                "macro F1 full %.4f, required %.4f (%.1f s)",
-                position,
-                total,
-                candidate.name,
-                selection_score_in_cv(result, selection),
-                result.views["full"].test["roc_auc_ovr"],
-                result.views["required"].test["roc_auc_ovr"],
-                result.views["full"].test["macro_f1"],
-                result.views["required"].test["macro_f1"],
-                result.seconds,
-            )
+            log.info("[%d/%d] %s", position, total, progress_line(result, selection))
 
         winner = choose_winner(results, selection)
         model_name = context.tracking.registered_model_name
@@ -201,16 +132,7 @@ def run(context: StageContext) -> None:
             input_field_types(),
         )
         client = MlflowClient()
-        for key, value in {
-            **lineage_tags,
-            "candidate": winner.name,
-            "test_selection_score": f"{selection_score_on_test(winner, selection):.6f}",
-            **{
-                f"test_{view}_{name}": f"{value:.6f}"
-                for view, scores in winner.views.items()
-                for name, value in scores.test.items()
-            },
-        }.items():
+        for key, value in version_tags(winner, selection, lineage_tags).items():
             client.set_model_version_tag(model_name, model_version, key, value)
         log.info(
             "registered %s v%s (%s) in %.1f s, no alias yet: the promote stage decides",
@@ -231,17 +153,16 @@ def run(context: StageContext) -> None:
             candidates_frame(results, winner.name, selection).to_csv(temporary, index=False)
         write_json_atomically(
             training.challenger_path,
-            {
-                "model_name": model_name,
-                "version": model_version,
-                "model_uri": version_uri(model_name, model_version),
-                "candidate": winner.name,
-                "run_id": training_run.info.run_id,
-                "test_selection_score": selection_score_on_test(winner, selection),
-                "test": {view: scores.test for view, scores in winner.views.items()},
+            challenger_document(
+                winner,
+                selection,
+                model_name,
+                model_version,
+                version_uri(model_name, model_version),
+                training_run.info.run_id,
                 # Promotion checks the champion again before it moves the alias.
-                "champion_when_trained": alias_version(client, model_name, CHAMPION),
-            },
+                alias_version(client, model_name, CHAMPION),
+            ),
         )
 
         mlflow.log_metrics(

@@ -1,59 +1,34 @@
-"""Pure functions for splitting, scoring and choosing price-category models, on two views.
-
-Every model is scored on two views of the same listings: *full*, every field the API accepts,
-and *required*, only the API's required fields, every optional field absent exactly as the
-API passes an absent field to the model. Callers mostly send the required fields, so what is
-measured on that view is what they get.
-"""
+"""Pure functions of training: each candidate cross-validated and fitted (ensembles from their
+members), its scores on both views, the winner, and the tables and metrics that report them."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from sklearn.base import clone
-from sklearn.metrics import (
-    accuracy_score,
-    f1_score,
-    log_loss,
-    precision_recall_fscore_support,
-    roc_auc_score,
+
+from mlops_lab.kernel.config import CandidateConfig, SelectionConfig
+from mlops_lab.kernel.decision import MacroF1Decision
+from mlops_lab.kernel.evaluation import (
+    Folds,
+    HeldOut,
+    Scores,
+    cross_validated_scores,
+    held_out_probabilities,
+    required_view,
+    routed_held_out,
+    scores_on_views,
+    selection_score,
+    vote_probabilities,
+    with_decision,
 )
-from sklearn.model_selection import StratifiedKFold, train_test_split
-
-from mlops_lab.config import VIEWS, CandidateConfig, SelectionConfig
-from mlops_lab.decision import MacroF1Decision, macro_f1_weights, weighted_labels
-from mlops_lab.features import conform_listings, present_fields, resolve_features
-from mlops_lab.listing import (
-    BOROUGH_ALIAS,
-    MODEL_INPUT_FIELDS,
-    NUMERIC_FIELDS,
-    OPTIONAL_FIELDS,
-    REQUIRED_FIELDS,
-)
-from mlops_lab.modelling import (
-    Model,
-    assemble_soft_vote,
-    build_model,
-    predict_sequentially,
-    row_decision_weights,
-)
-from mlops_lab.routing import route_listings
-
-TARGET = "price_category"
-Scores = dict[str, float]
-Folds = list[tuple[np.ndarray, np.ndarray]]
-
-
-@dataclass(frozen=True)
-class Split:
-    train_features: pd.DataFrame
-    test_features: pd.DataFrame
-    train_target: pd.Series
-    test_target: pd.Series
+from mlops_lab.kernel.features import resolve_features
+from mlops_lab.kernel.listing import VIEWS
+from mlops_lab.kernel.modelling import Model, assemble_soft_vote, build_model, predict_sequentially
+from mlops_lab.kernel.prepared import Split
 
 
 @dataclass(frozen=True)
@@ -73,36 +48,6 @@ class CandidateResult:
     seconds: float = 0.0
 
 
-@dataclass(frozen=True)
-class HeldOut:
-    """A candidate's cross-validated evidence on the training part: for each view, every row's
-    probabilities from the fold model that did not see it, and the weights that label it."""
-
-    probabilities: dict[str, np.ndarray]
-    weights: dict[str, np.ndarray]
-    # Probability columns, in the models' (sorted) class order.
-    classes: list[str]
-
-
-def split_like_notebook(listings: pd.DataFrame, test_size: float, random_state: int) -> Split:
-    """The notebook's train_test_split (not stratified) over model inputs and price_category."""
-    features = listings[["id", *MODEL_INPUT_FIELDS]]
-    train_x, test_x, train_y, test_y = train_test_split(
-        features, listings[TARGET], test_size=test_size, random_state=random_state
-    )
-    return Split(train_x, test_x, train_y, test_y)
-
-
-def required_view(listings: pd.DataFrame) -> pd.DataFrame:
-    """The listings as a caller sending only the required fields gives them to the model."""
-    return listings.drop(columns=[name for name in OPTIONAL_FIELDS if name in listings.columns])
-
-
-def view_of(listings: pd.DataFrame, view: str) -> pd.DataFrame:
-    """The listings as seen on one view: 'full' or 'required'."""
-    return listings if view == "full" else required_view(listings)
-
-
 def flat_params(params: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     """Nested parameters (an ensemble's members) as one level of dotted names."""
     flat: dict[str, Any] = {}
@@ -114,246 +59,24 @@ def flat_params(params: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def stratified_folds(target: pd.Series, folds: int, random_state: int) -> Folds:
-    """The (training rows, validation rows) of each stratified fold, shuffled by the seed."""
-    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=random_state)
-    return list(splitter.split(np.zeros(len(target)), target))
-
-
-@dataclass(frozen=True)
-class FoldPrediction:
-    validation_rows: np.ndarray
-    # View → probabilities of the validation rows, columns in `classes` order (sorted).
-    probabilities: dict[str, np.ndarray]
-    classes: list[str]
-
-
-def fold_predictions(
-    model: Model,
-    features: pd.DataFrame,
-    target: pd.Series,
-    folds: Folds,
-    views: tuple[str, ...] = ("full",),
-) -> Iterator[FoldPrediction]:
-    """Each fold's probabilities, on each view, from the model fitted on the other folds."""
-    for train_rows, validation_rows in folds:
-        fold_model = clone(model).fit(features.iloc[train_rows], target.iloc[train_rows])
-        # Fit on all cores, predict on one: the scores then repeat to the last bit.
-        predict_sequentially(fold_model)
-        validation = features.iloc[validation_rows]
-        yield FoldPrediction(
-            validation_rows,
-            {view: fold_model.predict_proba(view_of(validation, view)) for view in views},
-            list(fold_model.classes_),
-        )
-
-
-def fold_scores(
-    model: Model, features: pd.DataFrame, target: pd.Series, folds: int, random_state: int
-) -> Iterator[Scores]:
-    """Every score_probabilities metric of each stratified fold on the full view, labelled by
-    the most probable category, as it is scored (tuning prunes on the first folds)."""
-    for fold in fold_predictions(
-        model, features, target, stratified_folds(target, folds, random_state)
-    ):
-        yield score_probabilities(
-            target.iloc[fold.validation_rows], fold.probabilities["full"], fold.classes
-        )
-
-
-def summarize_folds(scores: list[Scores]) -> tuple[Scores, Scores]:
-    """Mean and standard deviation over folds of each metric."""
-    names = scores[0].keys()
-    means = {name: float(np.mean([fold[name] for fold in scores])) for name in names}
-    spreads = {name: float(np.std([fold[name] for fold in scores])) for name in names}
-    return means, spreads
-
-
-def held_out_probabilities(
-    model: Model, features: pd.DataFrame, target: pd.Series, folds: Folds
-) -> tuple[dict[str, np.ndarray], list[str]]:
-    """Every training row's held-out probabilities on each view, and their class order."""
-    probabilities: dict[str, np.ndarray] = {}
-    classes: list[str] = []
-    for fold in fold_predictions(model, features, target, folds, VIEWS):
-        classes = fold.classes
-        for view, rows in fold.probabilities.items():
-            probabilities.setdefault(view, np.empty((len(features), len(classes))))
-            probabilities[view][fold.validation_rows] = rows
-    return probabilities, classes
-
-
-def fold_decision_weights(
-    held_out: np.ndarray, target: pd.Series, folds: Folds, classes: list[str], decision: str
-) -> np.ndarray:
-    """Each row's label weights in CV: for macro_f1, those learnt on the held-out predictions
-    of the other folds' rows (so no row's label is fitted on the row); else ones."""
-    weights = np.ones_like(held_out)
-    if decision == "macro_f1":
-        truth = target.to_numpy()
-        for train_rows, validation_rows in folds:
-            weights[validation_rows] = macro_f1_weights(
-                held_out[train_rows], truth[train_rows], np.asarray(classes)
-            )
-    return weights
-
-
-def with_decision(
-    probabilities: dict[str, np.ndarray],
-    classes: list[str],
-    target: pd.Series,
-    folds: Folds,
-    decision: str,
-) -> HeldOut:
-    """Held-out evidence labelled by a decision learnt on the full view's predictions, as the
-    final model's decision step learns it."""
-    weights = fold_decision_weights(probabilities["full"], target, folds, classes, decision)
-    return HeldOut(probabilities, dict.fromkeys(probabilities, weights), classes)
-
-
-def vote_probabilities(members: list[HeldOut]) -> dict[str, np.ndarray]:
-    """The mean of the members' held-out probabilities on each view, as SoftVoteClassifier
-    averages them (members fitted on the same folds give the vote's own fold predictions)."""
+def candidate_params(candidate: CandidateConfig) -> dict[str, Any]:
+    """A candidate's settings as MLflow params: estimator, decision, features, parameters."""
+    features = (
+        "routed" if candidate.features is None else ",".join(resolve_features(candidate.features))
+    )
     return {
-        view: np.mean(np.asarray([member.probabilities[view] for member in members]), axis=0)
-        for view in members[0].probabilities
+        "estimator": candidate.estimator,
+        "decision": candidate.decision,
+        "features": features,
+        **flat_params(candidate.params),
     }
 
 
-def routed_held_out(
-    routes: list[tuple[str, ...]], members: list[HeldOut], features: pd.DataFrame
-) -> HeldOut:
-    """A router's held-out evidence: each row of each view from the member whose route (the
-    fields it needs) the row takes."""
-    probabilities, weights = {}, {}
-    for view in members[0].probabilities:
-        present = present_fields(conform_listings(view_of(features, view)))
-        chosen = route_listings(present, routes)
-        probabilities[view] = np.empty_like(members[0].probabilities[view])
-        weights[view] = np.empty_like(members[0].weights[view])
-        for position, member in enumerate(members):
-            rows = chosen == position
-            probabilities[view][rows] = member.probabilities[view][rows]
-            weights[view][rows] = member.weights[view][rows]
-    return HeldOut(probabilities, weights, members[0].classes)
-
-
-def cross_validated_scores(
-    held_out: HeldOut, target: pd.Series, folds: Folds
-) -> dict[str, tuple[Scores, Scores]]:
-    """Per view, the mean and spread over folds of every score_probabilities metric."""
-    summary = {}
-    for view, probabilities in held_out.probabilities.items():
-        scores = [
-            score_probabilities(
-                target.iloc[rows],
-                probabilities[rows],
-                held_out.classes,
-                held_out.weights[view][rows],
-            )
-            for _, rows in folds
-        ]
-        summary[view] = summarize_folds(scores)
-    return summary
-
-
-def score_probabilities(
-    truth: pd.Series,
-    probabilities: np.ndarray,
-    classes: list[str],
-    weights: np.ndarray | None = None,
-) -> Scores:
-    """Accuracy, one-vs-rest ROC AUC, macro F1 and log loss of predicted class probabilities,
-    labelled by the model's decision weights, one row or one per listing (None: the most
-    probable category)."""
-    predicted = weighted_labels(probabilities, _weights(weights, classes), np.asarray(classes))
-    # roc_auc_score and log_loss read probability columns in sorted label order.
-    alphabetical = np.argsort(classes)
-    sorted_probabilities = probabilities[:, alphabetical]
-    sorted_labels = list(np.asarray(classes)[alphabetical])
-    return {
-        "accuracy": float(accuracy_score(truth, predicted)),
-        "roc_auc_ovr": float(
-            roc_auc_score(truth, sorted_probabilities, multi_class="ovr", labels=sorted_labels)
-        ),
-        "macro_f1": float(f1_score(truth, predicted, average="macro")),
-        "log_loss": float(log_loss(truth, sorted_probabilities, labels=sorted_labels)),
-    }
-
-
-def _weights(weights: np.ndarray | None, classes: list[str]) -> np.ndarray:
-    """The decision weights given, or ones (the most probable category)."""
-    return np.ones(len(classes)) if weights is None else weights
-
-
-def per_class_metrics(
-    truth: pd.Series,
-    probabilities: np.ndarray,
-    classes: list[str],
-    weights: np.ndarray | None = None,
-) -> dict[str, dict[str, float]]:
-    """Precision, recall and support of each price category, labelled as score_probabilities."""
-    predicted = weighted_labels(probabilities, _weights(weights, classes), np.asarray(classes))
-    precision, recall, _, support = precision_recall_fscore_support(
-        truth, predicted, labels=classes, zero_division=0
-    )
-    return {
-        name: {"precision": float(p), "recall": float(r), "support": float(s)}
-        for name, p, r, s in zip(classes, precision, recall, support, strict=True)
-    }
-
-
-def ordered_probabilities(
-    probabilities: np.ndarray, model_classes: list[str], categories: list[str]
-) -> np.ndarray:
-    """Probability (or weight) columns reordered from the model's class order to the
-    category order."""
-    position = {name: index for index, name in enumerate(model_classes)}
-    return probabilities[:, [position[name] for name in categories]]
-
-
-@dataclass(frozen=True)
-class Answers:
-    """A model's answers for some listings: probabilities and label weights per listing, both
-    in category order."""
-
-    probabilities: np.ndarray
-    weights: np.ndarray
-
-
-def model_answers(model: Model, listings: pd.DataFrame, categories: list[str]) -> Answers:
-    """The model's probabilities and label weights for the listings, in category order."""
-    classes = list(model.classes_)
-    return Answers(
-        ordered_probabilities(model.predict_proba(listings), classes, categories),
-        ordered_probabilities(row_decision_weights(model, listings), classes, categories),
-    )
-
-
-def scores_on_views(
-    model: Model, features: pd.DataFrame, target: pd.Series, categories: list[str]
-) -> dict[str, tuple[Scores, dict[str, dict[str, float]]]]:
-    """Per view, the model's scores and per-category metrics on these listings."""
-    scored = {}
-    for view in VIEWS:
-        answers = model_answers(model, view_of(features, view), categories)
-        scored[view] = (
-            score_probabilities(target, answers.probabilities, categories, answers.weights),
-            per_class_metrics(target, answers.probabilities, categories, answers.weights),
-        )
-    return scored
-
-
-def selection_score(scores: dict[str, Scores], selection: SelectionConfig) -> float:
-    """The selection metric's mean over the views, weighted as config.yaml says."""
-    total = sum(selection.view_weights.values())
-    return (
-        sum(
-            weight * scores[view][selection.metric]
-            for view, weight in selection.view_weights.items()
-        )
-        / total
-    )
+def input_example(test_features: pd.DataFrame) -> pd.DataFrame:
+    """Listings logged with the model: five with every field and the same five as callers send
+    them, so every load checks the compiled path on both kinds of listing."""
+    full = test_features.head(5)
+    return pd.concat([full, required_view(full)], ignore_index=True)
 
 
 def selection_score_in_cv(result: CandidateResult, selection: SelectionConfig) -> float:
@@ -374,15 +97,54 @@ def choose_winner(results: list[CandidateResult], selection: SelectionConfig) ->
     )
 
 
-def input_field_types() -> dict[str, tuple[str, bool]]:
-    """Each field the model accepts, with its MLflow type and whether callers must send it."""
-    fields: dict[str, tuple[str, bool]] = {"id": ("long", False)}
-    for name in MODEL_INPUT_FIELDS:
-        kind = "double" if name in NUMERIC_FIELDS else "string"
-        # borough may come under the challenge's name instead, so neither is enforced here.
-        fields[name] = (kind, name in REQUIRED_FIELDS and name != "borough")
-    fields[BOROUGH_ALIAS] = ("string", False)
-    return fields
+def progress_line(result: CandidateResult, selection: SelectionConfig) -> str:
+    """One candidate's headline scores, as the log reports each candidate when it is done."""
+    full, required = result.views["full"].test, result.views["required"].test
+    return (
+        f"{result.name}: CV selection score {selection_score_in_cv(result, selection):.4f}; "
+        f"test ROC AUC full {full['roc_auc_ovr']:.4f}, required {required['roc_auc_ovr']:.4f}; "
+        f"macro F1 full {full['macro_f1']:.4f}, required {required['macro_f1']:.4f} "
+        f"({result.seconds:.1f} s)"
+    )
+
+
+def version_tags(
+    winner: CandidateResult, selection: SelectionConfig, lineage: dict[str, str]
+) -> dict[str, str]:
+    """The registered version's tags: lineage, candidate, and test scores on both views."""
+    return {
+        **lineage,
+        "candidate": winner.name,
+        "test_selection_score": f"{selection_score_on_test(winner, selection):.6f}",
+        **{
+            f"test_{view}_{name}": f"{value:.6f}"
+            for view, scores in winner.views.items()
+            for name, value in scores.test.items()
+        },
+    }
+
+
+def challenger_document(
+    winner: CandidateResult,
+    selection: SelectionConfig,
+    model_name: str,
+    model_version: str,
+    model_uri: str,
+    run_id: str,
+    champion: str | None,
+) -> dict[str, Any]:
+    """models/challenger.json: the version this run registered, its test scores, and the
+    champion when it was trained."""
+    return {
+        "model_name": model_name,
+        "version": model_version,
+        "model_uri": model_uri,
+        "candidate": winner.name,
+        "run_id": run_id,
+        "test_selection_score": selection_score_on_test(winner, selection),
+        "test": {view: scores.test for view, scores in winner.views.items()},
+        "champion_when_trained": champion,
+    }
 
 
 def results_table(results: list[CandidateResult], winner: str, selection: SelectionConfig) -> str:

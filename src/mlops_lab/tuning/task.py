@@ -21,14 +21,14 @@ import optuna
 import pandas as pd
 import yaml
 
-from mlops_lab.config import CandidateConfig, ConfigError, StudyConfig, TuningConfig
-from mlops_lab.context import StageContext
-from mlops_lab.features import resolve_features
-from mlops_lab.files import write_text_atomically
-from mlops_lab.modelling import build_model
-from mlops_lab.tracking import STAGE_TAG, stage_run
-from mlops_lab.training.task import find_candidate, read_training_part
-from mlops_lab.training.transform import fold_scores, summarize_folds
+from mlops_lab.kernel.config import CandidateConfig, ConfigError, StudyConfig, TuningConfig
+from mlops_lab.kernel.context import StageContext
+from mlops_lab.kernel.evaluation import fold_scores, summarize_folds
+from mlops_lab.kernel.features import resolve_features
+from mlops_lab.kernel.files import write_text_atomically
+from mlops_lab.kernel.modelling import build_model
+from mlops_lab.kernel.prepared import read_split
+from mlops_lab.kernel.tracking import STAGE_TAG, stage_run
 from mlops_lab.tuning.transform import (
     BUDGET_STATES,
     budget_spent,
@@ -144,13 +144,13 @@ def run(context: StageContext, candidate_name: str | None) -> None:
     parameters (the first study of config.yaml's tuning.studies when no candidate is named)."""
     settings = context.config.tuning
     training = context.config.training
-    study_settings = settings.study_for(candidate_name)
-    candidate = find_candidate(training.candidates, study_settings.candidate, "tuning.studies")
+    tuned, study_settings = settings.study_for(candidate_name)
+    candidate = training.candidate(tuned, "tuning.studies")
     if candidate.estimator == "soft_vote":
         raise ConfigError(
             f"tuning.studies: {candidate.name} is a soft_vote; tune its members instead"
         )
-    split = read_training_part(context.config, "tuning")
+    split = read_split(context.config, "tuning")
     url = storage_url(os.environ, settings.embedded_storage_path)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     # Heartbeats and the matplotlib plots are marked experimental; we pin optuna's version.

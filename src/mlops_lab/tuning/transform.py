@@ -6,7 +6,7 @@ from typing import Any
 
 import optuna
 
-from mlops_lab.config import SearchDimension
+from mlops_lab.kernel.config import SearchDimension
 
 
 def suggest_params(trial: optuna.Trial, space: dict[str, SearchDimension]) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from mlops_lab.explainability.transform import (
     reliability_figure,
     reliability_table,
 )
-from mlops_lab.listing import MODEL_INPUT_FIELDS, OPTIONAL_FIELDS, REQUIRED_FIELDS
+from mlops_lab.kernel.listing import MODEL_INPUT_FIELDS, OPTIONAL_FIELDS, REQUIRED_FIELDS
 
 CATEGORIES = ["low", "mid", "high", "lux"]
 FIELDS = len(MODEL_INPUT_FIELDS)

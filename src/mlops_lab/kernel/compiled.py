@@ -1,0 +1,394 @@
+"""The served model compiled to NumPy and numba: the same probabilities, bit for bit, faster.
+
+The logged model is a scikit-learn Pipeline (ListingFeatures → one-hot → classifier), or a
+FieldRouter over such Pipelines, which picks one per listing by the fields it carries. Run as
+is, one listing costs about 20 ms, nearly all of it per-call overhead: pandas frames for one
+row, the ColumnTransformer's checks, and one Cython call per tree (hundreds of them). Here
+the same fitted parameters are laid out as flat arrays once, at load time; a request runs a
+few NumPy operations and one compiled loop (numba) that walks every tree. Every step repeats
+the Pipeline's arithmetic in the same order (features through the shared `engineer_features`,
+leaf values summed tree by tree as scikit-learn does, its own softmax for gradient boosting,
+float32 inputs for a forest, `np.mean` for a soft vote, the router's own choice of member),
+so the result is identical, not merely close; tests/unit/test_compiled.py checks that with
+`np.array_equal`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numba
+import numpy as np
+from sklearn.compose import ColumnTransformer
+from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import FunctionTransformer, OneHotEncoder
+from sklearn.tree._tree import TREE_LEAF
+
+from mlops_lab.kernel.blend import SoftVoteClassifier
+from mlops_lab.kernel.decision import decision_weights, probability_model
+from mlops_lab.kernel.features import (
+    Columns,
+    ListingFeatures,
+    conform_records,
+    engineer_features,
+    present_fields,
+)
+from mlops_lab.kernel.routing import FieldRouter, route_listings
+
+
+# One compiled loop over trees then listings (a tree's nodes stay in cache while every listing
+# passes). Measured on the tuned champion (1,124 trees), one thread, in ms: 1 listing 0.06
+# (the NumPy walk it replaced 0.34, scikit-learn 7.1); 100 listings 9.2 (27.9, 26.7); 1,000
+# listings 67 (270, 68). The comparisons are scikit-learn's own: `x <= threshold`, and NaN
+# goes the side the tree learnt for missing values.
+@numba.njit(nogil=True)
+def _walk_to_leaves(
+    encoded: np.ndarray,
+    roots: np.ndarray,
+    feature: np.ndarray,
+    threshold: np.ndarray,
+    missing_go_left: np.ndarray,
+    left: np.ndarray,
+    right: np.ndarray,
+    is_leaf: np.ndarray,
+    leaves: np.ndarray,
+) -> None:
+    for tree in range(roots.shape[0]):
+        for row in range(encoded.shape[0]):
+            node = roots[tree]
+            while not is_leaf[node]:
+                value = encoded[row, feature[node]]
+                go_left = missing_go_left[node] if np.isnan(value) else value <= threshold[node]
+                node = left[node] if go_left else right[node]
+            leaves[row, tree] = node
+
+
+class UnsupportedModel(ValueError):
+    """A fitted Pipeline whose structure the compiler does not know."""
+
+
+@dataclass(frozen=True)
+class Encoding:
+    """How the ColumnTransformer lays features out: per output block, a one-hot or a number."""
+
+    # (feature name, its categories) for a one-hot block; (feature name, None) for a number.
+    blocks: tuple[tuple[str, np.ndarray | None], ...]
+    width: int
+
+    def encode(self, features: Columns) -> np.ndarray:
+        """The matrix the classifier takes, from named feature arrays."""
+        rows = len(next(iter(features.values())))
+        encoded = np.empty((rows, self.width), dtype=np.float64)
+        column = 0
+        for name, categories in self.blocks:
+            if categories is None:
+                encoded[:, column] = features[name]
+                column += 1
+                continue
+            # Unknown categories match nothing: all zeros, as handle_unknown="ignore" does.
+            encoded[:, column : column + len(categories)] = (
+                features[name][:, None] == categories[None, :]
+            )
+            column += len(categories)
+        return encoded
+
+
+@dataclass(frozen=True)
+class NodeTable:
+    """Every tree of an ensemble as one flat node table; `roots` holds each tree's first node."""
+
+    feature: np.ndarray
+    threshold: np.ndarray
+    missing_go_left: np.ndarray
+    left: np.ndarray
+    right: np.ndarray
+    is_leaf: np.ndarray
+    roots: np.ndarray
+
+    def leaves(self, encoded: np.ndarray) -> np.ndarray:
+        """The leaf each listing reaches in each tree, shape (listings, trees)."""
+        leaves = np.empty((len(encoded), len(self.roots)), dtype=np.intp)
+        _walk_to_leaves(
+            np.ascontiguousarray(encoded, dtype=np.float64),
+            self.roots,
+            self.feature,
+            self.threshold,
+            self.missing_go_left,
+            self.left,
+            self.right,
+            self.is_leaf,
+            leaves,
+        )
+        return leaves
+
+
+@dataclass(frozen=True)
+class BoostedTrees:
+    """A HistGradientBoostingClassifier: per-class leaf values summed, then its softmax."""
+
+    nodes: NodeTable
+    value: np.ndarray
+    # For each class, its trees' positions in `nodes.roots`, in boosting order.
+    trees_of_class: tuple[np.ndarray, ...]
+    baseline: np.ndarray
+    # scikit-learn's own loss object, so the softmax matches to the last bit.
+    loss: Any
+
+    def raw_predictions(self, encoded: np.ndarray) -> np.ndarray:
+        """Baseline plus each tree's leaf value, summed in boosting order per class."""
+        leaf_values = self.value[self.nodes.leaves(encoded)]
+        raw = np.empty((len(encoded), len(self.trees_of_class)), dtype=np.float64)
+        for k, trees in enumerate(self.trees_of_class):
+            # cumsum adds strictly left to right, like scikit-learn's `raw[:, k] += tree(X)`;
+            # a plain sum would add pairwise and round differently.
+            terms = np.column_stack(
+                [np.full(len(encoded), self.baseline[k]), leaf_values[:, trees]]
+            )
+            raw[:, k] = np.cumsum(terms, axis=1)[:, -1]
+        return raw
+
+    def predict_proba(self, encoded: np.ndarray) -> np.ndarray:
+        """Class probabilities, columns in the classifier's class order."""
+        return self.loss.predict_proba(self.raw_predictions(encoded))
+
+
+@dataclass(frozen=True)
+class ForestTrees:
+    """A RandomForestClassifier: the mean over trees of each leaf's class fractions."""
+
+    nodes: NodeTable
+    # Each node's class fractions, shape (nodes, classes).
+    value: np.ndarray
+
+    def predict_proba(self, encoded: np.ndarray) -> np.ndarray:
+        """Class probabilities, columns in the classifier's class order."""
+        # A forest compares float32 copies of the features with its thresholds.
+        as_float32 = encoded.astype(np.float32).astype(np.float64)
+        leaf_values = self.value[self.nodes.leaves(as_float32)]
+        # Added tree by tree in order, as a one-thread forest does, then divided once.
+        return np.cumsum(leaf_values, axis=1)[:, -1, :] / len(self.nodes.roots)
+
+
+@dataclass(frozen=True)
+class SoftVote:
+    """A SoftVoteClassifier: the mean of its compiled members' probabilities."""
+
+    members: tuple[Any, ...]
+
+    def predict_proba(self, encoded: np.ndarray) -> np.ndarray:
+        """Class probabilities, columns in the classifier's class order."""
+        return np.mean(
+            np.asarray([member.predict_proba(encoded) for member in self.members]), axis=0
+        )
+
+
+@dataclass(frozen=True)
+class FittedClassifier:
+    """A classifier the compiler does not lay out: scikit-learn predicts on the encoded matrix."""
+
+    classifier: Any
+
+    def predict_proba(self, encoded: np.ndarray) -> np.ndarray:
+        """Class probabilities, columns in the classifier's class order."""
+        return self.classifier.predict_proba(encoded)
+
+
+CompiledClassifier = BoostedTrees | ForestTrees | SoftVote | FittedClassifier
+
+
+@dataclass(frozen=True)
+class CompiledPipeline:
+    """Class probabilities for listings, identical to Pipeline.predict_proba, and the weights
+    its decision step labels them with."""
+
+    feature_names: tuple[str, ...]
+    encoding: Encoding
+    classes: np.ndarray
+    classifier: CompiledClassifier
+    # The decision step's label weights (ones: the most probable category).
+    weights: np.ndarray
+
+    def answer_columns(self, listings: Columns) -> tuple[np.ndarray, np.ndarray]:
+        """Probabilities and label weights per listing, columns in `classes` order."""
+        features = engineer_features(listings)
+        encoded = self.encoding.encode({name: features[name] for name in self.feature_names})
+        probabilities = self.classifier.predict_proba(encoded)
+        return probabilities, np.broadcast_to(self.weights, probabilities.shape)
+
+    def predict_proba(self, records: list[dict[str, Any]]) -> np.ndarray:
+        """Probabilities per listing dict, columns in `classes` order."""
+        return self.answer_columns(conform_records(records))[0]
+
+
+@dataclass(frozen=True)
+class CompiledRouter:
+    """A FieldRouter: each listing answered by the compiled member that the router picks."""
+
+    routes: tuple[tuple[tuple[str, ...], CompiledPipeline], ...]
+    classes: np.ndarray
+
+    def answer_columns(self, listings: Columns) -> tuple[np.ndarray, np.ndarray]:
+        """Probabilities and label weights per listing, columns in `classes` order."""
+        chosen = route_listings(present_fields(listings), [fields for fields, _ in self.routes])
+        if len(chosen) and (chosen == chosen[0]).all():
+            # One route for all (one listing, say): no splitting and joining of rows.
+            return self.routes[chosen[0]][1].answer_columns(listings)
+        rows = len(chosen)
+        probabilities = np.empty((rows, len(self.classes)))
+        weights = np.empty((rows, len(self.classes)))
+        for position, (_, member) in enumerate(self.routes):
+            taken = chosen == position
+            if taken.any():
+                subset = {name: values[taken] for name, values in listings.items()}
+                probabilities[taken], weights[taken] = member.answer_columns(subset)
+        return probabilities, weights
+
+    def predict_proba(self, records: list[dict[str, Any]]) -> np.ndarray:
+        """Probabilities per listing dict, columns in `classes` order."""
+        return self.answer_columns(conform_records(records))[0]
+
+
+CompiledModel = CompiledPipeline | CompiledRouter
+
+
+def compile_encoding(encode: ColumnTransformer) -> Encoding:
+    """The layout of a fitted ColumnTransformer of one-hot and passthrough blocks."""
+    blocks: list[tuple[str, np.ndarray | None]] = []
+    for name, transformer, columns in encode.transformers_:
+        # A block with no columns (a model on numbers only has no one-hot) is never fitted.
+        if (name == "remainder" and transformer == "drop") or len(columns) == 0:
+            continue
+        if _passthrough(transformer):
+            blocks.extend((column, None) for column in columns)
+        elif isinstance(transformer, OneHotEncoder) and _plain_one_hot(transformer):
+            for column, categories in zip(columns, transformer.categories_, strict=True):
+                blocks.append((column, np.asarray(categories, dtype=object)))
+        else:
+            raise UnsupportedModel(f"cannot compile the {name!r} block ({transformer!r})")
+    width = sum(1 if categories is None else len(categories) for _, categories in blocks)
+    return Encoding(tuple(blocks), width)
+
+
+def _passthrough(transformer: object) -> bool:
+    """Whether a fitted block copies its columns (fitting turns "passthrough" into an identity)."""
+    return transformer == "passthrough" or (
+        isinstance(transformer, FunctionTransformer) and transformer.func is None
+    )
+
+
+def _plain_one_hot(encoder: OneHotEncoder) -> bool:
+    """Whether a one-hot encoder is dense, drops nothing and groups no infrequent categories."""
+    return (
+        encoder.handle_unknown == "ignore"
+        and encoder.drop is None
+        and encoder.min_frequency is None
+        and encoder.max_categories is None
+        and not encoder.sparse_output
+    )
+
+
+def compile_boosting(classifier: HistGradientBoostingClassifier) -> BoostedTrees:
+    """One node table for all of a fitted HistGradientBoostingClassifier's trees."""
+    if classifier.is_categorical_ is not None and classifier.is_categorical_.any():
+        raise UnsupportedModel("native categorical splits are not compiled")
+    tables, classes_of_trees = [], []
+    for iteration in classifier._predictors:
+        for k, predictor in enumerate(iteration):
+            tables.append(predictor.nodes)
+            classes_of_trees.append(k)
+    nodes = np.concatenate(tables)
+    roots, starts = _roots_and_starts([len(table) for table in tables])
+    classes_of_trees = np.asarray(classes_of_trees)
+    return BoostedTrees(
+        nodes=NodeTable(
+            feature=nodes["feature_idx"].astype(np.intp),
+            threshold=nodes["num_threshold"].astype(np.float64),
+            missing_go_left=nodes["missing_go_to_left"].astype(bool),
+            left=(nodes["left"] + starts).astype(np.intp),
+            right=(nodes["right"] + starts).astype(np.intp),
+            is_leaf=nodes["is_leaf"].astype(bool),
+            roots=roots,
+        ),
+        value=nodes["value"].astype(np.float64),
+        trees_of_class=tuple(
+            np.flatnonzero(classes_of_trees == k) for k in range(classifier.n_trees_per_iteration_)
+        ),
+        baseline=np.asarray(classifier._baseline_prediction, dtype=np.float64).reshape(-1),
+        loss=classifier._loss,
+    )
+
+
+def compile_forest(classifier: RandomForestClassifier) -> ForestTrees:
+    """One node table for all of a fitted single-output RandomForestClassifier's trees."""
+    if classifier.n_outputs_ != 1:
+        raise UnsupportedModel("only single-output forests are compiled")
+    trees = [estimator.tree_ for estimator in classifier.estimators_]
+    roots, starts = _roots_and_starts([tree.node_count for tree in trees])
+    left = np.concatenate([tree.children_left for tree in trees])
+    right = np.concatenate([tree.children_right for tree in trees])
+    is_leaf = left == TREE_LEAF
+    return ForestTrees(
+        nodes=NodeTable(
+            feature=np.concatenate([tree.feature for tree in trees]).astype(np.intp),
+            threshold=np.concatenate([tree.threshold for tree in trees]).astype(np.float64),
+            missing_go_left=np.concatenate([tree.missing_go_to_left for tree in trees]).astype(
+                bool
+            ),
+            left=np.where(is_leaf, -1, left + starts).astype(np.intp),
+            right=np.where(is_leaf, -1, right + starts).astype(np.intp),
+            is_leaf=is_leaf,
+            roots=roots,
+        ),
+        value=np.concatenate([tree.value[:, 0, :] for tree in trees]).astype(np.float64),
+    )
+
+
+def _roots_and_starts(sizes: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """Each tree's first row in the concatenated table, and that offset repeated per node."""
+    roots = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.intp)
+    return roots, np.repeat(roots, sizes)
+
+
+def compile_classifier(classifier: Any) -> CompiledClassifier:
+    """The fitted classifier's probability arithmetic as arrays, where the compiler knows it."""
+    if isinstance(classifier, HistGradientBoostingClassifier):
+        return compile_boosting(classifier)
+    if isinstance(classifier, RandomForestClassifier):
+        return compile_forest(classifier)
+    if isinstance(classifier, SoftVoteClassifier):
+        return SoftVote(tuple(compile_classifier(member) for member in classifier.estimators_))
+    return FittedClassifier(classifier)
+
+
+def compile_pipeline(pipeline: Pipeline) -> CompiledPipeline:
+    """The fitted Pipeline as NumPy arrays; UnsupportedModel if its structure is unknown."""
+    if len(pipeline.steps) != 3:
+        raise UnsupportedModel(f"expected 3 steps, found {[name for name, _ in pipeline.steps]}")
+    features, encode, last_step = (step for _, step in pipeline.steps)
+    # A decision step changes only labels: its weights apply to the compiled probabilities.
+    classifier = probability_model(last_step)
+    if not isinstance(features, ListingFeatures) or not isinstance(encode, ColumnTransformer):
+        raise UnsupportedModel("expected ListingFeatures then a ColumnTransformer")
+    return CompiledPipeline(
+        feature_names=tuple(features.features),
+        encoding=compile_encoding(encode),
+        classes=np.asarray(classifier.classes_),
+        classifier=compile_classifier(classifier),
+        weights=np.asarray(decision_weights(last_step), dtype=np.float64),
+    )
+
+
+def compile_model(model: Pipeline | FieldRouter) -> CompiledModel:
+    """The fitted model as NumPy arrays; UnsupportedModel if its structure is unknown."""
+    if isinstance(model, FieldRouter):
+        return CompiledRouter(
+            routes=tuple(
+                (tuple(fields), compile_pipeline(member)) for _, fields, member in model.routes_
+            ),
+            classes=np.asarray(model.classes_),
+        )
+    if not isinstance(model, Pipeline):
+        raise UnsupportedModel(f"expected a Pipeline or a FieldRouter, got {type(model).__name__}")
+    return compile_pipeline(model)

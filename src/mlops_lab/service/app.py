@@ -1,0 +1,74 @@
+"""The prediction service's app factory, served by gunicorn (see gunicorn_config.py)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from pathlib import Path
+
+import swagger_ui_bundle
+from flask import Flask, Response, g, request
+
+from mlops_lab.service.errors import register_error_handlers
+from mlops_lab.service.loading import ModelSlot, load_into
+from mlops_lab.service.metrics import ServiceMetrics
+from mlops_lab.service.openapi import openapi_document
+from mlops_lab.service.routes import ServiceState, routes
+from mlops_lab.service.settings import ServiceSettings, settings_now
+
+log = logging.getLogger("mlops_lab.service")
+
+
+def create_app(settings: ServiceSettings | None = None) -> Flask:
+    """The service: /health answers at once, /ready and /predict once the model is loaded."""
+    settings = settings or settings_now()
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    service = ServiceState(
+        settings=settings,
+        slot=ModelSlot(),
+        metrics=ServiceMetrics(),
+        spec=openapi_document(settings),
+        docs_assets=Path(swagger_ui_bundle.swagger_ui_path),
+    )
+    app.extensions["mlops_lab"] = service
+    register_request_log(app, service.metrics)
+    register_error_handlers(app)
+    app.register_blueprint(routes)
+    load_into(settings, service.slot, service.metrics)
+    return app
+
+
+def register_request_log(app: Flask, metrics: ServiceMetrics) -> None:
+    """Every request gets an id, a JSON log line and its count and latency in the metrics."""
+
+    @app.before_request
+    def start_request() -> None:
+        g.started = time.perf_counter()
+        g.request_id = request.headers.get("X-Request-ID", "")[:200] or uuid.uuid4().hex
+        g.listings = 0
+
+    @app.after_request
+    def finish_request(response: Response) -> Response:
+        elapsed = time.perf_counter() - g.started
+        endpoint = request.url_rule.rule if request.url_rule else "unmatched"
+        status = str(response.status_code)
+        metrics.requests.labels(endpoint, request.method, status).inc()
+        metrics.latency.labels(endpoint, status).observe(elapsed)
+        response.headers["X-Request-ID"] = g.request_id
+        log.info(
+            json.dumps(
+                {
+                    "event": "request",
+                    "request_id": g.request_id,
+                    "method": request.method,
+                    "path": request.path,
+                    "status": response.status_code,
+                    "duration_ms": round(elapsed * 1000, 3),
+                    "listings": g.listings,
+                }
+            )
+        )
+        return response

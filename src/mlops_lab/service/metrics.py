@@ -1,0 +1,59 @@
+"""The service's Prometheus metrics, merged across gunicorn's workers."""
+
+from __future__ import annotations
+
+import os
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client import multiprocess as prometheus_multiprocess
+
+# The exposition's content type, for the /metrics route.
+EXPOSITION_TYPE = CONTENT_TYPE_LATEST
+
+
+class ServiceMetrics:
+    """Prometheus metrics of one app, multiprocess-aware under gunicorn."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "http_requests_total",
+            "Requests by endpoint and status.",
+            ["endpoint", "method", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "http_request_duration_seconds",
+            "Request latency by endpoint and status.",
+            ["endpoint", "status"],
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+            registry=self.registry,
+        )
+        self.predictions = Counter(
+            "predictions_total",
+            "Listings priced, by predicted category.",
+            ["price_category"],
+            registry=self.registry,
+        )
+        self.model_info = Gauge(
+            "model_info",
+            "The loaded model (value 1).",
+            ["model_name", "model_version", "model_uri"],
+            registry=self.registry,
+            multiprocess_mode="livemostrecent",
+        )
+
+    def exposition(self) -> bytes:
+        """The text format, merged across gunicorn workers when PROMETHEUS_MULTIPROC_DIR is set."""
+        if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
+            merged = CollectorRegistry()
+            prometheus_multiprocess.MultiProcessCollector(merged)
+            return generate_latest(merged)
+        return generate_latest(self.registry)

@@ -1,0 +1,162 @@
+"""The OpenAPI 3 document, generated from the pydantic schema the service validates with."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic.json_schema import models_json_schema
+
+from mlops_lab.service.schema import (
+    API_VERSION,
+    ErrorResponse,
+    Listing,
+    Prediction,
+    PredictionResponse,
+)
+from mlops_lab.service.settings import ServiceSettings
+
+REF = "#/components/schemas/{model}"
+
+
+def price_bins(edges: tuple[float, ...], categories: tuple[str, ...]) -> str:
+    """The categories in words, e.g. 'low (up to $90), mid (up to $180) or lux (over $400)'."""
+    # The last category has no upper edge: it is everything above the last one.
+    bounded = [
+        f"{name} (up to ${edge:g})" for name, edge in zip(categories[:-1], edges[1:], strict=True)
+    ]
+    return ", ".join(bounded) + f" or {categories[-1]} (over ${edges[-1]:g})"
+
+
+def _error(description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": REF.format(model="ErrorResponse")}}},
+    }
+
+
+def openapi_document(settings: ServiceSettings) -> dict[str, Any]:
+    """The API's OpenAPI 3.1 document, with the challenge payload as the example."""
+    example = settings.example
+    _, schemas = models_json_schema(
+        [
+            (Listing, "validation"),
+            (Prediction, "serialization"),
+            (PredictionResponse, "serialization"),
+            (ErrorResponse, "serialization"),
+        ],
+        ref_template=REF,
+    )
+    components = schemas["$defs"]
+    components["Listing"]["examples"] = [example]
+    category = components["Prediction"]["properties"]["price_category"]
+    category["enum"] = list(settings.categories)
+    single_response = {
+        "allOf": [
+            {"$ref": REF.format(model="Prediction")},
+            {
+                "type": "object",
+                "required": ["model_name", "model_version", "api_version"],
+                "properties": {
+                    "model_name": {"type": "string"},
+                    "model_version": {"type": "string"},
+                    "api_version": {"type": "string"},
+                },
+            },
+        ]
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "MLOps Lab price-category API",
+            "version": API_VERSION,
+            "description": (
+                f"Prices NYC Airbnb listings as "
+                f"{price_bins(settings.price_bin_edges, settings.categories)}. "
+                "Unknown fields are rejected with 422 so a misspelt field is never silently "
+                "ignored. Data: Inside Airbnb (CC BY 4.0)."
+            ),
+        },
+        "paths": {
+            "/predict": {
+                "post": {
+                    "summary": (
+                        f"Price one listing, or a list of up to {settings.max_batch_size} "
+                        f"listings (body at most {settings.max_body_bytes} bytes)"
+                    ),
+                    "parameters": [
+                        {
+                            "name": "explain",
+                            "in": "query",
+                            "required": False,
+                            "schema": {"type": "boolean", "default": False},
+                            "description": "Add each listing's largest SHAP contributions.",
+                        }
+                    ],
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "oneOf": [
+                                        {"$ref": REF.format(model="Listing")},
+                                        {
+                                            "type": "array",
+                                            "items": {"$ref": REF.format(model="Listing")},
+                                            "minItems": 1,
+                                            "maxItems": settings.max_batch_size,
+                                        },
+                                    ]
+                                },
+                                "examples": {
+                                    "one listing": {"value": example},
+                                    "a batch": {"value": [example, {**example, "id": 1002}]},
+                                },
+                            }
+                        },
+                    },
+                    "responses": {
+                        "200": {
+                            "description": "One prediction for one listing; a list for a list.",
+                            "content": {
+                                "application/json": {
+                                    "schema": {
+                                        "oneOf": [
+                                            single_response,
+                                            {"$ref": REF.format(model="PredictionResponse")},
+                                        ]
+                                    }
+                                }
+                            },
+                        },
+                        "400": _error("The body is not JSON."),
+                        "413": _error("Too many listings, or the body is too large."),
+                        "415": _error("The body is not sent as application/json."),
+                        "422": _error("A listing is invalid: `details` names each field."),
+                        "503": _error("The model is not loaded yet."),
+                    },
+                }
+            },
+            "/health": {
+                "get": {
+                    "summary": "Liveness: the process answers",
+                    "responses": {"200": {"description": "Alive."}},
+                }
+            },
+            "/ready": {
+                "get": {
+                    "summary": "Readiness: the model is loaded",
+                    "responses": {
+                        "200": {"description": "Ready, with the model's name and version."},
+                        "503": {"description": "Not ready, with the reason."},
+                    },
+                }
+            },
+            "/metrics": {
+                "get": {
+                    "summary": "Prometheus metrics",
+                    "responses": {"200": {"description": "Prometheus text format."}},
+                }
+            },
+        },
+        "components": {"schemas": components},
+    }

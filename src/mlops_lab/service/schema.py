@@ -1,0 +1,145 @@
+"""The API's one schema: validates requests and generates the OpenAPI document."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    AliasChoices,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+)
+
+from mlops_lab.kernel.listing import (
+    BOROUGHS,
+    NYC_LATITUDE_RANGE,
+    NYC_LONGITUDE_RANGE,
+    ROOM_TYPES,
+)
+
+API_VERSION = "1.0.0"
+
+
+def _whole_number(value: object) -> object:
+    """4.0 as 4: JSON Schema counts a number with no fraction as an integer, so the API does."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def _flag(value: object) -> object:
+    """0 or 1 as numbers: true/false are refused, as the documented enum [0, 1] refuses them."""
+    if isinstance(value, bool):
+        raise ValueError("Input should be 0 or 1, not true or false")
+    return _whole_number(value)
+
+
+WholeNumber = BeforeValidator(_whole_number)
+Flag = Annotated[
+    Literal[0, 1], BeforeValidator(_flag), Field(description="1 if the listing has it, else 0")
+]
+
+
+def _exact_multiple(step: float):
+    """A check that a value is a multiple of `step` exactly (pydantic's allows a tolerance)."""
+
+    def check(value: float) -> float:
+        if not (value / step).is_integer():
+            raise ValueError(f"Input should be a multiple of {step:g}")
+        return value
+
+    return AfterValidator(check)
+
+
+# Rooms and beds are whole counts; bathrooms come in halves, as Inside Airbnb writes them.
+Rooms = Annotated[float, Field(ge=0, le=50, multiple_of=1), _exact_multiple(1)]
+Bathrooms = Annotated[float, Field(ge=0, le=50, multiple_of=0.5), _exact_multiple(0.5)]
+
+
+class Listing(BaseModel):
+    """One listing to price. Unknown fields are rejected, so a misspelt field is never ignored."""
+
+    # The example in the OpenAPI document is config.yaml's challenge payload (openapi.py).
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    id: int | str | None = Field(
+        default=None, description="Your reference, returned as is; never used by the model."
+    )
+    accommodates: Annotated[int, WholeNumber] = Field(
+        ge=1, le=50, description="Guests the listing sleeps."
+    )
+    room_type: Literal[ROOM_TYPES] = Field(description="Inside Airbnb's room type.")  # type: ignore[valid-type]
+    beds: Rooms
+    bedrooms: Rooms
+    bathrooms: Bathrooms
+    borough: Literal[BOROUGHS] = Field(  # type: ignore[valid-type]
+        validation_alias=AliasChoices("neighbourhood", "borough"),
+        serialization_alias="neighbourhood",
+        description="The borough. Named `neighbourhood` as in the challenge; `borough` also works.",
+    )
+    tv: Flag
+    elevator: Flag
+    internet: Flag
+    latitude: float = Field(ge=NYC_LATITUDE_RANGE[0], le=NYC_LATITUDE_RANGE[1])
+    longitude: float = Field(ge=NYC_LONGITUDE_RANGE[0], le=NYC_LONGITUDE_RANGE[1])
+    # Constraints of optional fields go inside the type, so the JSON Schema states them too.
+    property_type: Annotated[str, Field(max_length=100)] | None = Field(
+        default=None,
+        description="Inside Airbnb's free-text property type, e.g. 'Entire rental unit'.",
+    )
+    shared_bathroom: Flag | None = None
+    air_conditioning: Flag | None = None
+    kitchen: Flag | None = None
+    heating: Flag | None = None
+    wifi: Flag | None = None
+    breakfast: Flag | None = None
+    amenity_count: Annotated[int, Field(ge=0, le=1000), WholeNumber] | None = None
+
+    def model_input(self) -> dict[str, Any]:
+        """The fields under the names the model takes (absent optional fields left out)."""
+        return self.model_dump(exclude_none=True, exclude={"id"})
+
+
+class Contribution(BaseModel):
+    field: str = Field(
+        description="A listing field: room_type, tv, … (`borough` for `neighbourhood`)."
+    )
+    value: str | float | None = Field(description="The field's value in the request.")
+    contribution: float = Field(
+        description="How much the field moved the predicted category's probability."
+    )
+
+
+class Prediction(BaseModel):
+    id: int | str | None
+    # One of config.yaml's price categories: the OpenAPI document lists them (openapi.py).
+    price_category: str
+    probabilities: dict[str, float]
+    explanation: list[Contribution] | None = Field(
+        default=None,
+        description=(
+            "With ?explain=true: the listing fields that moved the predicted category's "
+            "probability most (SHAP values), largest first."
+        ),
+    )
+
+
+class PredictionResponse(BaseModel):
+    model_name: str
+    model_version: str
+    api_version: str
+    predictions: list[Prediction]
+
+
+class ErrorDetail(BaseModel):
+    field: str = Field(description="Where the problem is, e.g. `[3].bedrooms` or `body`.")
+    problem: str
+
+
+class ErrorResponse(BaseModel):
+    error: str
+    details: list[ErrorDetail] = []
+    request_id: str | None = None

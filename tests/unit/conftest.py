@@ -1,0 +1,25 @@
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.pipeline import Pipeline
+
+from mlops_lab.kernel.features import ALL_FEATURES
+from mlops_lab.kernel.modelling import build_model
+
+
+@pytest.fixture(scope="session")
+def split(listing_sample: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """1,500 listings to fit on, some fields missing, and 500 to predict."""
+    train = listing_sample.iloc[:1500].copy()
+    # Missing values in training give the trees missing-value branches to take.
+    train.loc[train.index[::7], ["bedrooms", "beds"]] = np.nan
+    train.loc[train.index[::11], "property_type"] = None
+    return train, listing_sample.iloc[1500:]
+
+
+@pytest.fixture(scope="session")
+def boosted(split) -> Pipeline:
+    """A small gradient boosting on every feature."""
+    train, _ = split
+    model = build_model("hist_gradient_boosting", ALL_FEATURES, {"max_iter": 40, "random_state": 0})
+    return model.fit(train, train["price_category"])
