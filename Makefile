@@ -27,7 +27,7 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 
 ## test: formatting, lint, then every test tier (integration starts its own PostgreSQL and MLflow)
 test: setup lint
-	$(BIN)/pytest
+	$(BIN)/pytest --durations=15
 
 DOCKERFILES := Dockerfile mlflow_docker/Dockerfile postgres_docker/Dockerfile
 
@@ -44,10 +44,9 @@ format: setup
 serve: setup
 	HOST=$${HOST:-127.0.0.1} PORT=$(PORT) mlops-lab serve
 
-## ui: the MLflow UI on the embedded store, at http://127.0.0.1:5000
+## ui: the MLflow UI on the embedded store (config.yaml's), at http://127.0.0.1:5000
 ui: setup
-	mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db \
-		--default-artifact-root mlruns/artifacts --host 127.0.0.1 --port 5000
+	mlops-lab ui
 
 ## bench: time a cold and a no-op `dvc repro` in a fresh clone, with peak memory
 bench: setup
@@ -58,5 +57,6 @@ lock: setup
 	$(BIN)/python -m pip install --quiet uv
 	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 -o requirements.lock
 
+## clean: remove the environment and test caches (the runs in the tracking store are kept)
 clean:
-	rm -rf $(VENV) mlruns .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache
