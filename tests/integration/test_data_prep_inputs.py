@@ -1,13 +1,17 @@
-"""data_prep on real files: a full Inside Airbnb scrape works; bad files fail cleanly."""
+"""data_prep on real files: a full Inside Airbnb scrape works; bad files and bad settings fail
+before any model is trained, cleanly; a stage stopped mid-run leaves no run RUNNING."""
 
 import gzip
 import hashlib
 import json
+import signal
+import subprocess
 import time
 
 import numpy as np
 import pandas as pd
 import pytest
+from mlflow.tracking import MlflowClient
 
 pytestmark = pytest.mark.integration
 
@@ -109,6 +113,9 @@ def test_a_full_inside_airbnb_scrape_needs_only_its_path_in_config(small_project
         ("binary.csv", bytes(range(256)) * 64, "not a readable CSV: it holds binary data"),
         ("not_gzip.csv.gz", b"id,price\n1,$5\n", "not a readable CSV"),
         ("empty.csv", b"", "is empty"),
+        ("header_only.csv", "header only", "it has a header but no listings"),
+        ("prices.csv", "unreadable prices", "500 of its 500 rows cannot be used (100%"),
+        ("repeated.csv", "a repeated id", "listing ids must be unique"),
         # dvc checks its dependencies first and names the missing one.
         ("nowhere.csv", "absent", "No such file or directory"),
     ],
@@ -120,9 +127,17 @@ def test_a_bad_raw_file_stops_dvc_repro_and_keeps_earlier_outputs(
     before = digests(small_project)
 
     path = small_project.path / "data/raw" / name
+    shipped = pd.read_csv(small_project.path / "data/raw/listings.csv.gz", dtype=str).head(500)
     if content is None:
-        shipped = pd.read_csv(small_project.path / "data/raw/listings.csv.gz", dtype=str)
         shipped.drop(columns=["price"]).head(50).to_csv(path, index=False)
+    elif content == "header only":
+        shipped.head(0).to_csv(path, index=False)
+    elif content == "unreadable prices":
+        shipped.assign(price="call us").to_csv(path, index=False)
+    elif content == "a repeated id":
+        shipped.assign(id=shipped["id"].where(shipped.index != 7, shipped["id"][3])).to_csv(
+            path, index=False
+        )
     elif content != "absent":
         path.write_bytes(content)
     use_raw_file(small_project, name)
@@ -168,5 +183,75 @@ def test_running_twice_with_the_same_inputs_gives_identical_metrics(small_projec
     assert second.returncode == 0, second.stderr
     after = {name: (small_project.path / name).read_bytes() for name in files}
     assert after == before
-    # Same model, same scores: the rerun is registered but does not displace the champion.
-    assert "→ CHALLENGER" in second.stdout
+    # Training registers each run's model; only the promote stage moves an alias.
+    assert "registered as airbnb-price-category v2" in second.stdout
+
+
+def last_candidate_typo(config: dict) -> None:
+    """A misspelt parameter in the last candidate that has parameters of its own."""
+    last = [candidate for candidate in config["training"]["candidates"] if candidate.get("params")]
+    last[-1]["params"]["n_estimator"] = 100
+
+
+def repeated_edge(config: dict) -> None:
+    config["data_prep"]["price_bin_edges"] = [10, 90, 90, 400]
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (last_candidate_typo, "unexpected keyword argument 'n_estimator'"),
+        (repeated_edge, "price_bin_edges must be strictly increasing"),
+    ],
+)
+def test_a_bad_setting_stops_the_pipeline_before_any_model_is_trained(
+    small_project, change, message
+):
+    assert small_project.run(["dvc", "repro", "data_prep"]).returncode == 0
+    before = digests(small_project)
+    small_project.edit_config(change)
+    result = small_project.run(["dvc", "repro"])
+    assert result.returncode != 0
+    error_lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(error_lines) == 1 and message in error_lines[0], result.stderr
+    assert "Traceback" not in result.stderr
+    assert "cross-validating" not in result.stdout + result.stderr
+    assert digests(small_project) == before
+
+
+def test_a_stage_stopped_mid_run_leaves_its_runs_failed_not_running(small_project):
+    assert small_project.run(["dvc", "repro", "data_prep"]).returncode == 0
+    training = subprocess.Popen(
+        ["mlops-lab", "training"],
+        cwd=small_project.path,
+        env=small_project.environment(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    store = f"sqlite:///{small_project.path / 'mlruns' / 'mlflow.db'}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not candidate_runs(store):
+        assert training.poll() is None, training.stderr.read()
+        time.sleep(0.5)
+    training.send_signal(signal.SIGTERM)
+    training.wait(timeout=60)
+    assert training.returncode != 0
+    client = MlflowClient(tracking_uri=store)
+    experiment = client.get_experiment_by_name("airbnb-price-category")
+    statuses = {
+        run.info.run_name: run.info.status for run in client.search_runs([experiment.experiment_id])
+    }
+    assert statuses["training"] == "FAILED", statuses
+    assert "RUNNING" not in statuses.values(), statuses
+
+
+def candidate_runs(store: str) -> list:
+    """The candidate runs the training stage has started in the embedded store so far."""
+    client = MlflowClient(tracking_uri=store)
+    experiment = client.get_experiment_by_name("airbnb-price-category")
+    if experiment is None:
+        return []
+    return client.search_runs(
+        [experiment.experiment_id], filter_string="tags.`mlops_lab.candidate` != ''"
+    )

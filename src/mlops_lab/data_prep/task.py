@@ -14,8 +14,11 @@ import pandas as pd
 from mlops_lab.data_prep.transform import (
     BATHROOM_COLUMNS,
     REQUIRED_COLUMNS,
+    DataQualityError,
     SchemaError,
     check_columns,
+    check_quality,
+    check_unique_ids,
     prepare_listings,
     sample_listings,
     summarize,
@@ -79,6 +82,17 @@ def run(context: StageContext) -> None:
         prepared, drops = prepare_listings(
             raw, config.data_prep.price_bin_edges, config.data_prep.price_categories
         )
+        try:
+            check_unique_ids(pd.to_numeric(raw["id"], errors="coerce"))
+            check_quality(
+                len(raw),
+                len(prepared),
+                drops,
+                config.data_prep.minimum_rows,
+                config.data_prep.maximum_dropped_share,
+            )
+        except DataQualityError as error:
+            raise DataQualityError(f"raw data file {raw_path}: {error}") from error
         prepared = sample_listings(
             prepared, config.data_prep.sample_rows, config.data_prep.sample_seed
         )

@@ -23,6 +23,10 @@ class SchemaError(ValueError):
     """The raw file lacks a column the pipeline needs."""
 
 
+class DataQualityError(ValueError):
+    """The raw listings can be read, but are not fit to train on."""
+
+
 # The raw columns the pipeline reads, named as in every Inside Airbnb listings.csv.
 REQUIRED_COLUMNS = (
     "id",
@@ -213,3 +217,35 @@ def summarize(
         "dropped_by_reason": drops,
         "rows_by_price_category": {name: int(counts.get(name, 0)) for name in categories},
     }
+
+
+def check_unique_ids(ids: pd.Series) -> None:
+    """DataQualityError naming the ids that more than one listing has: copies of a listing
+    could land on both sides of the split."""
+    repeated = ids[ids.duplicated(keep=False) & ids.notna()]
+    if repeated.empty:
+        return
+    counts = repeated.value_counts()
+    shown = ", ".join(f"{int(value)} ({count} times)" for value, count in counts.head(5).items())
+    more = f" and {len(counts) - 5} more" if len(counts) > 5 else ""
+    raise DataQualityError(f"listing ids must be unique: {shown}{more}")
+
+
+def check_quality(
+    rows_in: int, rows_kept: int, drops: dict[str, int], minimum_rows: int, maximum_share: float
+) -> None:
+    """DataQualityError when too few listings are left, or too large a share was dropped."""
+    if rows_in == 0:
+        raise DataQualityError("it has a header but no listings")
+    reasons = ", ".join(f"{reason} {count}" for reason, count in drops.items()) or "none"
+    dropped = (rows_in - rows_kept) / rows_in
+    if dropped > maximum_share:
+        raise DataQualityError(
+            f"{rows_in - rows_kept} of its {rows_in} rows cannot be used ({dropped:.0%}, more "
+            f"than data_prep.maximum_dropped_share {maximum_share:.0%}): {reasons}"
+        )
+    if rows_kept < minimum_rows:
+        raise DataQualityError(
+            f"only {rows_kept} usable listings, fewer than data_prep.minimum_rows "
+            f"{minimum_rows} (dropped: {reasons})"
+        )

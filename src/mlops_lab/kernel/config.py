@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
 from pathlib import Path
 from typing import Any, Literal
 
@@ -10,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from mlops_lab.kernel.features import ALL_FEATURES, input_fields, resolve_features
 from mlops_lab.kernel.listing import REQUIRED_FIELDS, View
+from mlops_lab.kernel.modelling import MEMBER_ESTIMATORS
 
 
 class ConfigError(ValueError):
@@ -34,6 +36,10 @@ class DataConfig(_Section):
 class DataPrepConfig(_Section):
     sample_rows: int | None = Field(default=None, gt=0)
     sample_seed: int = 1
+    # A raw file that leaves fewer listings, or drops a larger share of its rows, stops
+    # data_prep before it replaces the prepared table.
+    minimum_rows: int = Field(default=100, gt=0)
+    maximum_dropped_share: float = Field(default=0.5, ge=0, le=1)
     price_bin_edges: list[float] = Field(min_length=2)
     price_categories: list[str] = Field(min_length=2)
     metrics_path: Path
@@ -46,8 +52,9 @@ class DataPrepConfig(_Section):
                 f"{len(self.price_bin_edges)} edges make {len(self.price_bin_edges)} categories, "
                 f"got {len(self.price_categories)}"
             )
-        if sorted(self.price_bin_edges) != self.price_bin_edges:
-            raise ValueError("price_bin_edges must be increasing")
+        edges = self.price_bin_edges
+        if any(upper <= lower for lower, upper in pairwise(edges)):
+            raise ValueError(f"price_bin_edges must be strictly increasing, got {edges}")
         return self
 
 
@@ -305,6 +312,18 @@ def with_tuned_params(candidate: CandidateConfig) -> CandidateConfig:
     return candidate.model_copy(update={"params": {**candidate.params, **tuned}})
 
 
+def check_estimator(candidate: CandidateConfig) -> None:
+    """ConfigError naming the candidate if scikit-learn would refuse its estimator's params."""
+    if candidate.estimator in ENSEMBLES:
+        return  # its members are candidates, checked on their own
+    try:
+        estimator = MEMBER_ESTIMATORS[candidate.estimator](**candidate.params)
+        # What fit() checks first; scikit-learn has no public name for it.
+        estimator._validate_params()
+    except (TypeError, ValueError) as error:
+        raise ConfigError(f"training.candidates {candidate.name}: {error}") from error
+
+
 def with_member_params(
     candidate: CandidateConfig, candidates: list[CandidateConfig]
 ) -> CandidateConfig:
@@ -347,6 +366,10 @@ def load_config(path: Path, tuned_params: bool = True) -> LabConfig:
     candidates = config.training.candidates
     if tuned_params:
         candidates = [with_tuned_params(candidate) for candidate in candidates]
+    # Every estimator's parameters checked now, not when its candidate's turn comes after
+    # the ones before it have trained for minutes.
+    for candidate in candidates:
+        check_estimator(candidate)
     resolved: list[CandidateConfig] = []
     for candidate in candidates:
         resolved.append(with_member_params(candidate, resolved))

@@ -4,10 +4,13 @@ import pandas as pd
 import pytest
 
 from mlops_lab.data_prep.transform import (
+    DataQualityError,
     SchemaError,
     amenity_flags,
     bathrooms_column,
     check_columns,
+    check_quality,
+    check_unique_ids,
     drop_reasons,
     is_shared_bathroom,
     parse_amenities,
@@ -232,3 +235,23 @@ def test_summarize_counts_rows_and_categories():
         "dropped_by_reason": {"price_outside_bins": 2},
         "rows_by_price_category": {"low": 2, "mid": 0, "high": 0, "lux": 1},
     }
+
+
+def test_repeated_ids_are_named_with_their_counts():
+    check_unique_ids(pd.Series([1, 2, 3, None, None], dtype=float))
+    with pytest.raises(DataQualityError, match=r"listing ids must be unique: 2 \(3 times\)"):
+        check_unique_ids(pd.Series([1, 2, 2, 2, 3]))
+
+
+@pytest.mark.parametrize(
+    ("rows_in", "kept", "message"),
+    [
+        (0, 0, "a header but no listings"),
+        (400, 100, r"300 of its 400 rows cannot be used \(75%"),
+        (150, 90, "only 90 usable listings, fewer than data_prep.minimum_rows 100"),
+    ],
+)
+def test_a_file_that_leaves_too_little_is_refused(rows_in, kept, message):
+    with pytest.raises(DataQualityError, match=message):
+        check_quality(rows_in, kept, {"price_missing_or_unreadable": rows_in - kept}, 100, 0.5)
+    check_quality(1000, 900, {"borough_unknown": 100}, 100, 0.5)

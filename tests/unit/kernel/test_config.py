@@ -174,3 +174,28 @@ def test_selection_weights_name_known_views(tmp_path, project_root, weights, mes
 
     with pytest.raises(ConfigError, match=message):
         load_config(write_config(tmp_path, project_root, weigh))
+
+
+def test_bin_edges_must_be_strictly_increasing(tmp_path, project_root):
+    def repeat_edge(raw):
+        raw["data_prep"]["price_bin_edges"] = [10, 90, 90, 400]
+
+    with pytest.raises(ConfigError, match="strictly increasing, got"):
+        load_config(write_config(tmp_path, project_root, repeat_edge))
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"n_estimator": 100}, "unexpected keyword argument 'n_estimator'"),
+        ({"max_depth": "deep"}, "The 'max_depth' parameter of RandomForestClassifier"),
+    ],
+)
+def test_estimator_parameters_are_checked_when_the_config_is_read(
+    tmp_path, project_root, params, message
+):
+    def break_forest(raw):
+        raw["training"]["candidates"][1]["params"].update(params)
+
+    with pytest.raises(ConfigError, match=f"random_forest_all_features: .*{message}"):
+        load_config(write_config(tmp_path, project_root, break_forest))
