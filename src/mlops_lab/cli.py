@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib
 import logging
 import os
+import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -15,7 +16,7 @@ import mlflow
 from mlflow.exceptions import MlflowException
 
 from mlops_lab.data_prep.task import RawDataError, require_raw_file
-from mlops_lab.data_prep.transform import SchemaError
+from mlops_lab.data_prep.transform import DataQualityError, SchemaError
 from mlops_lab.kernel.config import ConfigError, load_config
 from mlops_lab.kernel.context import StageContext
 from mlops_lab.kernel.prepared import PreparedTableMissing
@@ -29,7 +30,7 @@ from mlops_lab.kernel.tracking import (
     sha256_file,
 )
 from mlops_lab.promotion.task import PromotionError
-from mlops_lab.service.settings import CONFIG_VARIABLE
+from mlops_lab.service.settings import CONFIG_VARIABLE, ServiceSettings, SettingsError
 
 log = logging.getLogger("mlops_lab")
 
@@ -37,6 +38,7 @@ log = logging.getLogger("mlops_lab")
 USER_ERRORS = (
     ConfigError,
     RawDataError,
+    DataQualityError,
     PreparedTableMissing,
     SchemaError,
     PromotionError,
@@ -79,10 +81,16 @@ def build_context(config_path: Path, tuned_params: bool = True) -> StageContext:
     return StageContext(config, tracking, lineage, project_root)
 
 
+def _stop_on_sigterm(signal_number: int, _frame: object) -> None:
+    """A stage told to stop unwinds, so its MLflow runs end FAILED instead of RUNNING."""
+    raise SystemExit(128 + signal_number)
+
+
 def _run_stage(
     config_path: Path, stage: Callable[[StageContext], None], tuned_params: bool = True
 ) -> None:
     _client_settings()
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
     try:
         stage(build_context(config_path, tuned_params))
     except MlflowException as error:
@@ -180,13 +188,14 @@ def serve(config_path: Path) -> None:
     """Serve the champion under gunicorn. What it serves comes from config.yaml; HOST, PORT,
     MODEL_URI and WEB_CONCURRENCY from the environment override it (README, "Serving
     predictions"). SIGHUP reloads the champion, SIGTERM drains."""
-    # Each worker reads the config itself; check it here so a bad one stops the start.
+    # Each worker reads its settings itself; read them here too, so that a bad config or
+    # environment stops the start with one line instead of failing in every worker.
     _client_settings()
-    try:
-        load_config(config_path, tuned_params=False)
-    except ConfigError as error:
-        _fail(str(error))
     os.environ[CONFIG_VARIABLE] = str(config_path.resolve())
+    try:
+        ServiceSettings.from_environment(os.environ)
+    except (ConfigError, SettingsError) as error:
+        _fail(str(error))
     # exec, so gunicorn's master is this process and receives the signals itself.
     os.execv(
         sys.executable,

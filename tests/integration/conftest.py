@@ -9,6 +9,7 @@ import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from projects import VENV_BIN, LabProject, free_port, routed_run, small_run, wait_until_ok
@@ -116,13 +117,9 @@ def postgres_uri() -> Iterator[str]:
         shutil.rmtree(home, ignore_errors=True)
 
 
-@pytest.fixture(scope="session")
-def mlflow_server(postgres_uri: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
-    """A real `mlflow server` on PostgreSQL, serving artifacts itself from a local folder."""
-    home = tmp_path_factory.mktemp("mlflow-server")
-    artifacts = home / "artifacts"
+def start_mlflow_server(postgres_uri: str, artifacts: Path, log_path: Path) -> tuple[str, Any]:
+    """A real `mlflow server` on the PostgreSQL store and artifact folder given, once healthy."""
     port = free_port()
-    log_path = home / "server.log"
     with log_path.open("w") as log:
         process = subprocess.Popen(
             [
@@ -145,10 +142,38 @@ def mlflow_server(postgres_uri: str, tmp_path_factory: pytest.TempPathFactory) -
     uri = f"http://127.0.0.1:{port}"
     try:
         wait_until_ok(f"{uri}/health", process, log_path, "mlflow server")
+    except BaseException:
+        process.terminate()
+        raise
+    return uri, process
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(postgres_uri: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
+    """A real `mlflow server` on PostgreSQL, serving artifacts itself from a local folder."""
+    home = tmp_path_factory.mktemp("mlflow-server")
+    artifacts = home / "artifacts"
+    log_path = home / "server.log"
+    uri, process = start_mlflow_server(postgres_uri, artifacts, log_path)
+    try:
         yield {"uri": uri, "artifacts": artifacts, "log": log_path}
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+@pytest.fixture()
+def second_mlflow_server(postgres_uri: str, mlflow_server: dict, tmp_path: Path) -> Iterator[dict]:
+    """Another `mlflow server` on the same store, which a test may stop as an outage."""
+    uri, process = start_mlflow_server(
+        postgres_uri, mlflow_server["artifacts"], tmp_path / "second-server.log"
+    )
+    try:
+        yield {"uri": uri, "process": process}
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            process.wait(timeout=30)
 
 
 @pytest.fixture()

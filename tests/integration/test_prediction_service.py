@@ -8,7 +8,7 @@ import time
 import pytest
 import requests
 from mlflow import MlflowClient
-from projects import challenge_payload
+from projects import challenge_payload, wait_until_ok
 from prometheus_client.parser import text_string_to_metric_families
 
 from mlops_lab.kernel.listing import MODEL_INPUT_FIELDS
@@ -196,10 +196,24 @@ def test_a_model_that_cannot_load_leaves_the_service_up_and_not_ready(service_fa
     assert requests.get(f"{service.url}/health", timeout=2).status_code == 200
     assert post(service, CHALLENGE).status_code == 503
     assert service.process.poll() is None
+    # Every line it logged is JSON, the failed load's traceback included, as one field.
+    lines = service.log_path.read_text().splitlines()
+    records = [json.loads(line) for line in lines]
+    assert all({"time", "level", "logger", "message"} <= set(record) for record in records)
+    failed = [record for record in records if record["message"] == "model not loaded"]
+    assert failed and "Traceback" in failed[0]["exception"]
+    requests_logged = [record for record in records if record["message"] == "request"]
+    assert requests_logged and all(record["request_id"] for record in requests_logged)
 
 
 def test_sigterm_during_a_burst_answers_every_accepted_request(trained_lab, service_factory):
-    service = service_factory({"MODEL_URI": str(trained_lab.path / "models" / "price_category")})
+    service = service_factory(
+        {
+            "MODEL_URI": str(trained_lab.path / "models" / "price_category"),
+            # All six slow requests at once: the default lets one explanation run at a time.
+            "MAX_CONCURRENT_EXPLANATIONS": "6",
+        }
+    )
     service.wait_ready()
     # Slow requests (100 listings explained, ~1 s each), fewer than the 2 x 4 worker threads,
     # so every one is accepted before the signal.
@@ -278,3 +292,175 @@ def test_sighup_serves_a_newly_promoted_champion_without_dropping_requests(
     assert versions[0] == "1" and versions[-1] == "2"
     assert service.process.poll() is None
     print(f"slowest request during the reload: {slowest[0]:.2f} s")
+
+
+def test_a_long_list_of_empty_objects_is_refused_before_any_is_validated(local_service):
+    body = b"[" + b",".join([b"{}"] * 600_000) + b"]"
+    assert len(body) < 2 * 1024 * 1024
+    health: list[float] = []
+
+    def check_health() -> None:
+        started = time.perf_counter()
+        assert requests.get(f"{local_service.url}/health", timeout=5).status_code == 200
+        health.append(time.perf_counter() - started)
+
+    checker = threading.Thread(target=check_health)
+    started = time.perf_counter()
+    checker.start()
+    response = post(local_service, body)
+    elapsed = time.perf_counter() - started
+    checker.join()
+    assert response.status_code == 413
+    assert len(response.content) < 64 * 1024
+    assert "600000 listings sent" in response.json()["details"][0]["problem"]
+    assert elapsed < 1.0, elapsed
+    assert health[0] < 0.1, health
+
+
+def test_a_body_that_is_too_large_gets_413_not_a_reset_connection(local_service):
+    response = post(local_service, b"[" + b" " * (20 * 1024 * 1024) + b"]")
+    assert response.status_code == 413
+    assert response.json()["details"][0]["field"] == "body"
+
+
+def test_an_overlong_id_is_refused_and_problems_are_capped(local_service):
+    response = post(local_service, {**CHALLENGE, "id": "x" * 5000})
+    assert response.status_code == 422
+    assert response.json()["details"][0]["field"] == "id"
+    # 1,000 listings with a dozen problems each: the first 20, then how many more.
+    response = post(local_service, [{}] * 1000)
+    assert response.status_code == 422
+    details = response.json()["details"]
+    assert len(details) == 21
+    assert details[-1]["problem"].startswith("and ") and "more problems" in details[-1]["problem"]
+
+
+def test_explanations_beyond_the_cap_get_429_with_retry_after(trained_lab, service_factory):
+    service = service_factory(
+        {
+            "MODEL_URI": str(trained_lab.path / "models" / "price_category"),
+            "WEB_CONCURRENCY": "1",
+            "MAX_CONCURRENT_EXPLANATIONS": "1",
+        }
+    )
+    service.wait_ready()
+    batch = [{**CHALLENGE, "id": n} for n in range(100)]
+    answers: list[requests.Response] = []
+    lock = threading.Lock()
+
+    def explain() -> None:
+        response = post(service, batch, path="/predict?explain=true", timeout=120)
+        with lock:
+            answers.append(response)
+
+    clients = [threading.Thread(target=explain) for _ in range(4)]
+    for client in clients:
+        client.start()
+    for client in clients:
+        client.join()
+    statuses = sorted(response.status_code for response in answers)
+    assert statuses[0] == 200 and 429 in statuses, statuses
+    refused = next(response for response in answers if response.status_code == 429)
+    assert refused.headers["Retry-After"] == "1"
+    assert refused.json()["details"][0]["field"] == "explain"
+    # Without explanations the same batch is answered at once.
+    assert post(service, batch).status_code == 200
+
+
+def test_with_the_registry_down_the_service_stays_up_and_keeps_its_model(
+    trained_lab, second_mlflow_server, service_factory, tmp_path
+):
+    registry = {
+        "MLFLOW_TRACKING_URI": second_mlflow_server["uri"],
+        "MODEL_URI": "models:/served-price-category@champion",
+    }
+    serving = service_factory({**registry, "MODEL_CACHE_DIR": str(tmp_path / "serving")})
+    version = serving.wait_ready()["model_version"]
+    second_mlflow_server["process"].terminate()
+    second_mlflow_server["process"].wait(timeout=30)
+
+    # A fresh service: alive at once, not ready, and it says why.
+    fresh = service_factory({**registry, "MODEL_CACHE_DIR": str(tmp_path / "fresh")})
+    started = time.monotonic()
+    alive = wait_until_ok(f"{fresh.url}/health", fresh.process, fresh.log_path, "gunicorn", 10)
+    assert alive.json() == {"status": "ok"}, time.monotonic() - started
+    ready = requests.get(f"{fresh.url}/ready", timeout=5)
+    assert ready.status_code == 503
+    assert "cannot load model" in ready.json()["reason"]
+
+    # The serving one reloads (SIGHUP) while the registry is down: it keeps answering with the
+    # copy it last loaded, and says it is stale.
+    answers: list[tuple[int, str | None]] = []
+    stop = threading.Event()
+
+    def call() -> None:
+        while not stop.is_set():
+            response = post(serving, CHALLENGE, timeout=180)
+            answers.append((response.status_code, response.json().get("model_version")))
+
+    callers = [threading.Thread(target=call) for _ in range(2)]
+    for caller in callers:
+        caller.start()
+    time.sleep(1)
+    serving.process.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        now = requests.get(f"{serving.url}/ready", timeout=30).json()
+        if now.get("status") == "stale":
+            break
+        time.sleep(0.5)
+    time.sleep(2)
+    stop.set()
+    for caller in callers:
+        caller.join(timeout=60)
+    assert now["status"] == "stale" and "registry cannot be reached" in now["reason"]
+    assert answers and set(answers) == {(200, version)}
+
+
+def test_sixteen_explaining_clients_leave_single_listings_fast(trained_lab, service_factory):
+    service = service_factory({"MODEL_URI": str(trained_lab.path / "models" / "price_category")})
+    service.wait_ready()
+    batch = json.dumps([{**CHALLENGE, "id": n} for n in range(100)])
+    explained: list[int] = []
+    single: list[float] = []
+    stop = threading.Event()
+
+    def explain() -> None:
+        with requests.Session() as session:
+            while not stop.is_set():
+                response = session.post(
+                    f"{service.url}/predict?explain=true",
+                    data=batch,
+                    headers={"Content-Type": "application/json"},
+                    timeout=60,
+                )
+                explained.append(response.status_code)
+                if response.status_code == 429:
+                    # As a well-behaved client does: wait as long as Retry-After says.
+                    stop.wait(float(response.headers["Retry-After"]))
+
+    def one_listing() -> None:
+        with requests.Session() as session:
+            while not stop.is_set():
+                started = time.perf_counter()
+                response = session.post(f"{service.url}/predict", json=CHALLENGE, timeout=60)
+                assert response.status_code == 200
+                single.append(time.perf_counter() - started)
+
+    clients = [threading.Thread(target=explain) for _ in range(16)]
+    clients.append(threading.Thread(target=one_listing))
+    for client in clients:
+        client.start()
+    time.sleep(30)
+    stop.set()
+    for client in clients:
+        client.join(timeout=120)
+    single.sort()
+    p99 = single[int(0.99 * (len(single) - 1))]
+    print(
+        f"single listings: {len(single)}, p99 {p99 * 1000:.1f} ms; explanations: "
+        f"{explained.count(200)} answered, {explained.count(429)} refused with 429"
+    )
+    assert p99 < 0.1
+    assert explained.count(200) > 0 and explained.count(429) > 0
+    assert set(explained) <= {200, 429}

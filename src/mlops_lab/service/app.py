@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 import uuid
@@ -17,6 +16,7 @@ from mlops_lab.service.metrics import ServiceMetrics
 from mlops_lab.service.openapi import openapi_document
 from mlops_lab.service.routes import ServiceState, routes
 from mlops_lab.service.settings import ServiceSettings, settings_now
+from mlops_lab.service.slots import ExplanationSlots
 
 log = logging.getLogger("mlops_lab.service")
 
@@ -32,6 +32,9 @@ def create_app(settings: ServiceSettings | None = None) -> Flask:
         metrics=ServiceMetrics(),
         spec=openapi_document(settings),
         docs_assets=Path(swagger_ui_bundle.swagger_ui_path),
+        explanations=ExplanationSlots(
+            settings.explanation_slots_dir, settings.max_concurrent_explanations
+        ),
     )
     app.extensions["mlops_lab"] = service
     register_request_log(app, service.metrics)
@@ -59,16 +62,14 @@ def register_request_log(app: Flask, metrics: ServiceMetrics) -> None:
         metrics.latency.labels(endpoint, status).observe(elapsed)
         response.headers["X-Request-ID"] = g.request_id
         log.info(
-            json.dumps(
-                {
-                    "event": "request",
-                    "request_id": g.request_id,
-                    "method": request.method,
-                    "path": request.path,
-                    "status": response.status_code,
-                    "duration_ms": round(elapsed * 1000, 3),
-                    "listings": g.listings,
-                }
-            )
+            "request",
+            extra={
+                "request_id": g.request_id,
+                "method": request.method,
+                "path": request.path,
+                "status": response.status_code,
+                "duration_ms": round(elapsed * 1000, 3),
+                "listings": g.listings,
+            },
         )
         return response

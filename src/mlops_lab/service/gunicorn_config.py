@@ -5,9 +5,13 @@ one thread than fanned out), a few threads per worker for keep-alive clients, gr
 shutdown on SIGTERM, and a graceful reload (new champion) on SIGHUP.
 """
 
+import logging
 import os
 import shutil
 import tempfile
+
+from mlops_lab.service.logs import logging_config
+from mlops_lab.service.slots import SLOTS_VARIABLE
 
 bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8000')}"
 workers = int(os.environ.get("WEB_CONCURRENCY", os.cpu_count() or 1))
@@ -21,6 +25,9 @@ keepalive = 5
 accesslog = None  # the app logs one JSON line per request itself
 errorlog = "-"
 loglevel = os.environ.get("LOG_LEVEL", "info")
+# Every line JSON: gunicorn's own, the app's, and Python's warnings.
+logconfig_dict = logging_config(loglevel)
+logging.captureWarnings(True)
 # One thread each for OpenMP and BLAS: workers already use every core.
 # Set here, before any worker imports numpy or scikit-learn (the app is not preloaded).
 os.environ.update({"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"})
@@ -32,17 +39,14 @@ _metrics_dir = os.environ.setdefault(
 )
 
 
+# The workers' shared explanation slots: one folder per service.
+os.environ.setdefault(SLOTS_VARIABLE, tempfile.mkdtemp(prefix="mlops-lab-explanations-"))
+
+
 def on_starting(server):
     """Start from empty metric files: counters restart with the service."""
     shutil.rmtree(_metrics_dir, ignore_errors=True)
     os.makedirs(_metrics_dir, exist_ok=True)
-
-
-def post_worker_init(worker):
-    """Log through gunicorn's error log so the app's JSON lines reach stderr."""
-    import logging
-
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
 
 
 def child_exit(server, worker):

@@ -3,8 +3,8 @@ the service up while it cannot be loaded."""
 
 from __future__ import annotations
 
-import json
 import logging
+import shutil
 import threading
 import time
 from dataclasses import dataclass, field
@@ -22,6 +22,7 @@ from mlops_lab.kernel.compiled import CompiledModel, UnsupportedModel, compile_m
 from mlops_lab.kernel.decision import row_decision_weights
 from mlops_lab.kernel.evaluation import ordered_probabilities
 from mlops_lab.kernel.features import Columns, conform_listings, conform_records, present_fields
+from mlops_lab.kernel.files import replace_directory_atomically
 from mlops_lab.kernel.modelling import Model
 from mlops_lab.kernel.registry import local_version
 from mlops_lab.service.answers import format_predictions
@@ -59,6 +60,9 @@ class ServedModel:
     categories: list[str]
     # Listings SHAP masks fields with: the complete listings of the model's own input example.
     background: Columns
+    # Why this is the copy last loaded from the registry rather than what it names now ("" if
+    # it is fresh).
+    stale: str = ""
 
     def answer(self, listings: Columns) -> tuple[np.ndarray, np.ndarray]:
         """Probabilities and label weights per listing, columns in category order."""
@@ -136,12 +140,44 @@ def complete_listings(example: pd.DataFrame) -> Columns:
     return {name: values[rows] for name, values in listings.items()}
 
 
-def load_served_model(uri: str, categories: list[str]) -> ServedModel:
-    """Load the model once, as the service does: a registry URI or a local model directory."""
-    if uri.startswith("models:/"):
+def cached_copy(cache_dir: Path, uri: str) -> Path:
+    """Where the copy last loaded from a registry URI is kept."""
+    return cache_dir / uri.removeprefix("models:/").replace("/", "_")
+
+
+def fetch(uri: str, cache_dir: Path | None, fall_back: bool) -> tuple[Path, str, str, str]:
+    """A registry model's local files, name and version, and "" or why they are the copy
+    last loaded instead: a registry that cannot be reached does not take the model away.
+    Without a `cache_dir` nothing is kept; without `fall_back` nothing is fallen back on."""
+    try:
         name, version = resolve_version(uri)
         # Pin the version so an alias moving mid-load cannot mix two models.
         local = Path(mlflow.artifacts.download_artifacts(f"models:/{name}/{version}"))
+    except Exception as error:  # any failure to fetch falls back to the copy, if there is one
+        identity = None if cache_dir is None else local_version(cached_copy(cache_dir, uri))
+        if cache_dir is None or identity is None or not fall_back:
+            raise
+        kept = cached_copy(cache_dir, uri)
+        reason = (
+            f"the registry cannot be reached ({type(error).__name__}); serving the copy last loaded"
+        )
+        log.warning("registry unreachable", extra={"model_uri": uri, "problem": str(error)})
+        return kept, *identity, reason
+    if cache_dir is not None:
+        replace_directory_atomically(
+            cached_copy(cache_dir, uri), lambda path: shutil.copytree(local, path)
+        )
+    return local, name, version, ""
+
+
+def load_served_model(
+    uri: str, categories: list[str], cache_dir: Path | None = None, fall_back: bool = True
+) -> ServedModel:
+    """Load the model once, as the service does: a registry URI (its last copy in `cache_dir`
+    when the registry cannot be reached) or a local model directory."""
+    stale = ""
+    if uri.startswith("models:/"):
+        local, name, version, stale = fetch(uri, cache_dir, fall_back)
     else:
         local = Path(uri)
         name, version = local_version(local) or (local.name, "unregistered")
@@ -152,7 +188,7 @@ def load_served_model(uri: str, categories: list[str]) -> ServedModel:
         raise ValueError(f"model {uri} predicts categories {unknown} not in {categories}")
     predictor = choose_predictor(model, example)
     served = ServedModel(
-        model, predictor, uri, name, version, categories, complete_listings(example)
+        model, predictor, uri, name, version, categories, complete_listings(example), stale
     )
     # The first call compiles the tree walk and SHAP's code: pay it before reporting ready.
     served.predict_listings(example.to_dict("records"), list(example.index), explain=True)
@@ -170,34 +206,42 @@ class ModelSlot:
 
 
 def try_loading(settings: ServiceSettings, slot: ModelSlot, metrics: ServiceMetrics) -> bool:
-    """Load the model into the slot; on failure log why (with the traceback) and keep going."""
+    """Load the model into the slot; on failure log why (with the traceback) and keep going.
+    True once the slot holds a fresh model (not a stale copy). A slot that holds the copy
+    already is refilled only from the registry."""
     # A registry URI is looked up where the stages registered it.
     mlflow.set_tracking_uri(settings.tracking_uri)
     mlflow.set_registry_uri(settings.tracking_uri)
     try:
-        model = load_served_model(settings.model_uri, list(settings.categories))
-    except Exception as error:  # any failure leaves the service up and not ready
-        slot.problem = f"cannot load model {settings.model_uri}: {error}"
-        log.error(json.dumps({"event": "model_load_failed", "error": slot.problem}), exc_info=True)
+        model = load_served_model(
+            settings.model_uri,
+            list(settings.categories),
+            settings.model_cache_dir,
+            fall_back=slot.model is None,
+        )
+    except Exception as error:  # any failure leaves the service up, and not ready if empty
+        problem = f"cannot load model {settings.model_uri}: {error}"
+        slot.problem = slot.model.stale if slot.model is not None else problem
+        log.error("model not loaded", extra={"problem": problem}, exc_info=True)
         return False
     slot.model = model
-    slot.problem = ""
+    slot.problem = model.stale
     metrics.model_info.labels(model.name, model.version, model.uri).set(1)
     slot.ready.set()
     log.info(
-        json.dumps(
-            {"event": "model_loaded", "model_uri": model.uri, "model_version": model.version}
-        )
+        "model loaded",
+        extra={"model_uri": model.uri, "model_version": model.version, "stale": model.stale},
     )
-    return True
+    return not model.stale
 
 
 def load_into(settings: ServiceSettings, slot: ModelSlot, metrics: ServiceMetrics) -> None:
-    """Load before serving; if that fails, serve not-ready and retry in the background.
+    """Load before serving; if that fails, or gives only the copy last loaded, serve what there
+    is (nothing: not ready; the copy: ready, and stale) and retry in the background.
 
     A worker that loaded its model before accepting requests never answers 503 next to a
     ready sibling; a model that cannot load is a log line and a not-ready service, not a
-    crash loop."""
+    crash loop; and a registry that is down on a reload does not take the model away."""
     if try_loading(settings, slot, metrics):
         return
 

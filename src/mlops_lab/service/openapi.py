@@ -131,7 +131,14 @@ def openapi_document(settings: ServiceSettings) -> dict[str, Any]:
                         "400": _error("The body is not JSON."),
                         "413": _error("Too many listings, or the body is too large."),
                         "415": _error("The body is not sent as application/json."),
-                        "422": _error("A listing is invalid: `details` names each field."),
+                        "422": _error(
+                            "A listing is invalid: `details` names each field (the first "
+                            "20 problems, then how many more)."
+                        ),
+                        "429": _error(
+                            "Too many explanations at once (explain=true): retry after the "
+                            "seconds in Retry-After, or ask without explain."
+                        ),
                         "503": _error("The model is not loaded yet."),
                     },
                 }

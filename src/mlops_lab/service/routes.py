@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,6 +17,7 @@ from mlops_lab.service.loading import ModelSlot
 from mlops_lab.service.metrics import EXPOSITION_TYPE, ServiceMetrics
 from mlops_lab.service.schema import API_VERSION, Listing
 from mlops_lab.service.settings import ServiceSettings
+from mlops_lab.service.slots import ExplanationSlots
 
 routes = Blueprint("service", __name__)
 
@@ -30,6 +34,7 @@ class ServiceState:
     metrics: ServiceMetrics
     spec: dict[str, Any]
     docs_assets: Path
+    explanations: ExplanationSlots
 
 
 def state() -> ServiceState:
@@ -38,7 +43,8 @@ def state() -> ServiceState:
 
 
 def read_listings(max_batch_size: int) -> tuple[list[Listing], bool]:
-    """The listings in the body and whether it held one object (not a list)."""
+    """The listings in the body and whether it held one object (not a list). The number of
+    listings is checked before any is validated, so a long list costs nothing but its parse."""
     if not request.is_json:
         raise RequestError(
             415,
@@ -49,25 +55,30 @@ def read_listings(max_batch_size: int) -> tuple[list[Listing], bool]:
     if not raw:
         raise RequestError(400, "empty body", [{"field": "body", "problem": "no JSON"}])
     try:
-        if raw.lstrip()[:1] == b"[":
-            listings = BATCH.validate_json(raw)
-            if not listings:
-                raise RequestError(
-                    422, "no listings", [{"field": "body", "problem": "the list is empty"}]
-                )
-            if len(listings) > max_batch_size:
-                raise RequestError(
-                    413,
-                    f"at most {max_batch_size} listings per request",
-                    [{"field": "body", "problem": f"{len(listings)} listings sent"}],
-                )
-            return listings, False
+        body = json.loads(raw)
+    except ValueError as error:
+        raise RequestError(
+            400,
+            "the body is not valid JSON",
+            [{"field": "body", "problem": f"Invalid JSON: {error}"}],
+        ) from error
+    if isinstance(body, list):
+        if not body:
+            raise RequestError(
+                422, "no listings", [{"field": "body", "problem": "the list is empty"}]
+            )
+        if len(body) > max_batch_size:
+            raise RequestError(
+                413,
+                f"at most {max_batch_size} listings per request",
+                [{"field": "body", "problem": f"{len(body)} listings sent"}],
+            )
+    try:
+        if isinstance(body, list):
+            return BATCH.validate_json(raw), False
         return [SINGLE.validate_json(raw)], True
     except ValidationError as error:
-        details = validation_details(error)
-        if any(problem["type"] == "json_invalid" for problem in error.errors()):
-            raise RequestError(400, "the body is not valid JSON", details) from error
-        raise RequestError(422, "invalid listing", details) from error
+        raise RequestError(422, "invalid listing", validation_details(error)) from error
 
 
 @routes.post("/predict")
@@ -79,20 +90,22 @@ def predict() -> Response:
             503, "model not loaded yet", [{"field": "model", "problem": slot.problem}]
         )
     explain = request.args.get("explain", "false").lower() in ("1", "true", "yes")
-    listings, one = read_listings(settings.max_batch_size)
-    if explain and len(listings) > settings.max_explain_listings:
-        raise RequestError(
-            413,
-            f"explain=true takes at most {settings.max_explain_listings} listings",
-            [{"field": "explain", "problem": f"{len(listings)} listings sent"}],
+    # The slot first: a refused explanation costs no parsing.
+    with explanation_allowed(service, explain):
+        listings, one = read_listings(settings.max_batch_size)
+        if explain and len(listings) > settings.max_explain_listings:
+            raise RequestError(
+                413,
+                f"explain=true takes at most {settings.max_explain_listings} listings",
+                [{"field": "explain", "problem": f"{len(listings)} listings sent"}],
+            )
+        g.listings = len(listings)
+        model = slot.model
+        predictions = model.predict_listings(
+            [listing.model_input() for listing in listings],
+            [listing.id for listing in listings],
+            explain=explain,
         )
-    g.listings = len(listings)
-    model = slot.model
-    predictions = model.predict_listings(
-        [listing.model_input() for listing in listings],
-        [listing.id for listing in listings],
-        explain=explain,
-    )
     for prediction in predictions:
         service.metrics.predictions.labels(prediction["price_category"]).inc()
     versions = {
@@ -105,6 +118,24 @@ def predict() -> Response:
     )
 
 
+@contextmanager
+def explanation_allowed(service: ServiceState, explain: bool) -> Iterator[None]:
+    """A slot among the explanations the service computes at once; 429 when none is free."""
+    if not explain:
+        yield
+        return
+    with service.explanations.taken() as free:
+        if not free:
+            limit = service.settings.max_concurrent_explanations
+            raise RequestError(
+                429,
+                "too many explanations at once: retry shortly, or ask without explain=true",
+                [{"field": "explain", "problem": f"at most {limit} at once"}],
+                {"Retry-After": "1"},
+            )
+        yield
+
+
 @routes.get("/health")
 def health() -> Response:
     return jsonify({"status": "ok"})
@@ -115,12 +146,15 @@ def ready() -> Response | tuple[Response, int]:
     slot = state().slot
     model = slot.model
     if slot.ready.is_set() and model is not None:
+        # Stale: it serves the copy last loaded because the registry cannot be reached.
+        state_of_model = {"status": "stale", "reason": model.stale} if model.stale else {}
         return jsonify(
             {
                 "status": "ready",
                 "model_name": model.name,
                 "model_version": model.version,
                 "model_uri": model.uri,
+                **state_of_model,
             }
         )
     return jsonify({"status": "not ready", "reason": slot.problem}), 503

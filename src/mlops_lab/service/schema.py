@@ -21,6 +21,7 @@ from mlops_lab.kernel.listing import (
 )
 
 API_VERSION = "1.0.0"
+ID_MAX_LENGTH = 100
 
 
 def _whole_number(value: object) -> object:
@@ -35,6 +36,13 @@ def _flag(value: object) -> object:
     if isinstance(value, bool):
         raise ValueError("Input should be 0 or 1, not true or false")
     return _whole_number(value)
+
+
+def _short_id(value: object) -> object:
+    """One clear problem for an overlong id, not one per type the id may have."""
+    if isinstance(value, str) and len(value) > ID_MAX_LENGTH:
+        raise ValueError(f"String should have at most {ID_MAX_LENGTH} characters")
+    return value
 
 
 WholeNumber = BeforeValidator(_whole_number)
@@ -65,9 +73,10 @@ class Listing(BaseModel):
     # The example in the OpenAPI document is config.yaml's challenge payload (openapi.py).
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    id: int | str | None = Field(
-        default=None, description="Your reference, returned as is; never used by the model."
-    )
+    # Bounded, as every string is: it is echoed back, and logged.
+    id: Annotated[
+        int | Annotated[str, Field(max_length=ID_MAX_LENGTH)] | None, BeforeValidator(_short_id)
+    ] = Field(default=None, description="Your reference, returned as is; never used by the model.")
     accommodates: Annotated[int, WholeNumber] = Field(
         ge=1, le=50, description="Guests the listing sleeps."
     )

@@ -3,17 +3,55 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
 from mlops_lab.kernel.config import LabConfig, load_config
 from mlops_lab.kernel.registry import CHAMPION, alias_uri
 from mlops_lab.kernel.tracking import tracking_uri
+from mlops_lab.service.slots import SLOTS_VARIABLE
 
 # Where `mlops-lab serve --config` tells each worker its config.yaml is.
 CONFIG_VARIABLE = "MLOPS_LAB_CONFIG"
+
+
+class SettingsError(ValueError):
+    """An environment variable the service reads has a value it cannot use."""
+
+
+class Limits(BaseModel):
+    """The limits the environment may set, by variable name."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    MAX_BATCH_SIZE: int = Field(default=1000, gt=0)
+    MAX_BODY_BYTES: int = Field(default=2 * 1024 * 1024, gt=0)
+    MAX_EXPLAIN_LISTINGS: int = Field(default=100, gt=0)
+    MAX_CONCURRENT_EXPLANATIONS: int = Field(default=1, gt=0)
+    MODEL_LOAD_RETRY_SECONDS: float = Field(default=10.0, gt=0)
+
+
+def limits(environment: Mapping[str, str]) -> dict[str, Any]:
+    """The service's limits from the environment; SettingsError naming each bad variable."""
+    try:
+        read = Limits.model_validate(dict(environment))
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{issue['loc'][0]}={issue['input']!r}: {issue['msg']}" for issue in error.errors()
+        )
+        raise SettingsError(f"the service cannot start: {problems}") from error
+    return {
+        "max_batch_size": read.MAX_BATCH_SIZE,
+        "max_body_bytes": read.MAX_BODY_BYTES,
+        "max_explain_listings": read.MAX_EXPLAIN_LISTINGS,
+        "max_concurrent_explanations": read.MAX_CONCURRENT_EXPLANATIONS,
+        "load_retry_seconds": read.MODEL_LOAD_RETRY_SECONDS,
+    }
 
 
 @dataclass(frozen=True)
@@ -28,9 +66,16 @@ class ServiceSettings:
     price_bin_edges: tuple[float, ...]
     # The challenge's payload: the API's documented example.
     example: dict[str, Any]
+    # Where the model last loaded from a registry is kept, to serve when it cannot be reached.
+    model_cache_dir: Path = Path.home() / ".cache" / "mlops-lab" / "models"
     max_batch_size: int = 1000
     max_body_bytes: int = 2 * 1024 * 1024
     max_explain_listings: int = 100
+    # Explanations the service computes at once, all workers together; more get 429. About
+    # 0.5 s of CPU per 100 listings each, so a few callers could otherwise take every core.
+    max_concurrent_explanations: int = 1
+    # Where the workers share their explanation slots (gunicorn_config.py makes one).
+    explanation_slots_dir: Path = Path(tempfile.gettempdir()) / "mlops-lab-explanations"
     load_retry_seconds: float = 10.0
 
     @classmethod
@@ -48,10 +93,15 @@ class ServiceSettings:
             categories=tuple(config.data_prep.price_categories),
             price_bin_edges=tuple(config.data_prep.price_bin_edges),
             example=dict(config.prediction_app.challenge_payload),
-            max_batch_size=int(environment.get("MAX_BATCH_SIZE", 1000)),
-            max_body_bytes=int(environment.get("MAX_BODY_BYTES", 2 * 1024 * 1024)),
-            max_explain_listings=int(environment.get("MAX_EXPLAIN_LISTINGS", 100)),
-            load_retry_seconds=float(environment.get("MODEL_LOAD_RETRY_SECONDS", 10)),
+            explanation_slots_dir=Path(
+                environment.get(
+                    SLOTS_VARIABLE, Path(tempfile.gettempdir()) / "mlops-lab-explanations"
+                )
+            ),
+            model_cache_dir=Path(
+                environment.get("MODEL_CACHE_DIR", Path.home() / ".cache" / "mlops-lab" / "models")
+            ),
+            **limits(environment),
         )
 
     @classmethod

@@ -1,6 +1,7 @@
 import numpy as np
 
 from mlops_lab.service.answers import format_predictions
+from mlops_lab.service.errors import MAX_DETAILS, capped
 
 
 def test_format_predictions_takes_the_most_likely_category():
@@ -26,3 +27,11 @@ def test_format_predictions_labels_with_the_decision_weights():
     predictions = format_predictions([7, 8], probabilities, ["low", "mid", "high", "lux"], weights)
     assert [p["price_category"] for p in predictions] == ["lux", "high"]
     assert predictions[0]["probabilities"]["lux"] == 0.3
+
+
+def test_error_details_are_capped_with_a_count():
+    details = [{"field": f"[{n}].beds", "problem": "required"} for n in range(50)]
+    shown = capped(details)
+    assert len(shown) == MAX_DETAILS + 1
+    assert shown[-1] == {"field": "body", "problem": "and 30 more problems"}
+    assert capped(details[:3]) == details[:3]
