@@ -10,41 +10,43 @@ import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
-import mlflow
-from mlflow.exceptions import MlflowException
 
-from mlops_lab.data_prep.task import RawDataError, require_raw_file
-from mlops_lab.data_prep.transform import DataQualityError, SchemaError
-from mlops_lab.kernel.config import ConfigError, load_config
-from mlops_lab.kernel.context import StageContext
-from mlops_lab.kernel.prepared import PreparedTableMissing
-from mlops_lab.kernel.tracking import (
-    Lineage,
-    TrackingUnavailable,
-    check_reachable,
-    git_state,
-    pipeline_id,
-    resolve_tracking,
-    sha256_file,
-)
-from mlops_lab.promotion.task import PromotionError
-from mlops_lab.service.settings import CONFIG_VARIABLE, ServiceSettings, SettingsError
+from mlops_lab.service.environment import CONFIG_VARIABLE
+
+# The stages' modules are imported by the command that runs them: `mlops-lab --help` and
+# `mlops-lab serve` answer at once instead of after five seconds of scikit-learn and MLflow.
+if TYPE_CHECKING:
+    from mlflow.exceptions import MlflowException
+
+    from mlops_lab.kernel.context import StageContext
 
 log = logging.getLogger("mlops_lab")
 
-# Failures a user can act on: reported as one line and exit status 1, not as a traceback.
-USER_ERRORS = (
-    ConfigError,
-    RawDataError,
-    DataQualityError,
-    PreparedTableMissing,
-    SchemaError,
-    PromotionError,
-    TrackingUnavailable,
-    MlflowException,
-)
+
+def user_errors() -> tuple[type[Exception], ...]:
+    """Failures a user can act on: reported as one line and exit status 1, not as a traceback."""
+    from mlflow.exceptions import MlflowException
+
+    from mlops_lab.data_prep.task import RawDataError
+    from mlops_lab.data_prep.transform import DataQualityError, SchemaError
+    from mlops_lab.kernel.config import ConfigError
+    from mlops_lab.kernel.prepared import PreparedTableMissing
+    from mlops_lab.kernel.tracking import TrackingUnavailable
+    from mlops_lab.promotion.task import PromotionError
+
+    return (
+        ConfigError,
+        RawDataError,
+        DataQualityError,
+        PreparedTableMissing,
+        SchemaError,
+        PromotionError,
+        TrackingUnavailable,
+        MlflowException,
+    )
 
 
 def _client_settings() -> None:
@@ -58,6 +60,17 @@ def _client_settings() -> None:
 
 def build_context(config_path: Path, tuned_params: bool = True) -> StageContext:
     """Read config.yaml once and work out where this run is tracked and how it is tagged."""
+    from mlops_lab.data_prep.task import require_raw_file
+    from mlops_lab.kernel.config import load_config
+    from mlops_lab.kernel.context import StageContext
+    from mlops_lab.kernel.tracking import (
+        Lineage,
+        git_state,
+        pipeline_id,
+        resolve_tracking,
+        sha256_file,
+    )
+
     config = load_config(config_path, tuned_params)
     project_root = Path.cwd()
     raw_path = config.data.raw_path
@@ -89,18 +102,24 @@ def _stop_on_sigterm(signal_number: int, _frame: object) -> None:
 def _run_stage(
     config_path: Path, stage: Callable[[StageContext], None], tuned_params: bool = True
 ) -> None:
+    from mlflow.exceptions import MlflowException
+
     _client_settings()
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
     try:
         stage(build_context(config_path, tuned_params))
     except MlflowException as error:
         _fail(_lost_server(error) or str(error))
-    except USER_ERRORS as error:
+    except user_errors() as error:
         _fail(str(error))
 
 
 def _lost_server(error: MlflowException) -> str | None:
     """Why a stage failed, when the cause is a tracking server that stopped answering."""
+    import mlflow
+
+    from mlops_lab.kernel.tracking import TrackingUnavailable, check_reachable
+
     try:
         check_reachable(mlflow.get_tracking_uri())
     except TrackingUnavailable as unreachable:
@@ -188,14 +207,13 @@ def serve(config_path: Path) -> None:
     """Serve the champion under gunicorn. What it serves comes from config.yaml; HOST, PORT,
     MODEL_URI and WEB_CONCURRENCY from the environment override it (README, "Serving
     predictions"). SIGHUP reloads the champion, SIGTERM drains."""
-    # Each worker reads its settings itself; read them here too, so that a bad config or
-    # environment stops the start with one line instead of failing in every worker.
+    # The service retries a model it cannot load every MODEL_LOAD_RETRY_SECONDS itself; MLflow's
+    # own retries would only hold back /health while the registry is down.
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     _client_settings()
+    # gunicorn's config module checks the settings, so that a bad config or environment stops
+    # the start with one line instead of failing in every worker.
     os.environ[CONFIG_VARIABLE] = str(config_path.resolve())
-    try:
-        ServiceSettings.from_environment(os.environ)
-    except (ConfigError, SettingsError) as error:
-        _fail(str(error))
     # exec, so gunicorn's master is this process and receives the signals itself.
     os.execv(
         sys.executable,
@@ -240,6 +258,9 @@ def ablate(config_path: Path) -> None:
 def ui(config_path: Path, port: int) -> None:
     """The MLflow UI on the store the stages use (the embedded one unless MLFLOW_TRACKING_URI
     names a server, whose own UI to open instead)."""
+    from mlops_lab.kernel.config import load_config
+    from mlops_lab.kernel.tracking import resolve_tracking
+
     config = load_config(config_path, tuned_params=False)
     tracking = resolve_tracking(
         os.environ,

@@ -1,14 +1,16 @@
 """The prediction service under gunicorn, over HTTP: answers, errors, docs, metrics, shutdown."""
 
 import json
+import os
 import signal
+import subprocess
 import threading
 import time
 
 import pytest
 import requests
 from mlflow import MlflowClient
-from projects import challenge_payload, wait_until_ok
+from projects import VENV_BIN, challenge_payload, wait_until_ok
 from prometheus_client.parser import text_string_to_metric_families
 
 from mlops_lab.kernel.listing import MODEL_INPUT_FIELDS
@@ -365,6 +367,22 @@ def test_explanations_beyond_the_cap_get_429_with_retry_after(trained_lab, servi
     assert refused.json()["details"][0]["field"] == "explain"
     # Without explanations the same batch is answered at once.
     assert post(service, batch).status_code == 200
+
+
+def test_a_bad_setting_stops_the_service_with_one_line(trained_lab):
+    result = subprocess.run(
+        [str(VENV_BIN / "mlops-lab"), "serve"],
+        cwd=trained_lab.path,
+        env={**os.environ, "MAX_BATCH_SIZE": "many", "PORT": "0"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        "error: the service cannot start: MAX_BATCH_SIZE='many': Input should be a valid "
+        "integer, unable to parse string as an integer"
+    ], result.stderr
 
 
 def test_with_the_registry_down_the_service_stays_up_and_keeps_its_model(

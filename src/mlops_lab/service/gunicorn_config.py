@@ -8,10 +8,39 @@ shutdown on SIGTERM, and a graceful reload (new champion) on SIGHUP.
 import logging
 import os
 import shutil
+import sys
 import tempfile
 
-from mlops_lab.service.logs import logging_config
-from mlops_lab.service.slots import SLOTS_VARIABLE
+# One thread each for OpenMP and BLAS: workers already use every core. Set first, before this
+# module imports numpy below.
+os.environ.update({"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"})
+# Metrics from every worker are merged through files in this folder. prometheus_client
+# chooses file-backed values when it is first imported, so this comes before any import of it.
+_metrics_dir = os.environ.setdefault(
+    "PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="mlops-lab-metrics-")
+)
+
+from mlops_lab.service.environment import SLOTS_VARIABLE  # noqa: E402
+from mlops_lab.service.logs import logging_config  # noqa: E402
+
+# The workers' shared explanation slots: one folder per service.
+os.environ.setdefault(SLOTS_VARIABLE, tempfile.mkdtemp(prefix="mlops-lab-explanations-"))
+
+from mlops_lab.kernel.config import ConfigError  # noqa: E402
+from mlops_lab.service.settings import ServiceSettings, SettingsError  # noqa: E402
+
+# A bad config.yaml or environment stops the start with one line, not a traceback per worker.
+try:
+    ServiceSettings.from_environment(os.environ)
+except (ConfigError, SettingsError) as error:
+    print(f"error: {error}", file=sys.stderr)
+    sys.exit(1)
+
+# The app's libraries (scikit-learn, MLflow, Flask) are imported once, here: each worker forks
+# with them loaded and answers /health within a second instead of after five of imports. The
+# app itself, and so the model, is still made in each worker (not preloaded), so SIGHUP reloads
+# the champion.
+import mlops_lab.service.app  # noqa: E402,F401
 
 bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8000')}"
 workers = int(os.environ.get("WEB_CONCURRENCY", os.cpu_count() or 1))
@@ -28,19 +57,6 @@ loglevel = os.environ.get("LOG_LEVEL", "info")
 # Every line JSON: gunicorn's own, the app's, and Python's warnings.
 logconfig_dict = logging_config(loglevel)
 logging.captureWarnings(True)
-# One thread each for OpenMP and BLAS: workers already use every core.
-# Set here, before any worker imports numpy or scikit-learn (the app is not preloaded).
-os.environ.update({"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"})
-
-# Metrics from every worker are merged through files in this folder. prometheus_client
-# chooses file-backed values when it is first imported, so this comes before any import of it.
-_metrics_dir = os.environ.setdefault(
-    "PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="mlops-lab-metrics-")
-)
-
-
-# The workers' shared explanation slots: one folder per service.
-os.environ.setdefault(SLOTS_VARIABLE, tempfile.mkdtemp(prefix="mlops-lab-explanations-"))
 
 
 def on_starting(server):

@@ -14,10 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from mlops_lab.kernel.config import LabConfig, load_config
 from mlops_lab.kernel.registry import CHAMPION, alias_uri
 from mlops_lab.kernel.tracking import tracking_uri
-from mlops_lab.service.slots import SLOTS_VARIABLE
-
-# Where `mlops-lab serve --config` tells each worker its config.yaml is.
-CONFIG_VARIABLE = "MLOPS_LAB_CONFIG"
+from mlops_lab.service.environment import CONFIG_VARIABLE, SLOTS_VARIABLE
 
 
 class SettingsError(ValueError):

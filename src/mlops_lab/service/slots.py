@@ -11,10 +11,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-# Where gunicorn_config.py tells the workers to share their slots. Here, not in settings.py:
-# gunicorn's master imports it before any worker sets up numpy's threads.
-SLOTS_VARIABLE = "MLOPS_LAB_EXPLANATION_SLOTS"
-
 
 class ExplanationSlots:
     """At most `count` explanations at once, whichever worker and thread computes them."""
