@@ -55,7 +55,8 @@ bench: setup
 ## lock: re-resolve requirements.lock after changing pyproject.toml's dependencies
 lock: setup
 	$(BIN)/python -m pip install --quiet uv
-	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 -o requirements.lock
+	$(BIN)/uv pip compile pyproject.toml --extra dev --extra tracking-server --python-version 3.11 \
+		-o requirements.lock
 
 ## clean: remove the environment and test caches (the runs in the tracking store are kept)
 clean:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from mlops_lab.kernel.secrets import SecretFileError, passwords_from_files
 from mlops_lab.service.environment import CONFIG_VARIABLE
 
 # The stages' modules are imported by the command that runs them: `mlops-lab --help` and
@@ -39,6 +40,7 @@ def user_errors() -> tuple[type[Exception], ...]:
 
     return (
         ConfigError,
+        SecretFileError,
         RawDataError,
         DataQualityError,
         PreparedTableMissing,
@@ -109,7 +111,7 @@ def _run_stage(
     try:
         stage(build_context(config_path, tuned_params))
     except MlflowException as error:
-        _fail(_lost_server(error) or str(error))
+        _fail(_lost_server(error) or _refused(error) or str(error))
     except user_errors() as error:
         _fail(str(error))
 
@@ -127,6 +129,24 @@ def _lost_server(error: MlflowException) -> str | None:
             f"the stage stopped: {unreachable} Runs recorded before it stopped are kept; "
             f"once it is back, rerun dvc repro. (MLflow said: {str(error)[:300]})"
         )
+    return None
+
+
+def _refused(error: MlflowException) -> str | None:
+    """Why a stage failed, when the tracking server refused its login or its account."""
+    import mlflow
+
+    user = os.environ.get("MLFLOW_TRACKING_USERNAME", "")
+    if error.get_http_status_code() == 401:
+        refused = f" and refused {user!r}" if user else ""
+        return (
+            f"the MLflow tracking server at {mlflow.get_tracking_uri()} asks for a login{refused}: "
+            "set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD (or "
+            "MLFLOW_TRACKING_PASSWORD_FILE). The compose stack's lab account is .env's "
+            "MLFLOW_LAB_USER and MLFLOW_LAB_PASSWORD."
+        )
+    if error.get_http_status_code() == 403:
+        return f"the MLflow account {user!r} may not do this ({error.message[:200]})"
     return None
 
 
@@ -158,6 +178,12 @@ def main(verbose: bool) -> None:
     )
     # MLflow's own INFO lines (run links, model-size notes) drown the stage's progress.
     logging.getLogger("mlflow").setLevel(logging.WARNING)
+    # Passwords given as files (the compose stack's secrets) become the variables MLflow's
+    # client and `tune` read, for this process and every one it starts (dvc's stages, gunicorn).
+    try:
+        os.environ.update(passwords_from_files(os.environ))
+    except SecretFileError as error:
+        _fail(str(error))
 
 
 # The pipeline's stages, as dvc.yaml calls them: command, module, and what it does.

@@ -99,6 +99,12 @@ class Lab:
             text=True,
         )
 
+    def settings(self) -> dict[str, str]:
+        """The values of the lab's .env, as compose reads them."""
+        lines = (self.path / ".env").read_text().splitlines()
+        pairs = (line.split("=", 1) for line in lines if "=" in line and not line.startswith("#"))
+        return {name.strip(): value.strip() for name, value in pairs}
+
     def timed(self, name: str, *arguments: str, timeout: float = 1200) -> None:
         started = time.monotonic()
         self.run(*arguments, timeout=timeout)
@@ -126,9 +132,23 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     lab = Lab(checkout(tmp_path_factory.mktemp("compose") / "mlops-lab"))
     # Leftovers of an interrupted earlier run would hold the ports and old data.
     lab.run("docker", "compose", "--profile", "serve", "down", "--volumes", check=False)
+    # The tests read the tracking server from the host as the lab's account, as a user with
+    # the lab's password would (MLflow's client takes it from these variables).
+    settings = lab.settings()
+    login = {
+        "MLFLOW_TRACKING_USERNAME": settings["MLFLOW_LAB_USER"],
+        "MLFLOW_TRACKING_PASSWORD": settings["MLFLOW_LAB_PASSWORD"],
+    }
+    before = {name: os.environ.get(name) for name in login}
+    os.environ.update(login)
     try:
         yield lab
     finally:
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
         logs = lab.run("docker", "compose", "--profile", "serve", "logs", "--no-color", check=False)
         (lab.path.parent / "compose.log").write_text(logs.stdout + logs.stderr)
         lab.run(

@@ -1,8 +1,10 @@
 """The README's Docker path, command for command: build, up, dvc repro in the lab, the MLflow
-UI's API on localhost:5000, a prediction from the served champion, the tracking server killed
-mid-run, and down/up keeping everything. The tests share one stack and run in this order."""
+UI's API on localhost:5000, a prediction from the served champion, who may do what on MLflow
+and PostgreSQL, a stop that drains, the tracking server killed mid-run, and down/up keeping
+everything. The tests share one stack and run in this order."""
 
 import json
+import socket
 import time
 from pathlib import Path
 
@@ -72,6 +74,114 @@ def test_only_postgres_runs_as_root(lab):
     for service in ("mlflow", "ds_environment", "prediction_app"):
         uid = lab.run("docker", "compose", "exec", "-T", service, "id", "-u").stdout.strip()
         assert uid != "0", f"{service} runs as root"
+
+
+def test_mlflow_lets_strangers_and_the_service_change_nothing_and_the_lab_write(lab):
+    settings = lab.settings()
+    service = (settings["MLFLOW_SERVICE_USER"], settings["MLFLOW_SERVICE_PASSWORD"])
+    the_lab = (settings["MLFLOW_LAB_USER"], settings["MLFLOW_LAB_PASSWORD"])
+    run = pipeline_runs()[0].info
+    upload = f"/api/2.0/mlflow-artifacts/artifacts/{run.experiment_id}/{run.run_id}/artifacts"
+    alias = "/api/2.0/mlflow/registered-models/alias"
+    champion = {"name": MODEL, "alias": "champion"}
+    writes = {
+        "move the champion": ("POST", alias, {"json": {**champion, "version": "1"}}),
+        "delete a run": ("POST", "/api/2.0/mlflow/runs/delete", {"json": {"run_id": run.run_id}}),
+        "upload an artifact": ("PUT", f"{upload}/planted.txt", {"data": b"planted"}),
+    }
+    for what, (method, path, body) in writes.items():
+        anonymous = requests.request(method, MLFLOW + path, timeout=30, **body)
+        assert anonymous.status_code == 401, (what, anonymous.text)
+        as_service = requests.request(method, MLFLOW + path, auth=service, timeout=30, **body)
+        assert as_service.status_code == 403, (what, as_service.text)
+    # What the service needs it may do: read the champion.
+    read = requests.get(MLFLOW + alias, params=champion, auth=service, timeout=30)
+    assert read.status_code == 200 and read.json()["model_version"]["version"] == "1"
+    # The lab's account writes: an alias set and removed, an artifact uploaded.
+    check = {"name": MODEL, "alias": "compose-check", "version": "1"}
+    assert requests.post(MLFLOW + alias, json=check, auth=the_lab, timeout=30).status_code == 200
+    removed = requests.delete(MLFLOW + alias, json=check, auth=the_lab, timeout=30)
+    assert removed.status_code == 200, removed.text
+    uploaded = requests.put(f"{MLFLOW}{upload}/lab-check.txt", data=b"ok", auth=the_lab, timeout=30)
+    assert uploaded.status_code == 200, uploaded.text
+    # A stage run without the lab's login says what to set.
+    stranger = lab.run(
+        *("docker", "compose", "exec", "-T", "-e", "MLFLOW_TRACKING_USERNAME="),
+        *("-e", "MLFLOW_TRACKING_PASSWORD_FILE=", "ds_environment", "mlops-lab", "data-prep"),
+        check=False,
+    )
+    assert stranger.returncode == 1
+    assert "asks for a login: set MLFLOW_TRACKING_USERNAME" in stranger.stderr, stranger.stderr
+
+
+def test_no_container_shows_a_password(lab):
+    passwords = [value for name, value in lab.settings().items() if name.endswith("PASSWORD")]
+    assert len(passwords) == 6
+    containers = lab.run("docker", "compose", "--profile", "serve", "ps", "-q").stdout.split()
+    assert len(containers) == 4
+    inspected = lab.run("docker", "inspect", *containers).stdout
+    shown = lab.run("docker", "compose", "--profile", "serve", "config").stdout
+    for password in passwords:
+        assert password not in inspected and password not in shown
+
+
+def test_each_database_login_reaches_its_own_database_only(lab):
+    settings = lab.settings()
+
+    def psql(user: str, password: str, database: str):
+        return lab.run(
+            *("docker", "compose", "exec", "-T", "-e", f"PGPASSWORD={password}", "postgres"),
+            *("psql", "--host", "127.0.0.1", "--username", user, "--dbname", database),
+            *("--no-psqlrc", "--command", "SELECT 1"),
+            check=False,
+        )
+
+    optuna = (settings["OPTUNA_DB_USER"], settings["OPTUNA_DB_PASSWORD"])
+    assert psql(*optuna, settings["OPTUNA_DB_NAME"]).returncode == 0
+    refused = psql(*optuna, settings["MLFLOW_DB_NAME"])
+    assert refused.returncode != 0
+    assert "permission denied for database" in refused.stderr, refused.stderr
+    # The superuser, with its right password, from the lab's container: refused.
+    connect = (
+        "import os, psycopg2; psycopg2.connect(host='postgres', user='postgres', "
+        "password=os.environ['PGPASSWORD'], dbname='postgres')"
+    )
+    superuser = lab.run(
+        *("docker", "compose", "exec", "-T", "-e", f"PGPASSWORD={settings['POSTGRES_PASSWORD']}"),
+        *("ds_environment", "python", "-c", connect),
+        check=False,
+    )
+    assert superuser.returncode != 0
+    assert "pg_hba.conf rejects connection for host" in superuser.stderr, superuser.stderr
+    # Through the postgres container's own socket it still logs in.
+    lab.run(
+        *("docker", "compose", "exec", "-T", "postgres", "psql", "--username", "postgres"),
+        *("--no-psqlrc", "--command", "SELECT 1"),
+    )
+
+
+def test_stopping_the_service_answers_the_request_it_is_reading(lab):
+    body = json.dumps(CHALLENGE).encode()
+    head = (
+        "POST /predict HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    ).encode()
+    with socket.create_connection(("127.0.0.1", 8000), timeout=60) as caller:
+        # A slow caller: the service has its request and waits for the rest of the body.
+        caller.sendall(head + body[:10])
+        time.sleep(1)
+        stop = lab.popen("docker", "compose", "stop", "prediction_app")
+        time.sleep(3)
+        assert stop.poll() is None, "the service stopped with a request in flight"
+        caller.sendall(body[10:])
+        answer = b""
+        while chunk := caller.recv(65536):
+            answer += chunk
+    _, stderr = stop.communicate(timeout=60)
+    assert stop.returncode == 0, stderr
+    status, _, payload = answer.partition(b"\r\n\r\n")
+    assert status.startswith(b"HTTP/1.1 200"), answer[:500]
+    assert json.loads(payload)["price_category"] in {"low", "mid", "high", "lux"}
 
 
 def test_killing_mlflow_mid_repro_fails_clearly_and_a_rerun_succeeds(lab):

@@ -28,6 +28,7 @@ from mlops_lab.kernel.features import resolve_features
 from mlops_lab.kernel.files import write_text_atomically
 from mlops_lab.kernel.modelling import build_model
 from mlops_lab.kernel.prepared import read_split
+from mlops_lab.kernel.secrets import with_password
 from mlops_lab.kernel.tracking import STAGE_TAG, stage_run
 from mlops_lab.tuning.transform import (
     BUDGET_STATES,
@@ -40,8 +41,11 @@ log = logging.getLogger(__name__)
 
 
 def storage_url(environment: Mapping[str, str], embedded_path: Path) -> str:
-    """OPTUNA_STORAGE if set (e.g. the compose stack's PostgreSQL), else a SQLite file."""
+    """OPTUNA_STORAGE if set (e.g. the compose stack's PostgreSQL, its password from
+    OPTUNA_STORAGE_PASSWORD), else a SQLite file."""
     configured = environment.get("OPTUNA_STORAGE", "").strip()
+    if configured and environment.get("OPTUNA_STORAGE_PASSWORD"):
+        return with_password(configured, environment["OPTUNA_STORAGE_PASSWORD"])
     if configured:
         return configured
     embedded_path.parent.mkdir(parents=True, exist_ok=True)
