@@ -7,19 +7,17 @@ RUN python -m venv /opt/venv \
     && /opt/venv/bin/pip install --no-cache-dir --requirement /tmp/requirements.lock
 
 FROM python:3.11-slim
-# The lab user's ids: on Linux, set LAB_UID/LAB_GID in .env to your own (`id -u`, `id -g`)
-# so the lab can write to the checkout that compose mounts into it.
-ARG LAB_UID=1000
-ARG LAB_GID=1000
-# git: DVC and the runs' commit tags read the repository.
+# git: DVC and the runs' commit tags read the repository. The lab runs as whoever owns the
+# checkout mounted at /app (lab_docker/as-checkout-owner); `lab` (uid 1000) is the user of a
+# container without a checkout: the prediction service.
 # hadolint ignore=DL3008
 RUN apt-get update \
     && apt-get install -y --no-install-recommends git \
     && rm -rf /var/lib/apt/lists/* \
-    && groupadd --gid "${LAB_GID}" lab \
-    && useradd --uid "${LAB_UID}" --gid lab --create-home lab \
+    && useradd --uid 1000 --user-group --create-home lab \
     && mkdir /app /dvc-remote \
-    && chown lab:lab /app /dvc-remote
+    && chown lab:lab /app \
+    && chmod 1777 /dvc-remote
 COPY --from=environment /opt/venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
@@ -33,6 +31,16 @@ WORKDIR /app
 COPY --chown=lab:lab . /app
 # Editable, so the package is the checkout that ds_environment mounts over /app: edits are live.
 RUN pip install --no-cache-dir --no-deps --editable /app
-USER ${LAB_UID}:${LAB_GID}
+
+# The commands that write to the checkout, each a link to as-checkout-owner ahead of the real
+# one on PATH: `docker compose exec` skips the entrypoint, so `dvc repro` drops to the
+# checkout's owner itself.
+COPY lab_docker/as-checkout-owner /usr/local/bin/as-checkout-owner
+RUN mkdir /usr/local/lab-bin \
+    && for command in dvc mlops-lab python python3 pytest mlflow git; do \
+         ln -s /usr/local/bin/as-checkout-owner "/usr/local/lab-bin/$command"; \
+       done
+ENV PATH=/usr/local/lab-bin:$PATH
 EXPOSE 8000
+ENTRYPOINT ["as-checkout-owner"]
 CMD ["sleep", "infinity"]

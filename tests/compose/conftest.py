@@ -115,13 +115,6 @@ def checkout(destination: Path) -> Path:
     """A clone of the committed repository set up as the README's Docker quick start says."""
     subprocess.run(["git", "clone", "--quiet", str(PROJECT_ROOT), str(destination)], check=True)
     shutil.copy(destination / ".env.example", destination / ".env")
-    if os.geteuid() == 0:
-        # The lab runs as uid 1000 (.env's LAB_UID) and writes to the checkout it mounts, so
-        # the checkout belongs to that user, as a developer's own clone would.
-        subprocess.run(["chown", "-R", "1000:1000", str(destination)], check=True)
-    else:
-        with (destination / ".env").open("a") as env:
-            env.write(f"LAB_UID={os.getuid()}\nLAB_GID={os.getgid()}\n")
     return destination
 
 

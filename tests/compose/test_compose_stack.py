@@ -4,7 +4,9 @@ and PostgreSQL, a stop that drains, the tracking server killed mid-run, and down
 everything. The tests share one stack and run in this order."""
 
 import json
+import os
 import socket
+import subprocess
 import time
 from pathlib import Path
 
@@ -70,10 +72,51 @@ def test_the_prediction_service_serves_the_champion_to_the_host(lab):
     assert (body["model_name"], body["model_version"]) == (MODEL, "1")
 
 
-def test_only_postgres_runs_as_root(lab):
-    for service in ("mlflow", "ds_environment", "prediction_app"):
+def test_the_services_never_run_as_root_and_the_lab_as_the_checkouts_owner(lab):
+    for service in ("mlflow", "prediction_app"):
         uid = lab.run("docker", "compose", "exec", "-T", service, "id", "-u").stdout.strip()
         assert uid != "0", f"{service} runs as root"
+    # This checkout is the test's own clone: root's here, a developer's own elsewhere.
+    owner = lab.path.stat().st_uid
+    for path in ("dvc.lock", "metrics/training.json", "models/price_category/MLmodel"):
+        assert (lab.path / path).stat().st_uid == owner, path
+    logs = lab.run("docker", "compose", "logs", "--no-color", "ds_environment").stdout
+    assert f"uid {owner}," in logs or (
+        owner == 0 and "because the checkout /app belongs to root" in logs
+    )
+
+
+@pytest.mark.parametrize("owner", [1000, 1234])
+def test_a_checkout_of_any_uid_gets_files_of_its_own(lab, tmp_path, owner):
+    # Another user's clone, made by that user: the lab's commands under `docker exec` (what
+    # `docker compose exec` does) write files that are theirs.
+    home = tmp_path / f"user-{owner}"
+    home.mkdir()
+    os.chown(home, owner, owner)
+    checkout = home / "mlops-lab"
+    subprocess.run(
+        [
+            *("setpriv", f"--reuid={owner}", f"--regid={owner}", "--clear-groups"),
+            *("git", "clone", "--quiet", str(lab.path), str(checkout)),
+        ],
+        check=True,
+        env={**os.environ, "HOME": str(home)},
+    )
+    # The stack's lab image on that clone, tracking to the clone's own embedded store: more
+    # files written into the checkout.
+    container = lab.run(
+        *("docker", "run", "--detach", "--init", "--volume", f"{checkout}:/app"),
+        "mlops-lab:latest",
+    ).stdout.strip()
+    try:
+        lab.run("docker", "exec", container, "dvc", "repro", "data_prep", timeout=600)
+        assert (checkout / "data" / "prepared" / "listings.parquet").is_file()
+        strangers = [path for path in checkout.rglob("*") if path.lstat().st_uid != owner]
+        assert strangers == [], strangers[:5]
+        uid = lab.run("docker", "exec", container, "python", "-c", "import os; print(os.getuid())")
+        assert uid.stdout.strip() == str(owner)
+    finally:
+        lab.run("docker", "rm", "--force", container, check=False)
 
 
 def test_mlflow_lets_strangers_and_the_service_change_nothing_and_the_lab_write(lab):
