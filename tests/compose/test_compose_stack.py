@@ -5,8 +5,10 @@ everything. The tests share one stack and run in this order."""
 
 import json
 import os
+import shutil
 import socket
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -87,36 +89,44 @@ def test_the_services_never_run_as_root_and_the_lab_as_the_checkouts_owner(lab):
 
 
 @pytest.mark.parametrize("owner", [1000, 1234])
-def test_a_checkout_of_any_uid_gets_files_of_its_own(lab, tmp_path, owner):
-    # Another user's clone, made by that user: the lab's commands under `docker exec` (what
-    # `docker compose exec` does) write files that are theirs.
-    home = tmp_path / f"user-{owner}"
-    home.mkdir()
-    os.chown(home, owner, owner)
-    checkout = home / "mlops-lab"
-    subprocess.run(
-        [
-            *("setpriv", f"--reuid={owner}", f"--regid={owner}", "--clear-groups"),
-            *("git", "clone", "--quiet", str(lab.path), str(checkout)),
-        ],
-        check=True,
-        env={**os.environ, "HOME": str(home)},
-    )
-    # The stack's lab image on that clone, tracking to the clone's own embedded store: more
-    # files written into the checkout.
-    container = lab.run(
-        *("docker", "run", "--detach", "--init", "--volume", f"{checkout}:/app"),
-        "mlops-lab:latest",
-    ).stdout.strip()
+def test_a_checkout_of_any_uid_gets_files_of_its_own(lab, owner):
+    # Another user, in a home of their own, clones the repository (from a bundle: they cannot
+    # read this test's folders). The lab's commands under `docker exec`, as `docker compose
+    # exec` runs them, then write files that are theirs.
+    home = Path(tempfile.mkdtemp(prefix=f"lab-user-{owner}-"))
     try:
-        lab.run("docker", "exec", container, "dvc", "repro", "data_prep", timeout=600)
-        assert (checkout / "data" / "prepared" / "listings.parquet").is_file()
-        strangers = [path for path in checkout.rglob("*") if path.lstat().st_uid != owner]
-        assert strangers == [], strangers[:5]
-        uid = lab.run("docker", "exec", container, "python", "-c", "import os; print(os.getuid())")
-        assert uid.stdout.strip() == str(owner)
+        home.chmod(0o755)
+        os.chown(home, owner, owner)
+        bundle = home / "mlops-lab.bundle"
+        lab.run("git", "-c", "safe.directory=*", "bundle", "create", str(bundle), "HEAD")
+        checkout = home / "mlops-lab"
+        subprocess.run(
+            [
+                *("setpriv", f"--reuid={owner}", f"--regid={owner}", "--clear-groups"),
+                *("git", "clone", "--quiet", str(bundle), str(checkout)),
+            ],
+            check=True,
+            env={**os.environ, "HOME": str(home)},
+        )
+        # The stack's lab image on that clone, tracking to the clone's own embedded store:
+        # more files written into the checkout.
+        container = lab.run(
+            *("docker", "run", "--detach", "--init", "--volume", f"{checkout}:/app"),
+            "mlops-lab:latest",
+        ).stdout.strip()
+        try:
+            lab.run("docker", "exec", container, "dvc", "repro", "data_prep", timeout=600)
+            assert (checkout / "data" / "prepared" / "listings.parquet").is_file()
+            strangers = [path for path in checkout.rglob("*") if path.lstat().st_uid != owner]
+            assert strangers == [], strangers[:5]
+            uid = lab.run(
+                "docker", "exec", container, "python", "-c", "import os; print(os.getuid())"
+            )
+            assert uid.stdout.strip() == str(owner)
+        finally:
+            lab.run("docker", "rm", "--force", container, check=False)
     finally:
-        lab.run("docker", "rm", "--force", container, check=False)
+        shutil.rmtree(home, ignore_errors=True)
 
 
 def test_mlflow_lets_strangers_and_the_service_change_nothing_and_the_lab_write(lab):
