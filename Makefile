@@ -15,14 +15,23 @@ run: setup
 	dvc repro
 	dvc metrics show
 
-## setup: the virtual environment, installed exactly from requirements.lock
+## setup: the virtual environment, exactly requirements/dev.lock (uv removes what the lock dropped)
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: requirements.lock pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet --requirement requirements.lock
-	$(BIN)/python -m pip install --quiet --no-deps --editable .
+# uv itself, pinned in requirements/uv.txt, in a small environment of its own: `uv pip sync`
+# would remove it from .venv, where the lock does not list it.
+UV := $(CURDIR)/.uv/bin/uv
+export UV_PYTHON_DOWNLOADS := never
+
+$(UV): requirements/uv.txt
+	$(PYTHON) -m venv .uv
+	.uv/bin/python -m pip install --quiet --disable-pip-version-check --requirement requirements/uv.txt
+	touch $@
+
+$(VENV)/.installed: $(UV) requirements/dev.lock pyproject.toml
+	$(UV) venv --quiet --allow-existing --python $(PYTHON) $(VENV)
+	VIRTUAL_ENV=$(CURDIR)/$(VENV) $(UV) pip sync --quiet requirements/dev.lock
+	VIRTUAL_ENV=$(CURDIR)/$(VENV) $(UV) pip install --quiet --no-deps --editable .
 	touch $@
 
 ## test: formatting, lint, then every test tier (integration starts its own PostgreSQL and MLflow)
@@ -52,12 +61,17 @@ ui: setup
 bench: setup
 	$(BIN)/python bench/pipeline.py
 
-## lock: re-resolve requirements.lock after changing pyproject.toml's dependencies
-lock: setup
-	$(BIN)/python -m pip install --quiet uv
-	$(BIN)/uv pip compile pyproject.toml --extra dev --extra tracking-server --python-version 3.11 \
-		-o requirements.lock
+## lock: re-resolve every role's lock after changing pyproject.toml's dependencies. dev.lock is
+## resolved first and the others within it, so a package has one version in every role.
+LOCK := $(UV) pip compile --quiet --python-version 3.11
+lock: $(UV)
+	$(LOCK) pyproject.toml requirements/tracking-server.in --extra lab --extra dev \
+		-o requirements/dev.lock
+	$(LOCK) pyproject.toml --extra lab -c requirements/dev.lock -o requirements/runtime.lock
+	$(LOCK) pyproject.toml -c requirements/dev.lock -o requirements/serve.lock
+	$(LOCK) requirements/tracking-server.in -c requirements/dev.lock \
+		-o requirements/tracking-server.lock
 
 ## clean: remove the environment and test caches (the runs in the tracking store are kept)
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .uv .pytest_cache .ruff_cache

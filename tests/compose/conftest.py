@@ -68,6 +68,11 @@ class Lab:
     path: Path
     timings: dict[str, float] = field(default_factory=dict)
 
+    @staticmethod
+    def built_image(service: str) -> str:
+        """The image compose builds for a service that names none itself."""
+        return f"{PROJECT_NAME}-{service}"
+
     def run(
         self, *arguments: str, timeout: float = 1200, check: bool = True
     ) -> subprocess.CompletedProcess:
@@ -155,7 +160,12 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
             check=False,
         )
         sizes = {}
-        for image in ("mlops-lab:latest", f"{PROJECT_NAME}-mlflow", f"{PROJECT_NAME}-postgres"):
+        for image in (
+            "mlops-lab:latest",
+            "mlops-lab-serve:latest",
+            Lab.built_image("mlflow"),
+            Lab.built_image("postgres"),
+        ):
             inspected = subprocess.run(
                 ["docker", "image", "inspect", "--format", "{{.Size}}", image],
                 capture_output=True,

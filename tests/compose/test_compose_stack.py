@@ -74,6 +74,57 @@ def test_the_prediction_service_serves_the_champion_to_the_host(lab):
     assert (body["model_name"], body["model_version"]) == (MODEL, "1")
 
 
+# What the official python:3.11-slim (bookworm, amd64) unpacks to. The sandbox's stand-in for
+# it is larger (Debian's full Python), so there the budget applies to the layers we add.
+OFFICIAL_PYTHON_SLIM_MB = 130
+SERVICE_IMAGE_BUDGET_MB = 700
+# The MLflow image before it had a lock of its own (pip, the lab's whole lock as constraints).
+MLFLOW_IMAGE_BEFORE_MB = 1035
+
+
+def image_megabytes(image: str) -> float:
+    inspected = subprocess.run(
+        ["docker", "image", "inspect", "--format", "{{.Size}}", image],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return int(inspected.stdout) / 1e6
+
+
+def test_the_service_image_holds_the_models_runtime_and_nothing_else(lab):
+    image = "mlops-lab-serve:latest"
+    absent = ("dvc", "optuna", "pytest", "ruff", "black", "shap", "matplotlib")
+    found = lab.run(
+        "docker",
+        "run",
+        "--rm",
+        "--entrypoint",
+        "python",
+        image,
+        "-c",
+        "import importlib.util, json, shutil; print(json.dumps("
+        f"[name for name in {absent!r} if importlib.util.find_spec(name)]"
+        f" + [command for command in {(*absent, 'git')!r} if shutil.which(command)]))",
+    )
+    assert json.loads(found.stdout) == []
+    size = image_megabytes(image)
+    base_labels = subprocess.run(
+        ["docker", "image", "inspect", "--format", "{{json .Config.Labels}}", "python:3.11-slim"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    if "org.sandbox.stand-in" in base_labels:
+        own_layers = size - image_megabytes("python:3.11-slim")
+        assert (
+            own_layers + OFFICIAL_PYTHON_SLIM_MB <= SERVICE_IMAGE_BUDGET_MB
+        ), f"{size:.0f} MB here; {own_layers:.0f} MB of it on top of the base image"
+    else:
+        assert size <= SERVICE_IMAGE_BUDGET_MB
+    assert image_megabytes(lab.built_image("mlflow")) <= MLFLOW_IMAGE_BEFORE_MB
+
+
 def test_the_services_never_run_as_root_and_the_lab_as_the_checkouts_owner(lab):
     for service in ("mlflow", "prediction_app"):
         uid = lab.run("docker", "compose", "exec", "-T", service, "id", "-u").stdout.strip()

@@ -17,6 +17,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from sklearn.metrics import confusion_matrix
 
+from mlops_lab.kernel.attribution import Attributions
 from mlops_lab.kernel.listing import CATEGORICAL_FIELDS
 
 VIEW_TITLES = {"full": "every field sent", "required": "only the required fields sent"}
@@ -28,7 +29,7 @@ def _panels(views: int, width: float, height: float) -> tuple[Figure, list[Axes]
     return figure, list(grid[0])
 
 
-def mean_abs_shap(explanation: shap.Explanation, categories: list[str]) -> pd.DataFrame:
+def mean_abs_shap(explanation: Attributions, categories: list[str]) -> pd.DataFrame:
     """Mean |SHAP| of each listing field for each category, fields sorted by their total;
     fields that no explained listing carried are left out."""
     positions = [list(explanation.output_names).index(name) for name in categories]
@@ -71,7 +72,7 @@ def seeded_global_random(seed: int) -> Iterator[None]:
         np.random.set_state(state)
 
 
-def beeswarm_figure(explanation: shap.Explanation, categories: list[str]) -> Figure:
+def beeswarm_figure(explanation: Attributions, categories: list[str]) -> Figure:
     """One SHAP beeswarm per category, one row per listing field: how each field's values
     push that category up or down (categorical fields, which have no order, in grey)."""
     shown = explanation.data.astype(float)

