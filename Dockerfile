@@ -36,7 +36,7 @@ ENV PATH=/opt/venv/bin:$PATH \
 WORKDIR /app
 # What the service reads: which registered model, its categories and its documented example.
 COPY config.yaml /app/config.yaml
-USER lab
+USER 1000:1000
 EXPOSE 8000
 CMD ["mlops-lab", "serve"]
 
