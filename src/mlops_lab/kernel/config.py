@@ -130,6 +130,9 @@ class TrainingConfig(_Section):
     challenger_path: Path
     metrics_path: Path
     candidates_path: Path
+    # Each candidate's fitted model, held-out predictions and scores, under a key of everything
+    # they depend on: a rerun retrains only the candidates whose key changed.
+    candidate_cache_dir: Path
 
     @model_validator(mode="after")
     def _reference_is_a_candidate(self) -> TrainingConfig:

@@ -101,6 +101,17 @@ def alias_version(client: MlflowClient, model_name: str, alias: str) -> str | No
     return None if found is None else str(found)
 
 
+def version_tag(client: MlflowClient, model_name: str, model_version: str, tag: str) -> str | None:
+    """One tag of a registered version, or None (no such model, version or tag)."""
+    try:
+        registered = client.get_model_version(model_name, model_version)
+    except MlflowException as error:
+        if error.error_code == ErrorCode.Name(RESOURCE_DOES_NOT_EXIST):
+            return None
+        raise
+    return registered.tags.get(tag)
+
+
 def load_version(model_name: str, model_version: str) -> Model:
     """One registered version, loaded as a scikit-learn model."""
     return mlflow.sklearn.load_model(version_uri(model_name, model_version))

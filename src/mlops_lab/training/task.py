@@ -3,12 +3,18 @@ and saved locally as the challenger that the promote stage judges."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import time
+from importlib.metadata import version
+from pathlib import Path
 
+import joblib
 import mlflow
 from mlflow.tracking import MlflowClient
 
+import mlops_lab
 from mlops_lab.kernel.config import CandidateConfig, SelectionConfig
 from mlops_lab.kernel.context import StageContext
 from mlops_lab.kernel.evaluation import stratified_folds
@@ -20,6 +26,7 @@ from mlops_lab.kernel.registry import (
     alias_version,
     download_version,
     log_and_register,
+    version_tag,
     version_uri,
 )
 from mlops_lab.kernel.tracking import (
@@ -30,8 +37,10 @@ from mlops_lab.kernel.tracking import (
     stage_run,
 )
 from mlops_lab.training.transform import (
+    CANDIDATE_KEY_TAG,
     CandidateResult,
     Trained,
+    candidate_key,
     candidate_metrics,
     candidate_params,
     candidate_result,
@@ -50,13 +59,66 @@ from mlops_lab.training.transform import (
 
 log = logging.getLogger(__name__)
 
+# What a candidate's results depend on besides its settings and the data: the code that trains
+# and scores it, and the libraries that fit it.
+TRAINING_CODE = ("training", "kernel")
+TRAINING_LIBRARIES = ("scikit-learn", "numpy", "pandas", "scipy")
+
+
+def training_code_digest() -> str:
+    """A hash of the training and kernel sources and of the fitting libraries' versions."""
+    package = Path(mlops_lab.__file__).parent
+    digest = hashlib.sha256()
+    for folder in TRAINING_CODE:
+        for path in sorted((package / folder).glob("*.py")):
+            digest.update(path.relative_to(package).as_posix().encode())
+            digest.update(path.read_bytes())
+    for library in TRAINING_LIBRARIES:
+        digest.update(f"{library}=={version(library)}".encode())
+    return digest.hexdigest()
+
+
+def cached_candidate(
+    cache_dir: Path, name: str, key: str
+) -> tuple[Trained, CandidateResult] | None:
+    """A candidate trained earlier under the same key, or None."""
+    path = cache_dir / name / f"{key}.joblib"
+    return joblib.load(path) if path.is_file() else None
+
+
+def cache_candidate(
+    cache_dir: Path, name: str, key: str, trained: Trained, result: CandidateResult
+) -> None:
+    """Keep a candidate under its key, in place of any it was trained under before."""
+    folder = cache_dir / name
+    with atomic_path(folder / f"{key}.joblib") as temporary:
+        joblib.dump((trained, result), temporary)
+    for earlier in folder.glob("*.joblib"):
+        if earlier.stem != key:
+            earlier.unlink()
+
+
+def registered_challenger(
+    client: MlflowClient, challenger_path: Path, model_dir: Path, model_name: str, key: str
+) -> str | None:
+    """The version registered earlier for this very winner (same key), if it is still in the
+    registry and its files are still here: registering it again would change nothing."""
+    if not (challenger_path.is_file() and (model_dir / "MLmodel").is_file()):
+        return None
+    earlier = json.loads(challenger_path.read_text())
+    if earlier.get("candidate_key") != key or earlier.get("model_name") != model_name:
+        return None
+    if version_tag(client, model_name, earlier["version"], CANDIDATE_KEY_TAG) != key:
+        return None
+    return str(earlier["version"])
+
 
 def log_candidate(
-    candidate: CandidateConfig, result: CandidateResult, selection: SelectionConfig
+    candidate: CandidateConfig, result: CandidateResult, selection: SelectionConfig, reused: bool
 ) -> None:
     """Record one candidate as a child run of the training run."""
     with mlflow.start_run(run_name=candidate.name, nested=True):
-        mlflow.set_tag("mlops_lab.candidate", candidate.name)
+        mlflow.set_tags({"mlops_lab.candidate": candidate.name, "mlops_lab.reused": str(reused)})
         mlflow.log_params(candidate_params(candidate))
         mlflow.log_metrics(
             {
@@ -108,42 +170,103 @@ def run(context: StageContext) -> None:
 
         results: list[CandidateResult] = []
         trained: dict[str, Trained] = {}
+        keys: dict[str, str] = {}
+        code = training_code_digest()
         total = len(training.candidates)
         for position, candidate in enumerate(training.candidates, start=1):
-            how = f"assembled from {', '.join(candidate.members)}" if candidate.members else ""
-            log.info("[%d/%d] %s: %s…", position, total, candidate.name, how or "cross-validating")
-            started = time.perf_counter()
-            trained[candidate.name] = train_candidate(candidate, split, folds, trained)
-            result = candidate_result(
-                candidate.name, trained[candidate.name], split, folds, categories
+            keys[candidate.name] = candidate_key(
+                candidate,
+                [keys[name] for name in candidate.members],
+                prepared_sha,
+                training,
+                categories,
+                code,
             )
-            result.seconds = time.perf_counter() - started
-            log_candidate(candidate, result, selection)
+            cached = cached_candidate(
+                training.candidate_cache_dir, candidate.name, keys[candidate.name]
+            )
+            if cached is not None:
+                trained[candidate.name], result = cached
+                log.info(
+                    "[%d/%d] %s: unchanged since it was trained (key %s), reused",
+                    position,
+                    total,
+                    candidate.name,
+                    keys[candidate.name],
+                )
+            else:
+                how = f"assembled from {', '.join(candidate.members)}" if candidate.members else ""
+                log.info(
+                    "[%d/%d] %s: %s…", position, total, candidate.name, how or "cross-validating"
+                )
+                started = time.perf_counter()
+                trained[candidate.name] = train_candidate(candidate, split, folds, trained)
+                result = candidate_result(
+                    candidate.name, trained[candidate.name], split, folds, categories
+                )
+                result.seconds = time.perf_counter() - started
+                cache_candidate(
+                    training.candidate_cache_dir,
+                    candidate.name,
+                    keys[candidate.name],
+                    trained[candidate.name],
+                    result,
+                )
+            log_candidate(candidate, result, selection, reused=cached is not None)
             results.append(result)
             log.info("[%d/%d] %s", position, total, progress_line(result, selection))
 
         winner = choose_winner(results, selection)
+        winner_key = keys[winner.name]
         model_name = context.tracking.registered_model_name
-        started = time.perf_counter()
-        model_version = log_and_register(
-            trained[winner.name].model,
-            model_name,
-            input_example(split.test_features),
-            input_field_types(),
-        )
         client = MlflowClient()
-        for key, value in version_tags(winner, selection, lineage_tags).items():
-            client.set_model_version_tag(model_name, model_version, key, value)
-        log.info(
-            "registered %s v%s (%s) in %.1f s, no alias yet: the promote stage decides",
-            model_name,
-            model_version,
-            winner.name,
-            time.perf_counter() - started,
+        model_version = registered_challenger(
+            client, training.challenger_path, training.model_dir, model_name, winner_key
         )
-        # The local copy is the registered version itself, so explaining and serving it
-        # without a tracking server runs exactly the bytes the registry holds.
-        download_version(model_name, model_version, training.model_dir)
+        if model_version is not None:
+            # models/challenger and its JSON stay byte for byte as they are, so the stages
+            # after this one, which depend on them only, have nothing to redo.
+            log.info(
+                "the winner %s is unchanged since it was registered as %s v%s: kept",
+                winner.name,
+                model_name,
+                model_version,
+            )
+        else:
+            started = time.perf_counter()
+            model_version = log_and_register(
+                trained[winner.name].model,
+                model_name,
+                input_example(split.test_features),
+                input_field_types(),
+            )
+            tags = version_tags(winner, winner_key, selection, lineage_tags)
+            for key, value in tags.items():
+                client.set_model_version_tag(model_name, model_version, key, value)
+            log.info(
+                "registered %s v%s (%s) in %.1f s, no alias yet: the promote stage decides",
+                model_name,
+                model_version,
+                winner.name,
+                time.perf_counter() - started,
+            )
+            # The local copy is the registered version itself, so explaining and serving it
+            # without a tracking server runs exactly the bytes the registry holds.
+            download_version(model_name, model_version, training.model_dir)
+            write_json_atomically(
+                training.challenger_path,
+                challenger_document(
+                    winner,
+                    winner_key,
+                    selection,
+                    model_name,
+                    model_version,
+                    version_uri(model_name, model_version),
+                    training_run.info.run_id,
+                    # Promotion checks the champion again before it moves the alias.
+                    alias_version(client, model_name, CHAMPION),
+                ),
+            )
 
         write_json_atomically(
             training.metrics_path,
@@ -151,19 +274,6 @@ def run(context: StageContext) -> None:
         )
         with atomic_path(training.candidates_path) as temporary:
             candidates_frame(results, winner.name, selection).to_csv(temporary, index=False)
-        write_json_atomically(
-            training.challenger_path,
-            challenger_document(
-                winner,
-                selection,
-                model_name,
-                model_version,
-                version_uri(model_name, model_version),
-                training_run.info.run_id,
-                # Promotion checks the champion again before it moves the alias.
-                alias_version(client, model_name, CHAMPION),
-            ),
-        )
 
         mlflow.log_metrics(
             {

@@ -3,6 +3,8 @@ members), its scores on both views, the winner, and the tables and metrics that 
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -10,7 +12,7 @@ import numpy as np
 import pandas as pd
 from sklearn.base import clone
 
-from mlops_lab.kernel.config import CandidateConfig, SelectionConfig
+from mlops_lab.kernel.config import CandidateConfig, SelectionConfig, TrainingConfig
 from mlops_lab.kernel.decision import MacroF1Decision
 from mlops_lab.kernel.evaluation import (
     Folds,
@@ -29,6 +31,9 @@ from mlops_lab.kernel.features import resolve_features
 from mlops_lab.kernel.listing import VIEWS
 from mlops_lab.kernel.modelling import Model, assemble_soft_vote, build_model, predict_sequentially
 from mlops_lab.kernel.prepared import Split
+
+# The registered version's tag that names the candidate key it was trained under.
+CANDIDATE_KEY_TAG = "candidate_key"
 
 
 @dataclass(frozen=True)
@@ -72,6 +77,28 @@ def candidate_params(candidate: CandidateConfig) -> dict[str, Any]:
     }
 
 
+def candidate_key(
+    candidate: CandidateConfig,
+    member_keys: list[str],
+    prepared_data_sha256: str,
+    training: TrainingConfig,
+    categories: list[str],
+    code_digest: str,
+) -> str:
+    """One hash of everything a candidate's training depends on: its settings (tuned ones
+    included), its members' keys, the prepared data, the split and folds, and the code."""
+    document = {
+        "candidate": candidate.model_dump(mode="json", exclude={"tuned_params_path"}),
+        "members": member_keys,
+        "data": prepared_data_sha256,
+        "split": [training.test_size, training.split_random_state],
+        "folds": [training.cv_folds, training.cv_random_state],
+        "categories": categories,
+        "code": code_digest,
+    }
+    return hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()[:16]
+
+
 def input_example(test_features: pd.DataFrame) -> pd.DataFrame:
     """Listings logged with the model: five with every field and the same five as callers send
     them, so every load checks the compiled path on both kinds of listing."""
@@ -109,12 +136,13 @@ def progress_line(result: CandidateResult, selection: SelectionConfig) -> str:
 
 
 def version_tags(
-    winner: CandidateResult, selection: SelectionConfig, lineage: dict[str, str]
+    winner: CandidateResult, winner_key: str, selection: SelectionConfig, lineage: dict[str, str]
 ) -> dict[str, str]:
     """The registered version's tags: lineage, candidate, and test scores on both views."""
     return {
         **lineage,
         "candidate": winner.name,
+        CANDIDATE_KEY_TAG: winner_key,
         "test_selection_score": f"{selection_score_on_test(winner, selection):.6f}",
         **{
             f"test_{view}_{name}": f"{value:.6f}"
@@ -126,6 +154,7 @@ def version_tags(
 
 def challenger_document(
     winner: CandidateResult,
+    winner_key: str,
     selection: SelectionConfig,
     model_name: str,
     model_version: str,
@@ -136,6 +165,7 @@ def challenger_document(
     """models/challenger.json: the version this run registered, its test scores, and the
     champion when it was trained."""
     return {
+        "candidate_key": winner_key,
         "model_name": model_name,
         "version": model_version,
         "model_uri": model_uri,

@@ -1,8 +1,15 @@
+from pathlib import Path
+
 import numpy as np
 import pytest
 from small_models import SMALL_BOOSTING, SMALL_FOREST
 
-from mlops_lab.kernel.config import CandidateConfig, SelectionConfig, with_member_params
+from mlops_lab.kernel.config import (
+    CandidateConfig,
+    SelectionConfig,
+    load_config,
+    with_member_params,
+)
 from mlops_lab.kernel.evaluation import stratified_folds
 from mlops_lab.kernel.features import ALL_FEATURES
 from mlops_lab.kernel.modelling import build_model
@@ -10,6 +17,7 @@ from mlops_lab.kernel.prepared import split_like_notebook
 from mlops_lab.training.transform import (
     CandidateResult,
     ViewScores,
+    candidate_key,
     candidate_result,
     candidates_frame,
     choose_winner,
@@ -125,3 +133,38 @@ def test_flat_params_names_a_soft_votes_member_parameters_with_dots():
         "members.forest.params.n_jobs": -1,
     }
     assert flat_params({"max_iter": 5}) == {"max_iter": 5}
+
+
+CONFIG = Path(__file__).resolve().parents[3] / "config.yaml"
+
+
+def keys_of(candidates: list[CandidateConfig], training, data: str = "data") -> dict[str, str]:
+    """Every candidate's key, members first, as training computes them."""
+    keys: dict[str, str] = {}
+    for candidate in candidates:
+        members = [keys[name] for name in candidate.members]
+        keys[candidate.name] = candidate_key(
+            candidate, members, data, training, ["low", "mid", "high", "lux"], "code"
+        )
+    return keys
+
+
+def test_a_candidates_key_changes_with_it_and_with_its_members_only():
+    training = load_config(CONFIG, tuned_params=False).training
+    before = keys_of(training.candidates, training)
+    assert keys_of(training.candidates, training) == before
+    changed = [
+        (
+            candidate.model_copy(update={"params": {**candidate.params, "learning_rate": 0.05}})
+            if candidate.name == "tuned_gradient_boosting"
+            else candidate
+        )
+        for candidate in training.candidates
+    ]
+    after = keys_of(changed, training)
+    moved = {name for name in before if before[name] != after[name]}
+    # The candidate, the blend it is a member of, and the router over that blend.
+    assert moved == {"tuned_gradient_boosting", "tuned_blend", "routed_blend"}
+    assert set(keys_of(training.candidates, training, data="other data").values()).isdisjoint(
+        before.values()
+    )
