@@ -87,7 +87,7 @@ def run(context: StageContext) -> None:
                 random_state=settings.random_state,
             )
         )
-        compiled = compile_model(model)
+        compiled = compile_model(model, parallel=True)
         classes = list(compiled.classes)
 
         def answer(masked: dict[str, np.ndarray]) -> np.ndarray:

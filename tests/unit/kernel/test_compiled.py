@@ -162,6 +162,25 @@ def test_a_soft_vote_of_boosting_and_forest_matches(split):
         assert np.array_equal(compiled.predict_proba(records(chunk)), vote.predict_proba(chunk))
 
 
+def test_the_parallel_walk_matches_bit_for_bit_on_large_batches(split):
+    train, test = split
+    members = {
+        "boosting": {"estimator": "hist_gradient_boosting", "params": {"max_iter": 20}},
+        "forest": {"estimator": "random_forest", "params": {"n_estimators": 10, "n_jobs": 1}},
+    }
+    vote = build_model("soft_vote", ALL_FEATURES, {"members": members}, "macro_f1").fit(
+        train, train["price_category"]
+    )
+    # More rows than one block, and a last block that is not full.
+    listings = pd.concat([test, test, test.head(37)])
+    parallel = compile_model(vote, parallel=True)
+    serial = compile_model(vote)
+    assert np.array_equal(parallel.predict_proba(records(listings)), vote.predict_proba(listings))
+    assert np.array_equal(
+        parallel.predict_proba(records(listings)), serial.predict_proba(records(listings))
+    )
+
+
 def test_a_classifier_the_compiler_does_not_know_is_called_on_the_encoded_features(split):
     train, test = split
     model = build_model("random_forest", NOTEBOOK_FEATURES, {})
