@@ -85,37 +85,11 @@ ROWS_PER_BLOCK = 256
 # work that owns the process (explaining a test sample): the service's threads would contend
 # for numba's thread pool, so it compiles its models serial.
 @numba.njit(nogil=True, cache=True, parallel=True)
-def _add_leaf_values_in_parallel(
-    encoded: np.ndarray,
-    roots: np.ndarray,
-    feature: np.ndarray,
-    threshold: np.ndarray,
-    missing_go_left: np.ndarray,
-    left: np.ndarray,
-    right: np.ndarray,
-    is_leaf: np.ndarray,
-    value: np.ndarray,
-    column_of_tree: np.ndarray,
-    sums: np.ndarray,
-) -> None:
+def _add_leaf_values_in_parallel(encoded: np.ndarray, arrays: tuple) -> None:
     rows = encoded.shape[0]
     for block in numba.prange((rows + ROWS_PER_BLOCK - 1) // ROWS_PER_BLOCK):
         first_row = block * ROWS_PER_BLOCK
-        _add_leaf_values(
-            encoded,
-            first_row,
-            min(first_row + ROWS_PER_BLOCK, rows),
-            roots,
-            feature,
-            threshold,
-            missing_go_left,
-            left,
-            right,
-            is_leaf,
-            value,
-            column_of_tree,
-            sums,
-        )
+        _add_leaf_values(encoded, first_row, min(first_row + ROWS_PER_BLOCK, rows), *arrays)
 
 
 class UnsupportedModel(ValueError):
@@ -167,7 +141,7 @@ class NodeTable:
     ) -> None:
         """Add to `sums[listing, column_of_tree[tree] + j]` the `value[leaf, j]` of the leaf each
         listing reaches in each tree, trees in order."""
-        arguments = (
+        arrays = (
             self.roots,
             self.feature,
             self.threshold,
@@ -181,9 +155,9 @@ class NodeTable:
         )
         encoded = np.ascontiguousarray(encoded, dtype=np.float64)
         if self.parallel and len(encoded) > ROWS_PER_BLOCK:
-            _add_leaf_values_in_parallel(encoded, *arguments)
+            _add_leaf_values_in_parallel(encoded, arrays)
         else:
-            _add_leaf_values(encoded, 0, len(encoded), *arguments)
+            _add_leaf_values(encoded, 0, len(encoded), *arrays)
 
 
 @dataclass(frozen=True)

@@ -146,15 +146,21 @@ def test_a_model_on_numbers_only_matches(split):
     )
 
 
-def test_a_soft_vote_of_boosting_and_forest_matches(split):
-    train, test = split
+@pytest.fixture(scope="module")
+def vote(split):
+    """A soft vote of a small gradient boosting and a small forest, with a decision step."""
+    train, _ = split
     members = {
         "boosting": {"estimator": "hist_gradient_boosting", "params": {"max_iter": 20}},
         "forest": {"estimator": "random_forest", "params": {"n_estimators": 10, "n_jobs": 1}},
     }
-    vote = build_model("soft_vote", ALL_FEATURES, {"members": members}, "macro_f1").fit(
+    return build_model("soft_vote", ALL_FEATURES, {"members": members}, "macro_f1").fit(
         train, train["price_category"]
     )
+
+
+def test_a_soft_vote_of_boosting_and_forest_matches(split, vote):
+    _, test = split
     compiled = compile_model(vote)
     assert isinstance(compiled.classifier, SoftVote)
     assert [type(member) for member in compiled.classifier.members] == [BoostedTrees, ForestTrees]
@@ -162,15 +168,8 @@ def test_a_soft_vote_of_boosting_and_forest_matches(split):
         assert np.array_equal(compiled.predict_proba(records(chunk)), vote.predict_proba(chunk))
 
 
-def test_the_parallel_walk_matches_bit_for_bit_on_large_batches(split):
-    train, test = split
-    members = {
-        "boosting": {"estimator": "hist_gradient_boosting", "params": {"max_iter": 20}},
-        "forest": {"estimator": "random_forest", "params": {"n_estimators": 10, "n_jobs": 1}},
-    }
-    vote = build_model("soft_vote", ALL_FEATURES, {"members": members}, "macro_f1").fit(
-        train, train["price_category"]
-    )
+def test_the_parallel_walk_matches_bit_for_bit_on_large_batches(split, vote):
+    _, test = split
     # More rows than one block, and a last block that is not full.
     listings = pd.concat([test, test, test.head(37)])
     parallel = compile_model(vote, parallel=True)
