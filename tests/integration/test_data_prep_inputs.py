@@ -4,6 +4,7 @@ before any model is trained, cleanly; a stage stopped mid-run leaves no run RUNN
 import gzip
 import hashlib
 import json
+import shutil
 import signal
 import subprocess
 import time
@@ -179,12 +180,18 @@ def test_running_twice_with_the_same_inputs_gives_identical_metrics(small_projec
     assert first.returncode == 0, first.stderr
     before = {name: (small_project.path / name).read_bytes() for name in files}
     assert small_project.run(["mlops-lab", "data-prep"]).returncode == 0
+    # From scratch: without the candidates' cache every candidate is fitted again.
+    shutil.rmtree(small_project.path / "models" / "candidates")
     second = small_project.run(["mlops-lab", "training"])
     assert second.returncode == 0, second.stderr
     after = {name: (small_project.path / name).read_bytes() for name in files}
     assert after == before
-    # Training registers each run's model; only the promote stage moves an alias.
-    assert "registered as airbnb-price-category v2" in second.stdout
+    assert "reused" not in second.stderr
+    # The same winner, trained under the same key, is not registered a second time.
+    assert "is unchanged since it was registered as airbnb-price-category v1: kept" in (
+        second.stderr
+    )
+    assert "registered as airbnb-price-category v1" in second.stdout
 
 
 def last_candidate_typo(config: dict) -> None:
