@@ -192,15 +192,16 @@ class ForestTrees:
     nodes: NodeTable
     # Each node's class fractions, shape (nodes, classes).
     value: np.ndarray
+    # Where each tree's fractions are added: every tree from the first class's column on.
+    column_of_tree: np.ndarray
 
     def predict_proba(self, encoded: np.ndarray) -> np.ndarray:
         """Class probabilities, columns in the classifier's class order."""
         # A forest compares float32 copies of the features with its thresholds.
         as_float32 = encoded.astype(np.float32).astype(np.float64)
         sums = np.zeros((len(encoded), self.value.shape[1]))
-        every_tree_from_column_0 = np.zeros(len(self.nodes.roots), dtype=np.intp)
         # Added tree by tree in order, as a one-thread forest does, then divided once.
-        self.nodes.add_leaf_values(as_float32, self.value, every_tree_from_column_0, sums)
+        self.nodes.add_leaf_values(as_float32, self.value, self.column_of_tree, sums)
         return sums / len(self.nodes.roots)
 
 
@@ -375,6 +376,7 @@ def compile_forest(classifier: RandomForestClassifier, parallel: bool) -> Forest
             parallel=parallel,
         ),
         value=np.concatenate([tree.value[:, 0, :] for tree in trees]).astype(np.float64),
+        column_of_tree=np.zeros(len(trees), dtype=np.intp),
     )
 
 
