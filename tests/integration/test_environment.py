@@ -10,19 +10,15 @@ import sys
 from pathlib import Path
 
 import pytest
+from locks import normalized, pinned
 from projects import PROJECT_ROOT
 
 pytestmark = pytest.mark.integration
 
 
-def normalized(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()
-
-
 def locked(lock: Path) -> set[str]:
     """name==version for every package a lock pins."""
-    found = re.findall(r"^([A-Za-z0-9_.\-]+)==([^\s;]+)", lock.read_text(), flags=re.MULTILINE)
-    return {f"{normalized(name)}=={version}" for name, version in found}
+    return {f"{name}=={version}" for name, version in pinned(lock).items()}
 
 
 def installed(checkout: Path, python: Path) -> set[str]:

@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 import pytest
+from locks import pinned
 
 REQUIREMENTS = Path(__file__).resolve().parents[2] / "requirements"
 ROLES = ("serve", "runtime", "tracking-server")
@@ -15,10 +16,8 @@ PIPELINE_TOOLS = {"dvc", "optuna", "shap", "matplotlib", "pyarrow", "mlflow", "c
 
 
 def pins(lock: str) -> dict[str, str]:
-    """Package → version, from a lock that `uv pip compile` wrote."""
-    text = (REQUIREMENTS / f"{lock}.lock").read_text()
-    found = re.findall(r"^([A-Za-z0-9_.\-]+)==([^\s;]+)", text, flags=re.MULTILINE)
-    return {re.sub(r"[-_.]+", "-", name).lower(): version for name, version in found}
+    """Package → version, from one of requirements/'s locks."""
+    return pinned(REQUIREMENTS / f"{lock}.lock")
 
 
 @pytest.mark.parametrize("role", ROLES)
