@@ -80,6 +80,9 @@ def test_two_workers_spend_one_budget_without_duplicates(tuning_lab, mlflow_serv
     tuned = yaml.safe_load((lab.path / "params" / "tuned_gradient_boosting.yaml").read_text())
     best = optuna.load_study(study_name=STUDY, storage=environment["OPTUNA_STORAGE"]).best_trial
     assert tuned["params"] == best.params
+    # Each worker waited for the other's last trial, so both logged the study's final best.
+    finals = {stderr.strip().splitlines()[-1].split(" best ", 1)[1] for _, stderr in logs}
+    assert len(finals) == 1, finals
     experiment = MlflowClient(mlflow_server["uri"]).get_experiment_by_name("airbnb-price-category")
     trial_runs = MlflowClient(mlflow_server["uri"]).search_runs(
         [experiment.experiment_id], filter_string="tags.`mlops_lab.study` = '" + STUDY + "'"

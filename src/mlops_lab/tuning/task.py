@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import time
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -130,6 +131,23 @@ def report_progress(budget: int):
     return callback
 
 
+def wait_for_other_workers(study: optuna.Study, poll_seconds: float) -> None:
+    """Return once no trial of the study is running, so that every worker writes the same best
+    parameters: the last one to write may be the first to have stopped. A dead worker's trial
+    stops counting once its heartbeat is stale."""
+    while True:
+        optuna.storages.fail_stale_trials(study)
+        running = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+        if not running:
+            return
+        log.info(
+            "waiting for %d running trial(s) of other workers (%s) before writing the best",
+            len(running),
+            ", ".join(str(trial.number) for trial in running),
+        )
+        time.sleep(poll_seconds)
+
+
 def log_study_plots(study: optuna.Study) -> None:
     """The study's history and, once there are enough trials, its parameter importances."""
     matplotlib.use("Agg")
@@ -197,6 +215,7 @@ def run(context: StageContext, candidate_name: str | None) -> None:
                 ],
                 gc_after_trial=True,
             )
+        wait_for_other_workers(study, poll_seconds=settings.heartbeat_seconds)
         document = tuned_params_document(study, training.selection.metric, settings.cv_folds)
         mlflow.log_dict(document, "tuning/tuned_params.yaml")
         log_study_plots(study)
