@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 import requests
+import yaml
 from mlflow import MlflowClient
-from projects import challenge_payload
+from projects import challenge_payload, small_run
 
 pytestmark = pytest.mark.compose
 
@@ -289,10 +290,12 @@ def test_stopping_the_service_answers_the_request_it_is_reading(lab):
 
 
 def test_killing_mlflow_mid_repro_fails_clearly_and_a_rerun_succeeds(lab):
-    # On a 3,000-listing sample: what is tested is the failure and the recovery, and full-size
-    # training (already run above) would only add minutes to both runs.
-    config = lab.path / "config.yaml"
-    config.write_text(config.read_text().replace("sample_rows: null", "sample_rows: 3000", 1))
+    # Small models on a 3,000-listing sample: what is tested is the failure and the
+    # recovery, and full-size training (already run above) would only add minutes to both runs.
+    config_path = lab.path / "config.yaml"
+    config = yaml.safe_load(config_path.read_text())
+    small_run(config)
+    config_path.write_text(yaml.safe_dump(config, sort_keys=False))
     before = {run.info.run_id for run in pipeline_runs()}
     repro = lab.popen(
         "docker", "compose", "exec", "-T", "ds_environment", "dvc", "repro", "--force", "training"

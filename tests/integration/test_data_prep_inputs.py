@@ -8,11 +8,13 @@ import shutil
 import signal
 import subprocess
 import time
+from collections.abc import Iterator
 
 import numpy as np
 import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
+from projects import LabProject, small_run
 
 pytestmark = pytest.mark.integration
 
@@ -43,6 +45,28 @@ def digests(project) -> dict[str, str]:
     return {
         name: hashlib.sha256((project.path / name).read_bytes()).hexdigest() for name in OUTPUTS
     }
+
+
+@pytest.fixture(scope="module")
+def prepared_project(tmp_path_factory: pytest.TempPathFactory) -> LabProject:
+    """A small lab whose data_prep ran once: each bad input below is tried on it in turn."""
+    project = LabProject(tmp_path_factory.mktemp("prepared") / "lab")
+    project.edit_config(small_run)
+    project.commit("small run")
+    result = project.run(["dvc", "repro", "data_prep"])
+    assert result.returncode == 0, result.stderr
+    return project
+
+
+@pytest.fixture()
+def prepared(prepared_project: LabProject) -> Iterator[LabProject]:
+    """The prepared lab, its config and raw files put back as they were after the test."""
+    config = (prepared_project.path / "config.yaml").read_text()
+    raw_files = set((prepared_project.path / "data/raw").iterdir())
+    yield prepared_project
+    (prepared_project.path / "config.yaml").write_text(config)
+    for path in set((prepared_project.path / "data/raw").iterdir()) - raw_files:
+        path.unlink()
 
 
 def use_raw_file(project, name: str) -> None:
@@ -121,14 +145,11 @@ def test_a_full_inside_airbnb_scrape_needs_only_its_path_in_config(small_project
         ("nowhere.csv", "absent", "No such file or directory"),
     ],
 )
-def test_a_bad_raw_file_stops_dvc_repro_and_keeps_earlier_outputs(
-    small_project, name, content, message
-):
-    assert small_project.run(["dvc", "repro", "data_prep"]).returncode == 0
-    before = digests(small_project)
+def test_a_bad_raw_file_stops_dvc_repro_and_keeps_earlier_outputs(prepared, name, content, message):
+    before = digests(prepared)
 
-    path = small_project.path / "data/raw" / name
-    shipped = pd.read_csv(small_project.path / "data/raw/listings.csv.gz", dtype=str).head(500)
+    path = prepared.path / "data/raw" / name
+    shipped = pd.read_csv(prepared.path / "data/raw/listings.csv.gz", dtype=str).head(500)
     if content is None:
         shipped.drop(columns=["price"]).head(50).to_csv(path, index=False)
     elif content == "header only":
@@ -141,15 +162,15 @@ def test_a_bad_raw_file_stops_dvc_repro_and_keeps_earlier_outputs(
         )
     elif content != "absent":
         path.write_bytes(content)
-    use_raw_file(small_project, name)
-    result = small_project.run(["dvc", "repro", "data_prep"])
+    use_raw_file(prepared, name)
+    result = prepared.run(["dvc", "repro", "data_prep"])
 
     assert result.returncode != 0
     assert message in result.stderr
     assert f"data/raw/{name}" in result.stderr
     assert "Traceback" not in result.stderr
-    assert digests(small_project) == before
-    leftovers = [p.name for p in (small_project.path / "data/prepared").iterdir()]
+    assert digests(prepared) == before
+    leftovers = [p.name for p in (prepared.path / "data/prepared").iterdir()]
     assert leftovers == ["listings.parquet"] or sorted(leftovers) == [
         ".gitignore",
         "listings.parquet",
@@ -211,19 +232,16 @@ def repeated_edge(config: dict) -> None:
         (repeated_edge, "price_bin_edges must be strictly increasing"),
     ],
 )
-def test_a_bad_setting_stops_the_pipeline_before_any_model_is_trained(
-    small_project, change, message
-):
-    assert small_project.run(["dvc", "repro", "data_prep"]).returncode == 0
-    before = digests(small_project)
-    small_project.edit_config(change)
-    result = small_project.run(["dvc", "repro"])
+def test_a_bad_setting_stops_the_pipeline_before_any_model_is_trained(prepared, change, message):
+    before = digests(prepared)
+    prepared.edit_config(change)
+    result = prepared.run(["dvc", "repro"])
     assert result.returncode != 0
     error_lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(error_lines) == 1 and message in error_lines[0], result.stderr
     assert "Traceback" not in result.stderr
     assert "cross-validating" not in result.stdout + result.stderr
-    assert digests(small_project) == before
+    assert digests(prepared) == before
 
 
 def test_a_stage_stopped_mid_run_leaves_its_runs_failed_not_running(small_project):
