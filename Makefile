@@ -35,17 +35,8 @@ $(VENV)/.installed: $(UV) requirements/dev.lock pyproject.toml
 	touch $@
 
 ## test: formatting, lint, then every test tier (integration starts its own PostgreSQL and MLflow)
-# The compose tier runs beside the others: it waits on image builds, health checks and its
-# containers while the other tiers leave a core idle, and the whole run takes minutes less.
-# Its report is printed after theirs; either tier failing fails the target.
 test: setup lint
-	@compose_report=$$(mktemp); \
-	echo "compose tier: started beside the others, its report follows theirs"; \
-	$(BIN)/pytest tests/compose --durations=10 > "$$compose_report" 2>&1 & compose=$$!; \
-	status=0; $(BIN)/pytest tests/unit tests/model tests/integration --durations=15 || status=$$?; \
-	wait $$compose || status=$$?; \
-	echo "===== compose tier ====="; cat "$$compose_report"; rm -f "$$compose_report"; \
-	exit $$status
+	$(BIN)/pytest --durations=15
 
 DOCKERFILES := Dockerfile mlflow_docker/Dockerfile postgres_docker/Dockerfile
 
