@@ -31,9 +31,9 @@ def user_errors() -> tuple[type[Exception], ...]:
     """Failures a user can act on: reported as one line and exit status 1, not as a traceback."""
     from mlflow.exceptions import MlflowException
 
-    from mlops_lab.data_prep.task import RawDataError
-    from mlops_lab.data_prep.transform import DataQualityError, SchemaError
+    from mlops_lab.data_prep.transform import DataQualityError
     from mlops_lab.kernel.config import ConfigError
+    from mlops_lab.kernel.inside_airbnb import RawDataError, SchemaError
     from mlops_lab.kernel.prepared import PreparedTableMissing
     from mlops_lab.kernel.tracking import TrackingUnavailable
     from mlops_lab.promotion.task import PromotionError
@@ -62,9 +62,9 @@ def _client_settings() -> None:
 
 def build_context(config_path: Path, tuned_params: bool = True) -> StageContext:
     """Read config.yaml once and work out where this run is tracked and how it is tagged."""
-    from mlops_lab.data_prep.task import require_raw_file
     from mlops_lab.kernel.config import load_config
     from mlops_lab.kernel.context import StageContext
+    from mlops_lab.kernel.inside_airbnb import require_raw_file
     from mlops_lab.kernel.tracking import (
         Lineage,
         git_state,

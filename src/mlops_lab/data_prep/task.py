@@ -2,21 +2,13 @@
 
 from __future__ import annotations
 
-import gzip
 import logging
-import zlib
-from gzip import BadGzipFile
-from pathlib import Path
 
 import mlflow
 import pandas as pd
 
 from mlops_lab.data_prep.transform import (
-    BATHROOM_COLUMNS,
-    REQUIRED_COLUMNS,
     DataQualityError,
-    SchemaError,
-    check_columns,
     check_quality,
     check_unique_ids,
     prepare_listings,
@@ -25,51 +17,10 @@ from mlops_lab.data_prep.transform import (
 )
 from mlops_lab.kernel.context import StageContext
 from mlops_lab.kernel.files import atomic_path, write_json_atomically
+from mlops_lab.kernel.inside_airbnb import read_raw_listings
 from mlops_lab.kernel.tracking import PREPARED_DATA_TAG, sha256_file, stage_run
 
 log = logging.getLogger(__name__)
-
-
-class RawDataError(ValueError):
-    """The raw listings file is missing, empty or not a CSV."""
-
-
-def _looks_binary(path: Path) -> bool:
-    """Whether the file's first 8 KiB (decompressed if .gz) hold a NUL byte, as no CSV does."""
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as stream:
-        return b"\x00" in stream.read(8192)
-
-
-def require_raw_file(path: Path) -> None:
-    """Raise RawDataError naming the raw data file when it is not there."""
-    if not path.is_file():
-        raise RawDataError(f"raw data file {path} does not exist")
-
-
-def read_raw_listings(path: Path) -> pd.DataFrame:
-    """The raw columns the pipeline needs, as text, from a listings CSV (optionally gzipped)."""
-    require_raw_file(path)
-    try:
-        if _looks_binary(path):
-            raise RawDataError(f"raw data file {path} is not a readable CSV: it holds binary data")
-        header = pd.read_csv(path, nrows=0)
-        try:
-            check_columns(list(header.columns))
-        except SchemaError as error:
-            raise SchemaError(f"raw data file {path}: {error}") from error
-        columns = [*REQUIRED_COLUMNS, *(c for c in BATHROOM_COLUMNS if c in header.columns)]
-        return pd.read_csv(path, usecols=columns, dtype=str, keep_default_na=False, na_values=[""])
-    except pd.errors.EmptyDataError as error:
-        raise RawDataError(f"raw data file {path} is empty") from error
-    except (
-        pd.errors.ParserError,
-        UnicodeDecodeError,
-        BadGzipFile,
-        EOFError,
-        zlib.error,
-    ) as error:
-        raise RawDataError(f"raw data file {path} is not a readable CSV: {error}") from error
 
 
 def run(context: StageContext) -> None:

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import csv
-import json
 import math
-import re
 
 import numpy as np
 import pandas as pd
 
+from mlops_lab.kernel.inside_airbnb import parse_listings
 from mlops_lab.kernel.listing import (
-    AMENITY_PATTERNS,
     BOROUGHS,
     NYC_LATITUDE_RANGE,
     NYC_LONGITUDE_RANGE,
@@ -19,143 +16,14 @@ from mlops_lab.kernel.listing import (
 )
 
 
-class SchemaError(ValueError):
-    """The raw file lacks a column the pipeline needs."""
-
-
 class DataQualityError(ValueError):
     """The raw listings can be read, but are not fit to train on."""
-
-
-# The raw columns the pipeline reads, named as in every Inside Airbnb listings.csv.
-REQUIRED_COLUMNS = (
-    "id",
-    "neighbourhood_group_cleansed",
-    "property_type",
-    "room_type",
-    "latitude",
-    "longitude",
-    "accommodates",
-    "bedrooms",
-    "beds",
-    "amenities",
-    "price",
-)
-# Recent scrapes leave `bathrooms` empty and fill `bathrooms_text`; older ones have `bathrooms`.
-BATHROOM_COLUMNS = ("bathrooms_text", "bathrooms")
-
-_NUMBER = re.compile(r"\d+(?:\.\d+)?")
-_HALF_BATH = re.compile(r"\bhalf[- ]bath", re.IGNORECASE)
-_AMENITY_REGEXES = {flag: re.compile(p, re.IGNORECASE) for flag, p in AMENITY_PATTERNS.items()}
-
-
-def check_columns(columns: list[str]) -> None:
-    """Raise SchemaError naming every required raw column that is absent."""
-    missing = [name for name in REQUIRED_COLUMNS if name not in columns]
-    if not any(name in columns for name in BATHROOM_COLUMNS):
-        missing.append(" or ".join(BATHROOM_COLUMNS))
-    if missing:
-        raise SchemaError(
-            f"missing column{'s' if len(missing) > 1 else ''}: {', '.join(missing)} "
-            f"(found {len(columns)} columns: {', '.join(map(str, columns[:20]))}"
-            f"{', …' if len(columns) > 20 else ''})"
-        )
-
-
-def parse_price(text: object) -> float:
-    """A price like '$1,250.00' as 1250.0; missing or unreadable as NaN."""
-    if not isinstance(text, str):
-        return math.nan
-    cleaned = text.strip().replace("$", "").replace(",", "")
-    try:
-        return float(cleaned)
-    except ValueError:
-        return math.nan
-
-
-def parse_bathrooms(text: object) -> float:
-    """The bathroom count in texts like '1.5 baths', 'Half-bath', '2 shared baths'; else NaN."""
-    if not isinstance(text, str) or not text.strip():
-        return math.nan
-    number = _NUMBER.search(text)
-    if number:
-        return float(number.group())
-    if _HALF_BATH.search(text):
-        return 0.5
-    return math.nan
-
-
-def is_shared_bathroom(text: object) -> float:
-    """1.0 when the bathroom text says it is shared, 0.0 when not, NaN when there is no text."""
-    if not isinstance(text, str) or not text.strip():
-        return math.nan
-    return 1.0 if "shared" in text.lower() else 0.0
-
-
-def parse_amenities(text: object) -> list[str]:
-    """The amenity names in '["TV", "Wifi"]' (current scrapes) or '{TV,"Air conditioning"}'."""
-    if not isinstance(text, str) or not text.strip():
-        return []
-    text = text.strip()
-    if text.startswith("["):
-        try:
-            parsed = json.loads(text)
-        except json.JSONDecodeError:
-            parsed = None
-        if isinstance(parsed, list):
-            return [str(item).strip() for item in parsed if str(item).strip()]
-    inner = text.strip("{}[]")
-    return [item.strip() for item in next(csv.reader([inner])) if item.strip()]
-
-
-def amenity_flags(amenities: list[str]) -> dict[str, int]:
-    """1 for every amenity flag the model knows that the list mentions, else 0."""
-    return {
-        flag: int(any(regex.search(amenity) for amenity in amenities))
-        for flag, regex in _AMENITY_REGEXES.items()
-    }
 
 
 def price_category(prices: pd.Series, edges: list[float], categories: list[str]) -> pd.Series:
     """Each price's category in right-closed bins (edge, next edge]; missing at/below edges[0]."""
     bins = [*edges, math.inf]
     return pd.cut(prices, bins=bins, labels=categories, right=True).astype(object)
-
-
-def bathrooms_column(raw: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
-    """Bathroom count and shared flag, from bathrooms_text where present, else `bathrooms`."""
-    text = raw["bathrooms_text"] if "bathrooms_text" in raw else pd.Series(np.nan, index=raw.index)
-    count = text.map(parse_bathrooms).astype(float)
-    if "bathrooms" in raw:
-        count = count.fillna(pd.to_numeric(raw["bathrooms"], errors="coerce"))
-    return count, text.map(is_shared_bathroom).astype(float)
-
-
-def parse_listings(raw: pd.DataFrame) -> pd.DataFrame:
-    """Typed model input fields and price, one row per raw row, nothing dropped yet."""
-    amenities = raw["amenities"].map(parse_amenities)
-    flags = pd.DataFrame(list(amenities.map(amenity_flags)), index=raw.index)
-    bathrooms, shared_bathroom = bathrooms_column(raw)
-    parsed = pd.DataFrame(
-        {
-            "id": pd.to_numeric(raw["id"], errors="coerce"),
-            "borough": raw["neighbourhood_group_cleansed"].astype(object),
-            "room_type": raw["room_type"].astype(object),
-            "property_type": raw["property_type"].astype(object),
-            "accommodates": pd.to_numeric(raw["accommodates"], errors="coerce"),
-            "bathrooms": bathrooms,
-            "shared_bathroom": shared_bathroom,
-            "bedrooms": pd.to_numeric(raw["bedrooms"], errors="coerce"),
-            "beds": pd.to_numeric(raw["beds"], errors="coerce"),
-            "latitude": pd.to_numeric(raw["latitude"], errors="coerce"),
-            "longitude": pd.to_numeric(raw["longitude"], errors="coerce"),
-        },
-        index=raw.index,
-    )
-    parsed = parsed.join(flags.astype(float))
-    parsed["amenity_count"] = amenities.map(len).astype(float)
-    parsed["price"] = raw["price"].map(parse_price).astype(float)
-    return parsed
 
 
 def drop_reasons(parsed: pd.DataFrame, categories: pd.Series) -> pd.Series:
