@@ -37,6 +37,7 @@ def user_errors() -> tuple[type[Exception], ...]:
     from mlops_lab.kernel.prepared import PreparedTableMissing
     from mlops_lab.kernel.tracking import TrackingUnavailable
     from mlops_lab.promotion.task import PromotionError
+    from mlops_lab.scoring.transform import ScoringInputError
 
     return (
         ConfigError,
@@ -46,6 +47,7 @@ def user_errors() -> tuple[type[Exception], ...]:
         PreparedTableMissing,
         SchemaError,
         PromotionError,
+        ScoringInputError,
         TrackingUnavailable,
         MlflowException,
     )
@@ -276,6 +278,47 @@ def ablate(config_path: Path) -> None:
     from mlops_lab.ablation import task
 
     _run_stage(config_path, task.run)
+
+
+# `score`'s exit status when some rows were not scored: the scores of the others are written.
+SOME_ROWS_NOT_SCORED = 3
+
+
+@main.command("score")
+@config_option
+@click.argument("input_path", metavar="INPUT", type=click.Path(path_type=Path, dir_okay=False))
+@click.argument("output_path", metavar="OUTPUT", type=click.Path(path_type=Path, dir_okay=False))
+@click.option(
+    "--model-uri",
+    default=None,
+    help="The model to score with; by default what `make serve` serves (MODEL_URI, else the "
+    "champion).",
+)
+def score(config_path: Path, input_path: Path, output_path: Path, model_uri: str | None) -> None:
+    """Score a file of listings (an Inside Airbnb listings.csv, or the API's fields as CSV or
+    Parquet) with the champion, as the service would. OUTPUT gets each listing's category,
+    probabilities and model version; rows that cannot be scored go to OUTPUT's
+    .rejected.csv with their line and why, and the exit status is then 3."""
+    from mlflow.exceptions import MlflowException
+
+    from mlops_lab.kernel.config import load_config
+    from mlops_lab.scoring import task
+
+    _client_settings()
+    try:
+        rejected = task.run(
+            load_config(config_path, tuned_params=False),
+            os.environ,
+            input_path,
+            output_path,
+            model_uri,
+        )
+    except MlflowException as error:
+        _fail(_lost_server(error) or _refused(error) or str(error))
+    except user_errors() as error:
+        _fail(str(error))
+    if rejected:
+        sys.exit(SOME_ROWS_NOT_SCORED)
 
 
 @main.command("ui")

@@ -1,7 +1,7 @@
 """The package's layers, read from its own imports: stages stand on the kernel and never on each
 other (kedro's rule: pipelines never import each other's nodes), the kernel stands on nothing
-above it, and only the smoke stage, which loads the model as the service does, uses the
-service."""
+above it, and only the smoke stage and batch scoring, which load the model and answer as the
+service does, use the service."""
 
 import ast
 from pathlib import Path
@@ -16,8 +16,8 @@ STAGES = {path.name for path in PACKAGE.iterdir() if path.is_dir() and (path / "
 ENTRY_POINTS = {"cli.py", "__init__.py"}
 # Where models saved by earlier versions say their classes are: names for kernel classes.
 EARLIER_NAMES = {"features.py", "blend.py", "decision.py"}
-# Stages that may use the service besides the kernel.
-SERVICE_USERS = {"prediction_app"}
+# Stages that may use the service besides the kernel: both answer exactly as it does.
+SERVICE_USERS = {"prediction_app", "scoring"}
 
 
 def layer_of(module: str) -> str:

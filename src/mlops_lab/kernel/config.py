@@ -289,6 +289,11 @@ class PredictionAppConfig(_Section):
         return [self.challenge_payload, *self.examples]
 
 
+class ScoringConfig(_Section):
+    # Listings validated and scored at a time by `mlops-lab score`: its progress moves per chunk.
+    chunk_size: int = Field(gt=0)
+
+
 class LabConfig(_Section):
     tracking: TrackingConfig
     data: DataConfig
@@ -299,6 +304,7 @@ class LabConfig(_Section):
     explainability: ExplainabilityConfig
     prediction_app: PredictionAppConfig
     promotion: PromotionConfig
+    scoring: ScoringConfig
 
 
 def with_tuned_params(candidate: CandidateConfig) -> CandidateConfig:

@@ -105,10 +105,12 @@ class ServedModel:
         return predictions
 
 
-def choose_predictor(model: Model, example: pd.DataFrame) -> CompiledModel | PipelinePredictor:
+def choose_predictor(
+    model: Model, example: pd.DataFrame, parallel: bool = False
+) -> CompiledModel | PipelinePredictor:
     """The compiled model if it gives the model's exact answers, else the model itself."""
     try:
-        compiled = compile_model(model)
+        compiled = compile_model(model, parallel)
     except UnsupportedModel as reason:
         log.warning("serving through the scikit-learn model (slower): %s", reason)
         return PipelinePredictor(model)
@@ -171,10 +173,15 @@ def fetch(uri: str, cache_dir: Path | None, fall_back: bool) -> tuple[Path, str,
 
 
 def load_served_model(
-    uri: str, categories: list[str], cache_dir: Path | None = None, fall_back: bool = True
+    uri: str,
+    categories: list[str],
+    cache_dir: Path | None = None,
+    fall_back: bool = True,
+    parallel: bool = False,
 ) -> ServedModel:
     """Load the model once, as the service does: a registry URI (its last copy in `cache_dir`
-    when the registry cannot be reached) or a local model directory."""
+    when the registry cannot be reached) or a local model directory. With `parallel`, large
+    batches use every core (batch scoring; never in the service's threads)."""
     stale = ""
     if uri.startswith("models:/"):
         local, name, version, stale = fetch(uri, cache_dir, fall_back)
@@ -186,7 +193,7 @@ def load_served_model(
     unknown = sorted(set(model.classes_) - set(categories))
     if unknown:
         raise ValueError(f"model {uri} predicts categories {unknown} not in {categories}")
-    predictor = choose_predictor(model, example)
+    predictor = choose_predictor(model, example, parallel)
     served = ServedModel(
         model, predictor, uri, name, version, categories, complete_listings(example), stale
     )
