@@ -10,6 +10,7 @@ import json
 import math
 import re
 import zlib
+from collections.abc import Callable
 from gzip import BadGzipFile
 from pathlib import Path
 
@@ -165,21 +166,22 @@ def require_raw_file(path: Path) -> None:
         raise RawDataError(f"raw data file {path} does not exist")
 
 
-def read_raw_listings(path: Path) -> pd.DataFrame:
-    """The raw columns the pipeline needs, as text, from a listings CSV (optionally gzipped)."""
-    require_raw_file(path)
+def read_listings_csv(
+    path: Path, name: str, columns_to_read: Callable[[list[str]], list[str] | None]
+) -> pd.DataFrame:
+    """The cells of a listings CSV (optionally gzipped) as text, empty ones missing: the columns
+    `columns_to_read` picks from its header (None: all). RawDataError, naming the file as
+    `name`, when it is absent, empty or no readable CSV."""
+    if not path.is_file():
+        raise RawDataError(f"{name} does not exist")
     try:
         if _looks_binary(path):
-            raise RawDataError(f"raw data file {path} is not a readable CSV: it holds binary data")
+            raise RawDataError(f"{name} is not a readable CSV: it holds binary data")
         header = pd.read_csv(path, nrows=0)
-        try:
-            check_columns(list(header.columns))
-        except SchemaError as error:
-            raise SchemaError(f"raw data file {path}: {error}") from error
-        columns = [*REQUIRED_COLUMNS, *(c for c in BATHROOM_COLUMNS if c in header.columns)]
+        columns = columns_to_read(list(header.columns))
         return pd.read_csv(path, usecols=columns, dtype=str, keep_default_na=False, na_values=[""])
     except pd.errors.EmptyDataError as error:
-        raise RawDataError(f"raw data file {path} is empty") from error
+        raise RawDataError(f"{name} is empty") from error
     except (
         pd.errors.ParserError,
         UnicodeDecodeError,
@@ -187,4 +189,21 @@ def read_raw_listings(path: Path) -> pd.DataFrame:
         EOFError,
         zlib.error,
     ) as error:
-        raise RawDataError(f"raw data file {path} is not a readable CSV: {error}") from error
+        raise RawDataError(f"{name} is not a readable CSV: {error}") from error
+
+
+def raw_columns_to_read(path: Path, header: list[str]) -> list[str]:
+    """The raw columns the pipeline needs, of an Inside Airbnb file with this header;
+    SchemaError naming the file and every one it lacks."""
+    try:
+        check_columns(header)
+    except SchemaError as error:
+        raise SchemaError(f"raw data file {path}: {error}") from error
+    return [*REQUIRED_COLUMNS, *(c for c in BATHROOM_COLUMNS if c in header)]
+
+
+def read_raw_listings(path: Path) -> pd.DataFrame:
+    """The raw columns the pipeline needs, as text, from a listings CSV (optionally gzipped)."""
+    return read_listings_csv(
+        path, f"raw data file {path}", lambda header: raw_columns_to_read(path, header)
+    )

@@ -7,9 +7,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
-import zlib
 from collections.abc import Mapping
-from gzip import BadGzipFile
 from pathlib import Path
 
 import click
@@ -18,7 +16,7 @@ import pandas as pd
 
 from mlops_lab.kernel.config import LabConfig
 from mlops_lab.kernel.files import atomic_path
-from mlops_lab.kernel.inside_airbnb import read_raw_listings
+from mlops_lab.kernel.inside_airbnb import raw_columns_to_read, read_listings_csv
 from mlops_lab.scoring.transform import (
     ScoringInputError,
     api_fields_of_scrape,
@@ -40,26 +38,25 @@ log = logging.getLogger(__name__)
 
 
 def read_listings(path: Path) -> tuple[pd.DataFrame, str]:
-    """The API's fields of every row of the file, and its kind; ScoringInputError if it
-    cannot be read."""
+    """The API's fields of every row of the file, and its kind; ScoringInputError or
+    RawDataError if it cannot be read."""
     kind = file_kind(path)
-    if not path.is_file():
-        raise ScoringInputError(f"{path} does not exist")
-    try:
-        if kind == "parquet":
+    if kind == "parquet":
+        if not path.is_file():
+            raise ScoringInputError(f"{path} does not exist")
+        try:
             return pd.read_parquet(path), kind
-        header = pd.read_csv(path, nrows=0)
-        if is_inside_airbnb(list(header.columns)):
-            return api_fields_of_scrape(read_raw_listings(path)), kind
-        text = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
-        return numbers_where_readable(text), kind
-    except pd.errors.EmptyDataError as error:
-        raise ScoringInputError(f"{path} is empty") from error
-    except (pd.errors.ParserError, UnicodeDecodeError, BadGzipFile, EOFError, zlib.error) as error:
-        raise ScoringInputError(f"{path} is not a readable CSV: {error}") from error
-    except (OSError, ValueError) as error:
-        # pyarrow's errors for a file that is no Parquet are ValueErrors too.
-        raise ScoringInputError(f"{path} cannot be read: {error}") from error
+        except (OSError, ValueError) as error:
+            # pyarrow's errors for a file that is no Parquet are ValueErrors too.
+            raise ScoringInputError(f"{path} cannot be read: {error}") from error
+    text = read_listings_csv(
+        path,
+        str(path),
+        lambda header: raw_columns_to_read(path, header) if is_inside_airbnb(header) else None,
+    )
+    if is_inside_airbnb(list(text.columns)):
+        return api_fields_of_scrape(text), kind
+    return numbers_where_readable(text), kind
 
 
 def write_table(frame: pd.DataFrame, path: Path, kind: str) -> None:
