@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pandas as pd
 
@@ -14,16 +12,11 @@ from mlops_lab.kernel.listing import (
     NYC_LONGITUDE_RANGE,
     ROOM_TYPES,
 )
+from mlops_lab.kernel.prices import price_category
 
 
 class DataQualityError(ValueError):
     """The raw listings can be read, but are not fit to train on."""
-
-
-def price_category(prices: pd.Series, edges: list[float], categories: list[str]) -> pd.Series:
-    """Each price's category in right-closed bins (edge, next edge]; missing at/below edges[0]."""
-    bins = [*edges, math.inf]
-    return pd.cut(prices, bins=bins, labels=categories, right=True).astype(object)
 
 
 def drop_reasons(parsed: pd.DataFrame, categories: pd.Series) -> pd.Series:

@@ -1,5 +1,3 @@
-import math
-
 import pandas as pd
 import pytest
 from raw_listings import raw_listing
@@ -10,36 +8,14 @@ from mlops_lab.data_prep.transform import (
     check_unique_ids,
     drop_reasons,
     prepare_listings,
-    price_category,
     sample_listings,
     summarize,
 )
 from mlops_lab.kernel.inside_airbnb import parse_listings
+from mlops_lab.kernel.prices import price_category
 
 EDGES = [10, 90, 180, 400]
 CATEGORIES = ["low", "mid", "high", "lux"]
-
-
-@pytest.mark.parametrize(
-    ("price", "expected"),
-    [
-        (10.0, None),
-        (10.01, "low"),
-        (90.0, "low"),
-        (90.01, "mid"),
-        (180.0, "mid"),
-        (400.0, "high"),
-        (400.01, "lux"),
-        (12500.0, "lux"),
-        (math.nan, None),
-    ],
-)
-def test_price_category_uses_right_closed_bins(price, expected):
-    category = price_category(pd.Series([price]), EDGES, CATEGORIES).iloc[0]
-    if expected is None:
-        assert pd.isna(category)
-    else:
-        assert category == expected
 
 
 def test_drop_reasons_name_the_first_problem_of_each_row():
