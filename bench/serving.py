@@ -5,7 +5,8 @@ requests at concurrency 1 and 16, and 100-listing batches at concurrency 4. Repo
 latency and throughput, and our/mlflow ratios. Targets (2 cores): single-listing p50 ≤ 5 ms
 at concurrency 1, and at least 3x the throughput of `mlflow models serve`. Then ours alone
 with ?explain=true (SHAP per listing field), for 1 and 100 listings at concurrency 1:
-mlflow serves no explanations.
+mlflow serves no explanations. Last, the cost of the prediction log: single listings at
+concurrency 16 with the log on and off (target: at most 10%).
 
     python bench/serving.py [--model models/price_category] [--requests 400]
 """
@@ -16,10 +17,12 @@ import argparse
 import http.client
 import json
 import os
+import shutil
 import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -28,6 +31,8 @@ from mlops_lab.kernel.config import load_config
 from mlops_lab.kernel.files import write_json_atomically
 
 ROOT = Path(__file__).resolve().parents[1]
+LOG_OFF = "ours, prediction log off"
+LOG_ROUNDS = 3
 BIN = Path(sys.executable).parent
 # The challenge's payload: what every caller sends.
 LISTING = load_config(ROOT / "config.yaml", tuned_params=False).prediction_app.challenge_payload
@@ -53,23 +58,32 @@ def wait_until(port: int, path: str, seconds: float = 180) -> None:
     sys.exit(f"server on port {port} not ready in {seconds} s")
 
 
-def start_servers(model: Path) -> tuple[dict[str, dict], list[subprocess.Popen]]:
+def start_servers(
+    model: Path, prediction_store: Path
+) -> tuple[dict[str, dict], list[subprocess.Popen]]:
     env = {key: value for key, value in os.environ.items() if not key.startswith("MLFLOW_")}
     env["PATH"] = f"{BIN}{os.pathsep}{env['PATH']}"
-    ours, theirs = free_port(), free_port()
-    processes = [
-        subprocess.Popen(
+    ours, unlogged, theirs = free_port(), free_port(), free_port()
+
+    def our_service(port: int, prediction_log: dict[str, str]) -> subprocess.Popen:
+        return subprocess.Popen(
             [str(BIN / "mlops-lab"), "serve"],
             env={
                 **env,
                 "HOST": "127.0.0.1",
-                "PORT": str(ours),
+                "PORT": str(port),
                 "WEB_CONCURRENCY": "2",
                 "MODEL_URI": str(model),
+                **prediction_log,
             },
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
-        ),
+        )
+
+    processes = [
+        # The bench's predictions go to a store of their own, not to the lab's log.
+        our_service(ours, {"PREDICTION_LOG_URI": f"sqlite:///{prediction_store}"}),
+        our_service(unlogged, {"PREDICTION_LOG": "off"}),
         subprocess.Popen(
             [
                 str(BIN / "mlflow"),
@@ -92,10 +106,16 @@ def start_servers(model: Path) -> tuple[dict[str, dict], list[subprocess.Popen]]
         ),
     ]
     wait_until(ours, "/ready")
+    wait_until(unlogged, "/ready")
     wait_until(theirs, "/ping")
     servers = {
         "ours (gunicorn)": {
             "port": ours,
+            "path": "/predict",
+            "body": lambda rows: rows[0] if len(rows) == 1 else rows,
+        },
+        LOG_OFF: {
+            "port": unlogged,
             "path": "/predict",
             "body": lambda rows: rows[0] if len(rows) == 1 else rows,
         },
@@ -161,6 +181,7 @@ def main() -> None:
         sys.exit(f"no MLflow model at {arguments.model}: run `make run` first")
     batch = [{**LISTING, "id": n} for n in range(100)]
     both = ("ours (gunicorn)", "mlflow models serve")
+    logged = ("ours (gunicorn)", LOG_OFF)
     explained = ("ours, ?explain=true",)
     scenarios = [
         ("1 listing, concurrency 1", [LISTING], 1, both),
@@ -169,7 +190,8 @@ def main() -> None:
         ("explain 1 listing, concurrency 1", [LISTING], 1, explained),
         ("explain 100 listings, concurrency 1", batch, 1, explained),
     ]
-    servers, processes = start_servers(arguments.model)
+    store = Path(tempfile.mkdtemp(prefix="mlops-lab-bench-")) / "predictions.db"
+    servers, processes = start_servers(arguments.model, store)
     results: dict[str, dict] = {}
     try:
         for scenario, rows, concurrency, names in scenarios:
@@ -181,10 +203,25 @@ def main() -> None:
                 load(server, rows, concurrency, min(count, 40))  # warm-up
                 results.setdefault(scenario, {})[name] = load(server, rows, concurrency, count)
                 print(scenario, "|", name, "|", results[scenario][name], flush=True)
+        # The prediction log's cost: the same service with it on and off, taking turns so
+        # that both see the same machine; best of LOG_ROUNDS each.
+        scenario = "1 listing, concurrency 16, prediction log on/off"
+        for name in logged:
+            load(servers[name], [LISTING], 16, 100)  # warm-up
+        for _ in range(LOG_ROUNDS):
+            for name in logged:
+                run = load(servers[name], [LISTING], 16, arguments.requests * 4)
+                best = results.setdefault(scenario, {}).get(name)
+                if best is None or run["requests_per_s"] > best["requests_per_s"]:
+                    results[scenario][name] = run
+        on, off = (results[scenario][name]["requests_per_s"] for name in logged)
+        results[scenario]["log_cost"] = round(1 - on / off, 3)
+        print(scenario, "|", results[scenario], flush=True)
     finally:
         for process in processes:
             process.terminate()
             process.wait(timeout=60)
+        shutil.rmtree(store.parent, ignore_errors=True)
     for pair in results.values():
         if all(name in pair for name in both):
             ours, theirs = (pair[name] for name in both)

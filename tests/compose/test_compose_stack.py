@@ -73,6 +73,24 @@ def test_the_prediction_service_serves_the_champion_to_the_host(lab):
     body = response.json()
     assert body["price_category"] in {"low", "mid", "high", "lux"}
     assert (body["model_name"], body["model_version"]) == (MODEL, "1")
+    # The answer is in the prediction log, in its own database of the stack's PostgreSQL.
+    settings = lab.settings()
+    count = (
+        *("docker", "compose", "exec", "-T", "-e"),
+        f"PGPASSWORD={settings['PREDICTIONS_DB_PASSWORD']}",
+        *("postgres", "psql", "--host", "127.0.0.1", "--no-psqlrc", "--tuples-only"),
+        *(
+            "--username",
+            settings["PREDICTIONS_DB_USER"],
+            "--dbname",
+            settings["PREDICTIONS_DB_NAME"],
+        ),
+        *("--command", "SELECT count(*) FROM predictions"),
+    )
+    deadline = time.monotonic() + 30
+    while (logged := lab.run(*count, check=False)).stdout.strip() != "1":
+        assert time.monotonic() < deadline, logged.stdout + logged.stderr
+        time.sleep(1)
 
 
 # What the official python:3.11-slim (bookworm, amd64) unpacks to. The sandbox's stand-in for
@@ -221,7 +239,7 @@ def test_mlflow_lets_strangers_and_the_service_change_nothing_and_the_lab_write(
 
 def test_no_container_shows_a_password(lab):
     passwords = [value for name, value in lab.settings().items() if name.endswith("PASSWORD")]
-    assert len(passwords) == 6
+    assert len(passwords) == 7
     containers = lab.run("docker", "compose", "--profile", "serve", "ps", "-q").stdout.split()
     assert len(containers) == 4
     inspected = lab.run("docker", "inspect", *containers).stdout
@@ -241,11 +259,12 @@ def test_each_database_login_reaches_its_own_database_only(lab):
             check=False,
         )
 
-    optuna = (settings["OPTUNA_DB_USER"], settings["OPTUNA_DB_PASSWORD"])
-    assert psql(*optuna, settings["OPTUNA_DB_NAME"]).returncode == 0
-    refused = psql(*optuna, settings["MLFLOW_DB_NAME"])
-    assert refused.returncode != 0
-    assert "permission denied for database" in refused.stderr, refused.stderr
+    for login in ("OPTUNA", "PREDICTIONS"):
+        user, password = settings[f"{login}_DB_USER"], settings[f"{login}_DB_PASSWORD"]
+        assert psql(user, password, settings[f"{login}_DB_NAME"]).returncode == 0
+        refused = psql(user, password, settings["MLFLOW_DB_NAME"])
+        assert refused.returncode != 0
+        assert "permission denied for database" in refused.stderr, refused.stderr
     # The superuser, with its right password, from the lab's container: refused.
     connect = (
         "import os, psycopg2; psycopg2.connect(host='postgres', user='postgres', "

@@ -14,6 +14,7 @@ def test_no_5xx_and_every_response_matches_the_documented_schema(local_service):
     operations = [result.ok() for result in schema.get_all_operations()]
     assert {f"{op.method.upper()} {op.path}" for op in operations} >= {
         "POST /predict",
+        "POST /feedback",
         "GET /ready",
         "GET /metrics",
     }

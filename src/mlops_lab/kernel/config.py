@@ -294,6 +294,19 @@ class ScoringConfig(_Section):
     chunk_size: int = Field(gt=0)
 
 
+class PredictionLogConfig(_Section):
+    enabled: bool
+    embedded_store_path: Path
+    buffer_size: int = Field(gt=0)
+    batch_size: int = Field(gt=0)
+    flush_seconds: float = Field(gt=0)
+    retry_seconds: float = Field(gt=0)
+
+
+class MonitoringConfig(_Section):
+    prediction_log: PredictionLogConfig
+
+
 class LabConfig(_Section):
     tracking: TrackingConfig
     data: DataConfig
@@ -305,6 +318,7 @@ class LabConfig(_Section):
     prediction_app: PredictionAppConfig
     promotion: PromotionConfig
     scoring: ScoringConfig
+    monitoring: MonitoringConfig
 
 
 def with_tuned_params(candidate: CandidateConfig) -> CandidateConfig:

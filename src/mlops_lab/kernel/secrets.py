@@ -7,9 +7,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import quote, urlsplit, urlunsplit
 
-# The passwords the lab reads: MLflow's client's own variable, and the one `mlops-lab tune`
-# puts into OPTUNA_STORAGE.
-PASSWORD_VARIABLES = ("MLFLOW_TRACKING_PASSWORD", "OPTUNA_STORAGE_PASSWORD")
+# The passwords the lab reads: MLflow's client's own variable, the one `mlops-lab tune` puts
+# into OPTUNA_STORAGE, and the one the prediction log puts into PREDICTION_LOG_URI.
+PASSWORD_VARIABLES = (
+    "MLFLOW_TRACKING_PASSWORD",
+    "OPTUNA_STORAGE_PASSWORD",
+    "PREDICTION_LOG_PASSWORD",
+)
 
 
 class SecretFileError(ValueError):

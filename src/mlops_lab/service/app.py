@@ -10,10 +10,12 @@ from pathlib import Path
 import swagger_ui_bundle
 from flask import Flask, Response, g, request
 
+from mlops_lab.kernel.prediction_store import store_engine
 from mlops_lab.service.errors import register_error_handlers
 from mlops_lab.service.loading import ModelSlot, load_into
 from mlops_lab.service.metrics import ServiceMetrics
 from mlops_lab.service.openapi import openapi_document
+from mlops_lab.service.prediction_log import PredictionLog
 from mlops_lab.service.routes import ServiceState, routes
 from mlops_lab.service.settings import ServiceSettings, settings_now
 from mlops_lab.service.slots import ExplanationSlots
@@ -26,14 +28,24 @@ def create_app(settings: ServiceSettings | None = None) -> Flask:
     settings = settings or settings_now()
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    metrics = ServiceMetrics()
     service = ServiceState(
         settings=settings,
         slot=ModelSlot(),
-        metrics=ServiceMetrics(),
+        metrics=metrics,
         spec=openapi_document(settings),
         docs_assets=Path(swagger_ui_bundle.swagger_ui_path),
         explanations=ExplanationSlots(
             settings.explanation_slots_dir, settings.max_concurrent_explanations
+        ),
+        prediction_log=(
+            PredictionLog(
+                store_engine(settings.prediction_log.store_uri),
+                settings.prediction_log,
+                metrics.prediction_log_records,
+            )
+            if settings.prediction_log
+            else None
         ),
     )
     app.extensions["mlops_lab"] = service
@@ -42,6 +54,13 @@ def create_app(settings: ServiceSettings | None = None) -> Flask:
     app.register_blueprint(routes)
     load_into(settings, service.slot, service.metrics)
     return app
+
+
+def close_app(app: Flask) -> None:
+    """Write what the app's prediction log holds: the last thing a worker does."""
+    service: ServiceState | None = app.extensions.get("mlops_lab")
+    if service is not None and service.prediction_log is not None:
+        service.prediction_log.close()
 
 
 def register_request_log(app: Flask, metrics: ServiceMetrics) -> None:

@@ -49,7 +49,12 @@ def validation_details(error: ValidationError) -> list[dict[str, str]]:
     """Each validation problem as the field and what is wrong with it."""
     details = []
     for problem in error.errors(include_url=False):
-        location = tuple(part for part in problem["loc"] if part not in ("list[Listing]",))
+        # A list's type name is not a field: `[3].bedrooms`, not `list[Listing][3].bedrooms`.
+        location = tuple(
+            part
+            for part in problem["loc"]
+            if not (isinstance(part, str) and part.startswith("list["))
+        )
         details.append({"field": field_path(location), "problem": problem["msg"]})
     return details
 

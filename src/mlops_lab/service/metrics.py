@@ -42,6 +42,13 @@ class ServiceMetrics:
             ["price_category"],
             registry=self.registry,
         )
+        self.prediction_log_records = Counter(
+            "prediction_log_records",
+            "Answers the prediction log wrote to its store, or dropped (buffer full, or the "
+            "store unreachable at shutdown).",
+            ["outcome"],
+            registry=self.registry,
+        )
         self.model_info = Gauge(
             "model_info",
             "The loaded model (value 1).",

@@ -9,6 +9,8 @@ from pydantic.json_schema import models_json_schema
 from mlops_lab.service.schema import (
     API_VERSION,
     ErrorResponse,
+    Feedback,
+    FeedbackResponse,
     Listing,
     Prediction,
     PredictionResponse,
@@ -43,6 +45,8 @@ def openapi_document(settings: ServiceSettings) -> dict[str, Any]:
             (Prediction, "serialization"),
             (PredictionResponse, "serialization"),
             (ErrorResponse, "serialization"),
+            (Feedback, "validation"),
+            (FeedbackResponse, "serialization"),
         ],
         ref_template=REF,
     )
@@ -50,6 +54,26 @@ def openapi_document(settings: ServiceSettings) -> dict[str, Any]:
     components["Listing"]["examples"] = [example]
     category = components["Prediction"]["properties"]["price_category"]
     category["enum"] = list(settings.categories)
+    feedback = components["Feedback"]
+    feedback["properties"]["price_category"]["anyOf"][0]["enum"] = list(settings.categories)
+    # A price at or below the first edge is in no category: the service refuses it.
+    price = feedback["properties"]["price"]["anyOf"][0]
+    price["exclusiveMinimum"] = settings.price_bin_edges[0]
+    # Exactly one truth per record: the schema says what the validator checks.
+    feedback["oneOf"] = [
+        {
+            "required": ["price"],
+            "properties": {"price": {"type": "number"}, "price_category": {"type": "null"}},
+        },
+        {
+            "required": ["price_category"],
+            "properties": {"price_category": {"type": "string"}, "price": {"type": "null"}},
+        },
+    ]
+    feedback["examples"] = [
+        {"id": example.get("id", 1001), "price": 150.0},
+        {"id": example.get("id", 1001), "price_category": settings.categories[1]},
+    ]
     single_response = {
         "allOf": [
             {"$ref": REF.format(model="Prediction")},
@@ -140,6 +164,55 @@ def openapi_document(settings: ServiceSettings) -> dict[str, Any]:
                             "seconds in Retry-After, or ask without explain."
                         ),
                         "503": _error("The model is not loaded yet."),
+                    },
+                }
+            },
+            "/feedback": {
+                "post": {
+                    "summary": (
+                        "The truth about listings already priced: their true price or category, "
+                        f"one record or a list of up to {settings.max_batch_size}"
+                    ),
+                    "description": (
+                        "Joins the prediction log by listing `id`, for `mlops-lab monitor`'s "
+                        "quality figures. A price is turned into its category with the model's "
+                        f"bins: {price_bins(settings.price_bin_edges, settings.categories)}."
+                    ),
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "oneOf": [
+                                        {"$ref": REF.format(model="Feedback")},
+                                        {
+                                            "type": "array",
+                                            "items": {"$ref": REF.format(model="Feedback")},
+                                            "minItems": 1,
+                                            "maxItems": settings.max_batch_size,
+                                        },
+                                    ]
+                                }
+                            }
+                        },
+                    },
+                    "responses": {
+                        "200": {
+                            "description": "Stored.",
+                            "content": {
+                                "application/json": {
+                                    "schema": {"$ref": REF.format(model="FeedbackResponse")}
+                                }
+                            },
+                        },
+                        "400": _error("The body is not JSON."),
+                        "413": _error("Too many records, or the body is too large."),
+                        "415": _error("The body is not sent as application/json."),
+                        "404": _error(
+                            "No logged prediction has a record's id: `details` names each."
+                        ),
+                        "422": _error("A record is invalid: `details` names each field."),
+                        "503": _error("The prediction log is off, or its store cannot be reached."),
                     },
                 }
             },

@@ -1,21 +1,34 @@
-"""The service's routes: /predict, /health, /ready, /metrics, /openapi.json and /docs."""
+"""The service's routes: /predict, /feedback, /health, /ready, /metrics, /openapi.json and /docs."""
 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 from flask import Blueprint, Response, current_app, g, jsonify, request, send_from_directory
 from pydantic import TypeAdapter, ValidationError
+from sqlalchemy import Engine, insert
+from sqlalchemy.exc import SQLAlchemyError
 
+from mlops_lab.kernel.prediction_store import (
+    FEEDBACK,
+    create_tables,
+    listing_key,
+    logged_listing_ids,
+)
+from mlops_lab.kernel.prices import price_category
 from mlops_lab.service.errors import RequestError, validation_details
 from mlops_lab.service.loading import ModelSlot
 from mlops_lab.service.metrics import EXPOSITION_TYPE, ServiceMetrics
-from mlops_lab.service.schema import API_VERSION, Listing
+from mlops_lab.service.prediction_log import AnsweredRequest, PredictionLog
+from mlops_lab.service.schema import API_VERSION, Feedback, Listing
 from mlops_lab.service.settings import ServiceSettings
 from mlops_lab.service.slots import ExplanationSlots
 
@@ -23,6 +36,10 @@ routes = Blueprint("service", __name__)
 
 SINGLE = TypeAdapter(Listing)
 BATCH = TypeAdapter(list[Listing])
+SINGLE_FEEDBACK = TypeAdapter(Feedback)
+FEEDBACK_BATCH = TypeAdapter(list[Feedback])
+# How long feedback waits for this worker's buffered predictions to be written.
+FEEDBACK_FLUSH_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -35,6 +52,7 @@ class ServiceState:
     spec: dict[str, Any]
     docs_assets: Path
     explanations: ExplanationSlots
+    prediction_log: PredictionLog | None
 
 
 def state() -> ServiceState:
@@ -42,9 +60,11 @@ def state() -> ServiceState:
     return current_app.extensions["mlops_lab"]
 
 
-def read_listings(max_batch_size: int) -> tuple[list[Listing], bool]:
-    """The listings in the body and whether it held one object (not a list). The number of
-    listings is checked before any is validated, so a long list costs nothing but its parse."""
+def read_items(
+    single: TypeAdapter, batch: TypeAdapter, max_batch_size: int, noun: str
+) -> tuple[list[Any], bool]:
+    """The items (listings, feedback) in the body and whether it held one object (not a list).
+    Their number is checked before any is validated, so a long list costs nothing but its parse."""
     if not request.is_json:
         raise RequestError(
             415,
@@ -65,20 +85,20 @@ def read_listings(max_batch_size: int) -> tuple[list[Listing], bool]:
     if isinstance(body, list):
         if not body:
             raise RequestError(
-                422, "no listings", [{"field": "body", "problem": "the list is empty"}]
+                422, f"no {noun}", [{"field": "body", "problem": "the list is empty"}]
             )
         if len(body) > max_batch_size:
             raise RequestError(
                 413,
-                f"at most {max_batch_size} listings per request",
-                [{"field": "body", "problem": f"{len(body)} listings sent"}],
+                f"at most {max_batch_size} {noun} per request",
+                [{"field": "body", "problem": f"{len(body)} {noun} sent"}],
             )
     try:
         if isinstance(body, list):
-            return BATCH.validate_json(raw), False
-        return [SINGLE.validate_json(raw)], True
+            return batch.validate_json(raw), False
+        return [single.validate_json(raw)], True
     except ValidationError as error:
-        raise RequestError(422, "invalid listing", validation_details(error)) from error
+        raise RequestError(422, f"invalid {noun}", validation_details(error)) from error
 
 
 @routes.post("/predict")
@@ -92,7 +112,7 @@ def predict() -> Response:
     explain = request.args.get("explain", "false").lower() in ("1", "true", "yes")
     # The slot first: a refused explanation costs no parsing.
     with explanation_allowed(service, explain):
-        listings, one = read_listings(settings.max_batch_size)
+        listings, one = read_items(SINGLE, BATCH, settings.max_batch_size, "listings")
         if explain and len(listings) > settings.max_explain_listings:
             raise RequestError(
                 413,
@@ -101,13 +121,24 @@ def predict() -> Response:
             )
         g.listings = len(listings)
         model = slot.model
+        inputs = [listing.model_input() for listing in listings]
         predictions = model.predict_listings(
-            [listing.model_input() for listing in listings],
-            [listing.id for listing in listings],
-            explain=explain,
+            inputs, [listing.id for listing in listings], explain=explain
         )
     for prediction in predictions:
         service.metrics.predictions.labels(prediction["price_category"]).inc()
+    if service.prediction_log is not None:
+        service.prediction_log.record(
+            AnsweredRequest(
+                request_id=g.request_id,
+                predicted_at=datetime.now(UTC),
+                model_name=model.name,
+                model_version=model.version,
+                latency_ms=(time.perf_counter() - g.started) * 1000,
+                inputs=inputs,
+                predictions=predictions,
+            )
+        )
     versions = {
         "model_name": model.name,
         "model_version": model.version,
@@ -116,6 +147,113 @@ def predict() -> Response:
     return jsonify(
         {**predictions[0], **versions} if one else {"predictions": predictions, **versions}
     )
+
+
+@routes.post("/feedback")
+def feedback() -> Response:
+    service = state()
+    prediction_log = service.prediction_log
+    if prediction_log is None:
+        raise RequestError(
+            503,
+            "the prediction log is off, so there is nothing to give feedback on",
+            [{"field": "prediction_log", "problem": "off (PREDICTION_LOG or config.yaml)"}],
+        )
+    items, one = read_items(
+        SINGLE_FEEDBACK, FEEDBACK_BATCH, service.settings.max_batch_size, "feedback records"
+    )
+    g.listings = len(items)
+    settings = service.settings
+    try:
+        categories = truth_categories(items, settings.price_bin_edges, settings.categories, one)
+        unknown = unknown_listing_ids(prediction_log, [listing_key(item.id) for item in items])
+        if unknown:
+            raise RequestError(
+                404,
+                "feedback for listings the service never priced",
+                [
+                    {
+                        "field": item_field(row, "id", one),
+                        "problem": f"no logged prediction has id {item.id!r} (predictions are "
+                        "written within a second of their answer)",
+                    }
+                    for row, item in enumerate(items)
+                    if listing_key(item.id) in unknown
+                ],
+            )
+        store_feedback(prediction_log.engine, g.request_id, items, categories)
+    except SQLAlchemyError as error:
+        raise RequestError(
+            503,
+            "the prediction store cannot be reached: retry shortly",
+            [{"field": "prediction_log", "problem": error.__class__.__name__}],
+            {"Retry-After": "5"},
+        ) from error
+    return jsonify({"received": len(items)})
+
+
+def item_field(row: int, name: str, one: bool) -> str:
+    """A field of the body's row-th item, as validation errors name it: `[3].price`, or
+    `price` when the body held one object."""
+    return name if one else f"[{row}].{name}"
+
+
+def truth_categories(
+    items: list[Feedback], edges: tuple[float, ...], categories: tuple[str, ...], one: bool
+) -> list[str]:
+    """Each feedback's true category: as sent, or the category of its true price."""
+    prices = pd.Series([item.price for item in items], dtype=float)
+    from_prices = price_category(prices, list(edges), list(categories))
+    truths, problems = [], []
+    for row, (item, from_price) in enumerate(zip(items, from_prices, strict=True)):
+        truth = item.price_category if item.price is None else from_price
+        if item.price is not None and pd.isna(from_price):
+            problems.append(
+                {
+                    "field": item_field(row, "price", one),
+                    "problem": f"${item.price:g} is in no category (at most ${edges[0]:g})",
+                }
+            )
+        elif truth not in categories:
+            problems.append(
+                {
+                    "field": item_field(row, "price_category", one),
+                    "problem": f"{truth!r} is not one of {', '.join(categories)}",
+                }
+            )
+        truths.append(truth)
+    if problems:
+        raise RequestError(422, "invalid feedback records", problems)
+    return truths
+
+
+def unknown_listing_ids(prediction_log: PredictionLog, keys: list[str]) -> set[str]:
+    """The ids with no logged prediction; this worker's buffer is written first, so feedback
+    sent right after its prediction is not refused."""
+    create_tables(prediction_log.engine)
+    unknown = set(keys) - logged_listing_ids(prediction_log.engine, keys)
+    if unknown and prediction_log.flush(FEEDBACK_FLUSH_SECONDS):
+        unknown -= logged_listing_ids(prediction_log.engine, unknown)
+    return unknown
+
+
+def store_feedback(
+    engine: Engine, request_id: str, items: list[Feedback], truths: list[str]
+) -> None:
+    """The feedback records, in one transaction."""
+    received_at = datetime.now(UTC)
+    rows = [
+        {
+            "request_id": request_id,
+            "received_at": received_at,
+            "listing_id": listing_key(item.id),
+            "price": item.price,
+            "price_category": truth,
+        }
+        for item, truth in zip(items, truths, strict=True)
+    ]
+    with engine.begin() as connection:
+        connection.execute(insert(FEEDBACK), rows)
 
 
 @contextmanager

@@ -11,6 +11,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    model_validator,
 )
 
 from mlops_lab.kernel.listing import (
@@ -46,6 +47,9 @@ def _short_id(value: object) -> object:
 
 
 WholeNumber = BeforeValidator(_whole_number)
+ListingId = Annotated[
+    int | Annotated[str, Field(max_length=ID_MAX_LENGTH)], BeforeValidator(_short_id)
+]
 Flag = Annotated[
     Literal[0, 1], BeforeValidator(_flag), Field(description="1 if the listing has it, else 0")
 ]
@@ -74,9 +78,9 @@ class Listing(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
     # Bounded, as every string is: it is echoed back, and logged.
-    id: Annotated[
-        int | Annotated[str, Field(max_length=ID_MAX_LENGTH)] | None, BeforeValidator(_short_id)
-    ] = Field(default=None, description="Your reference, returned as is; never used by the model.")
+    id: ListingId | None = Field(
+        default=None, description="Your reference, returned as is; never used by the model."
+    )
     accommodates: Annotated[int, WholeNumber] = Field(
         ge=1, le=50, description="Guests the listing sleeps."
     )
@@ -152,3 +156,28 @@ class ErrorResponse(BaseModel):
     error: str
     details: list[ErrorDetail] = []
     request_id: str | None = None
+
+
+class Feedback(BaseModel):
+    """The truth about a listing the service priced: its true price, or its category."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    id: ListingId = Field(description="The `id` the listing was sent to /predict with.")
+    price: Annotated[float, Field(gt=0, le=1_000_000)] | None = Field(
+        default=None, description="The listing's true nightly price, in dollars."
+    )
+    # One of config.yaml's price categories: the OpenAPI document lists them (openapi.py).
+    price_category: Annotated[str, Field(max_length=50)] | None = Field(
+        default=None, description="The listing's true price category, when the price is not known."
+    )
+
+    @model_validator(mode="after")
+    def _one_truth(self) -> Feedback:
+        if (self.price is None) == (self.price_category is None):
+            raise ValueError("send either price or price_category (one of them, not both)")
+        return self
+
+
+class FeedbackResponse(BaseModel):
+    received: int = Field(description="Feedback records stored.")

@@ -11,10 +11,13 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from mlops_lab.kernel.config import LabConfig, load_config
+from mlops_lab.kernel.config import LabConfig, PredictionLogConfig, load_config
+from mlops_lab.kernel.prediction_store import SWITCH_VARIABLE, prediction_store_uri
 from mlops_lab.kernel.registry import CHAMPION, alias_uri
+from mlops_lab.kernel.secrets import SecretFileError
 from mlops_lab.kernel.tracking import tracking_uri
 from mlops_lab.service.environment import CONFIG_VARIABLE, SLOTS_VARIABLE
+from mlops_lab.service.prediction_log import PredictionLogSettings
 
 
 class SettingsError(ValueError):
@@ -51,6 +54,30 @@ def limits(environment: Mapping[str, str]) -> dict[str, Any]:
     }
 
 
+def prediction_log_settings(
+    config: PredictionLogConfig, environment: Mapping[str, str]
+) -> PredictionLogSettings | None:
+    """The prediction log's settings, or None when config.yaml or PREDICTION_LOG turns it off."""
+    switch = environment.get(SWITCH_VARIABLE, "on").strip().lower()
+    if switch not in ("on", "off"):
+        raise SettingsError(
+            f"the service cannot start: {SWITCH_VARIABLE}={switch!r}: Input should be 'on' or 'off'"
+        )
+    if switch == "off" or not config.enabled:
+        return None
+    try:
+        store_uri = prediction_store_uri(environment, Path.cwd(), config.embedded_store_path)
+    except SecretFileError as error:
+        raise SettingsError(f"the service cannot start: PREDICTION_LOG_URI: {error}") from error
+    return PredictionLogSettings(
+        store_uri=store_uri,
+        buffer_size=config.buffer_size,
+        batch_size=config.batch_size,
+        flush_seconds=config.flush_seconds,
+        retry_seconds=config.retry_seconds,
+    )
+
+
 @dataclass(frozen=True)
 class ServiceSettings:
     """What the service is told, read once at start."""
@@ -74,6 +101,8 @@ class ServiceSettings:
     # Where the workers share their explanation slots (gunicorn_config.py makes one).
     explanation_slots_dir: Path = Path(tempfile.gettempdir()) / "mlops-lab-explanations"
     load_retry_seconds: float = 10.0
+    # Where every answer is recorded; None: not recorded.
+    prediction_log: PredictionLogSettings | None = None
 
     @classmethod
     def from_config(cls, config: LabConfig, environment: Mapping[str, str]) -> ServiceSettings:
@@ -98,6 +127,7 @@ class ServiceSettings:
             model_cache_dir=Path(
                 environment.get("MODEL_CACHE_DIR", Path.home() / ".cache" / "mlops-lab" / "models")
             ),
+            prediction_log=prediction_log_settings(config.monitoring.prediction_log, environment),
             **limits(environment),
         )
 

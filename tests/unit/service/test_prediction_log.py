@@ -1,0 +1,101 @@
+"""The prediction log's buffer and writer, on a real SQLite store."""
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from prometheus_client import CollectorRegistry, Counter
+from sqlalchemy import Engine, create_engine, func, select
+
+from mlops_lab.kernel.prediction_store import PREDICTIONS, store_engine
+from mlops_lab.service.prediction_log import (
+    AnsweredRequest,
+    PredictionLog,
+    PredictionLogSettings,
+    prediction_rows,
+)
+
+
+def answered(listings: int, prefix: str = "listing") -> AnsweredRequest:
+    return AnsweredRequest(
+        request_id="request-1",
+        predicted_at=datetime.now(UTC),
+        model_name="airbnb-price-category",
+        model_version="3",
+        latency_ms=1.5,
+        inputs=[{"accommodates": 2, "borough": "Bronx"}] * listings,
+        predictions=[
+            {"id": f"{prefix}-{n}", "price_category": "low", "probabilities": {"low": 1.0}}
+            for n in range(listings)
+        ],
+    )
+
+
+def records() -> Counter:
+    return Counter("records", "records", ["outcome"], registry=CollectorRegistry())
+
+
+def counted(counter: Counter, outcome: str) -> float:
+    return counter.labels(outcome)._value.get()
+
+
+def rows_in(log: PredictionLog) -> int:
+    with log.engine.connect() as connection:
+        return connection.scalar(select(func.count()).select_from(PREDICTIONS))
+
+
+@pytest.fixture()
+def store_uri(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'predictions.db'}"
+
+
+def test_a_request_becomes_one_row_per_listing_keyed_by_its_id_as_text():
+    request = answered(2)
+    request.predictions[1]["id"] = 42
+    rows = prediction_rows(request)
+    assert [row["listing_id"] for row in rows] == ["listing-0", "42"]
+    assert rows[0]["listing"] == {"accommodates": 2, "borough": "Bronx"}
+    assert rows[0]["model_version"] == "3" and rows[0]["price_category"] == "low"
+
+
+def test_flush_writes_what_was_buffered(store_uri):
+    counter = records()
+    log = PredictionLog(store_engine(store_uri), PredictionLogSettings(store_uri), counter)
+    for _ in range(3):
+        log.record(answered(400))
+    assert log.flush(timeout=10)
+    assert rows_in(log) == 1200
+    assert counted(counter, "written") == 1200
+    log.close()
+
+
+def test_a_full_buffer_drops_and_counts_instead_of_waiting(tmp_path):
+    # A store that cannot be opened: its folder is a file.
+    (tmp_path / "not-a-folder").write_text("")
+    uri = f"sqlite:///{tmp_path / 'not-a-folder' / 'predictions.db'}"
+    settings = PredictionLogSettings(uri, buffer_size=1000, retry_seconds=0.1, close_seconds=1)
+    counter = records()
+    log = PredictionLog(store_engine_unchecked(uri), settings, counter)
+    for _ in range(5):
+        log.record(answered(400))
+    assert counted(counter, "dropped") >= 400
+    assert not log.flush(timeout=0.5)
+    log.close()
+    # What was buffered when the service stopped is counted as dropped, not lost unseen.
+    assert counted(counter, "dropped") == 2000
+    assert counted(counter, "written") == 0
+
+
+def test_after_close_records_are_dropped_and_counted(store_uri):
+    counter = records()
+    log = PredictionLog(store_engine(store_uri), PredictionLogSettings(store_uri), counter)
+    log.record(answered(10))
+    log.close()
+    assert counted(counter, "written") == 10
+    log.record(answered(5))
+    assert counted(counter, "dropped") == 5
+
+
+def store_engine_unchecked(uri: str) -> Engine:
+    """An engine for a SQLite path whose folder cannot be made."""
+    return create_engine(uri)
