@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import click
 
 from mlops_lab.kernel.secrets import SecretFileError, passwords_from_files
+from mlops_lab.replay import PARTS
 from mlops_lab.service.environment import CONFIG_VARIABLE
 
 # The stages' modules are imported by the command that runs them: `mlops-lab --help` and
@@ -37,6 +38,7 @@ def user_errors() -> tuple[type[Exception], ...]:
     from mlops_lab.kernel.prepared import PreparedTableMissing
     from mlops_lab.kernel.tracking import TrackingUnavailable
     from mlops_lab.promotion.task import PromotionError
+    from mlops_lab.replay.transform import ReplayError
     from mlops_lab.scoring.transform import ScoringInputError
 
     return (
@@ -48,6 +50,7 @@ def user_errors() -> tuple[type[Exception], ...]:
         SchemaError,
         PromotionError,
         ScoringInputError,
+        ReplayError,
         TrackingUnavailable,
         MlflowException,
     )
@@ -319,6 +322,63 @@ def score(config_path: Path, input_path: Path, output_path: Path, model_uri: str
         _fail(str(error))
     if rejected:
         sys.exit(SOME_ROWS_NOT_SCORED)
+
+
+@main.command("replay")
+@config_option
+@click.option("--url", default="http://127.0.0.1:8000", show_default=True, help="The service.")
+@click.option(
+    "--part",
+    type=click.Choice(PARTS),
+    default="test",
+    show_default=True,
+    help="Which listings of the prepared table: the notebook's test or train part, or all.",
+)
+@click.option(
+    "--where",
+    multiple=True,
+    metavar="FIELD=VALUE",
+    help="Only listings with this value, e.g. borough=Manhattan: a shifted sample. Repeatable.",
+)
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="At most this many.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Which sample --limit takes.")
+@click.option(
+    "--batch-size", type=click.IntRange(1, 1000), default=100, show_default=True, help="Per POST."
+)
+@click.option("--feedback", is_flag=True, help="Then post each listing's true price to /feedback.")
+def replay(
+    config_path: Path,
+    url: str,
+    part: str,
+    where: tuple[str, ...],
+    limit: int | None,
+    seed: int,
+    batch_size: int,
+    feedback: bool,
+) -> None:
+    """Send listings of the prepared table to a running service, as traffic to monitor: the test
+    part as it is, or a shifted sample (--where), with their true prices as feedback."""
+    from mlops_lab.kernel.config import load_config
+    from mlops_lab.replay import task
+
+    try:
+        replayed = task.run(
+            load_config(config_path, tuned_params=False),
+            url,
+            part,
+            where,
+            limit,
+            seed,
+            batch_size,
+            feedback,
+        )
+    except user_errors() as error:
+        _fail(str(error))
+    click.echo(
+        f"replayed {replayed.listings} listings: "
+        + ", ".join(f"{name} {count}" for name, count in replayed.categories.items())
+        + (f"; {replayed.feedback} true prices posted as feedback" if feedback else "")
+    )
 
 
 @main.command("ui")

@@ -17,6 +17,7 @@ import pandas as pd
 from mlops_lab.kernel.config import LabConfig
 from mlops_lab.kernel.files import atomic_path
 from mlops_lab.kernel.inside_airbnb import raw_columns_to_read, read_listings_csv
+from mlops_lab.kernel.payloads import payloads
 from mlops_lab.scoring.transform import (
     ScoringInputError,
     api_fields_of_scrape,
@@ -24,7 +25,6 @@ from mlops_lab.scoring.transform import (
     file_kind,
     is_inside_airbnb,
     numbers_where_readable,
-    payloads,
     rejected_frame,
     rejected_path,
     row_locations,

@@ -3,7 +3,6 @@ and the scored table."""
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,19 +45,6 @@ def api_fields_of_scrape(raw: pd.DataFrame) -> pd.DataFrame:
     parsed = parse_listings(raw).drop(columns=["price"])
     parsed["id"] = raw["id"]
     return parsed
-
-
-def payloads(frame: pd.DataFrame) -> list[dict[str, Any]]:
-    """Each row as the JSON object a caller would send: empty cells left out."""
-    rows = frame.astype(object).to_dict("records")
-    return [
-        {
-            name: value
-            for name, value in row.items()
-            if value is not None and not (isinstance(value, float) and math.isnan(value))
-        }
-        for row in rows
-    ]
 
 
 def validate_rows(

@@ -130,6 +130,9 @@ class PredictionLog:
             self._dropped.inc(left)
 
     def _run(self) -> None:
+        # The tables at once, so that `mlops-lab monitor` finds them before any prediction;
+        # if the store cannot be reached yet, the first write tries again.
+        self._write([])
         batch: list[AnsweredRequest] = []
         while True:
             batch += self._gather(batch)
@@ -176,8 +179,9 @@ class PredictionLog:
             if not self._tables_ready:
                 create_tables(self.engine)
                 self._tables_ready = True
-            with self.engine.begin() as connection:
-                connection.execute(insert(PREDICTIONS), rows)
+            if rows:
+                with self.engine.begin() as connection:
+                    connection.execute(insert(PREDICTIONS), rows)
         except SQLAlchemyError as error:
             if not self._failing:
                 log.warning(

@@ -1,10 +1,10 @@
-import math
 from pathlib import Path
 
 import pandas as pd
 import pytest
 from raw_listings import raw_listing
 
+from mlops_lab.kernel.payloads import payloads
 from mlops_lab.scoring.transform import (
     ScoringInputError,
     api_fields_of_scrape,
@@ -12,7 +12,6 @@ from mlops_lab.scoring.transform import (
     file_kind,
     is_inside_airbnb,
     numbers_where_readable,
-    payloads,
     rejected_path,
     row_locations,
     scored_frame,
@@ -36,11 +35,6 @@ def test_a_scraped_row_becomes_a_listing_the_api_takes():
     assert positions == [0] and rejected == []
     assert valid[0].model_input()["borough"] == "Brooklyn"
     assert valid[0].model_input()["tv"] == 1 and valid[0].model_input()["amenity_count"] == 2
-
-
-def test_empty_cells_are_left_out_as_a_caller_leaves_out_a_field():
-    frame = pd.DataFrame({"id": [1, 2], "wifi": [1.0, math.nan], "property_type": ["Loft", None]})
-    assert payloads(frame) == [{"id": 1, "wifi": 1.0, "property_type": "Loft"}, {"id": 2}]
 
 
 def test_a_bad_row_is_rejected_with_where_it_is_and_the_field(challenge_payload):
