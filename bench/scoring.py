@@ -27,7 +27,8 @@ from mlops_lab.kernel.config import load_config
 from mlops_lab.kernel.files import write_json_atomically
 from mlops_lab.kernel.inside_airbnb import read_raw_listings
 from mlops_lab.kernel.listing import NUMERIC_FIELDS
-from mlops_lab.scoring.transform import api_fields_of_scrape, payloads, validate_rows
+from mlops_lab.kernel.payloads import payloads
+from mlops_lab.scoring.transform import api_fields_of_scrape, validate_rows
 from mlops_lab.service.loading import load_served_model
 
 ROOT = Path(__file__).resolve().parents[1]
