@@ -8,6 +8,8 @@ import secrets
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -141,3 +143,14 @@ class Service:
         if self.process.poll() is None:
             self.process.terminate()
             self.process.wait(timeout=60)
+
+
+@contextmanager
+def ready_service(environment: dict[str, str], log_path: Path) -> Iterator[Service]:
+    """A service started and ready, stopped when the block ends."""
+    service = Service(environment, log_path)
+    try:
+        service.wait_ready()
+        yield service
+    finally:
+        service.stop()

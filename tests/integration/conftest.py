@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from projects import VENV_BIN, LabProject, free_port, routed_run, small_run, wait_until_ok
-from services import PostgresCluster, Service
+from services import PostgresCluster, Service, ready_service
 
 DATABASE_USER = "mlflow"
 
@@ -116,15 +116,11 @@ def trained_lab(tmp_path_factory: pytest.TempPathFactory, mlflow_server: dict) -
 @pytest.fixture(scope="session")
 def local_service(trained_lab: LabProject, tmp_path_factory: pytest.TempPathFactory):
     """The service on the local model directory only: no tracking server involved."""
-    service = Service(
+    with ready_service(
         {"MODEL_URI": str(trained_lab.path / "models" / "price_category")},
         tmp_path_factory.mktemp("service") / "gunicorn.log",
-    )
-    try:
-        service.wait_ready()
+    ) as service:
         yield service
-    finally:
-        service.stop()
 
 
 @pytest.fixture()

@@ -10,7 +10,7 @@ import pytest
 import requests
 from projects import challenge_payload
 from prometheus_client.parser import text_string_to_metric_families
-from services import PostgresCluster, Service
+from services import PostgresCluster, ready_service
 from sqlalchemy import create_engine, select
 
 from mlops_lab.kernel.prediction_store import FEEDBACK, PREDICTIONS, create_tables
@@ -42,18 +42,14 @@ def store():
 @pytest.fixture(scope="module")
 def shared_service(trained_lab, store, tmp_path_factory):
     """One service logging to the store, for the tests that need not stop it."""
-    service = Service(
+    with ready_service(
         {
             "MODEL_URI": str(trained_lab.path / "models" / "price_category"),
             "PREDICTION_LOG_URI": store["uri"],
         },
         tmp_path_factory.mktemp("logging-service") / "gunicorn.log",
-    )
-    try:
-        service.wait_ready()
+    ) as service:
         yield service
-    finally:
-        service.stop()
 
 
 @pytest.fixture()

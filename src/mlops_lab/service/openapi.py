@@ -36,6 +36,12 @@ def _error(description: str) -> dict[str, Any]:
     }
 
 
+def one_or_list(model: str, max_items: int) -> dict[str, Any]:
+    """A body of one `model` object, or a list of 1 to `max_items` of them."""
+    one = {"$ref": REF.format(model=model)}
+    return {"oneOf": [one, {"type": "array", "items": one, "minItems": 1, "maxItems": max_items}]}
+
+
 def openapi_document(settings: ServiceSettings) -> dict[str, Any]:
     """The API's OpenAPI 3.1 document, with the challenge payload as the example."""
     example = settings.example
@@ -120,17 +126,7 @@ def openapi_document(settings: ServiceSettings) -> dict[str, Any]:
                         "required": True,
                         "content": {
                             "application/json": {
-                                "schema": {
-                                    "oneOf": [
-                                        {"$ref": REF.format(model="Listing")},
-                                        {
-                                            "type": "array",
-                                            "items": {"$ref": REF.format(model="Listing")},
-                                            "minItems": 1,
-                                            "maxItems": settings.max_batch_size,
-                                        },
-                                    ]
-                                },
+                                "schema": one_or_list("Listing", settings.max_batch_size),
                                 "examples": {
                                     "one listing": {"value": example},
                                     "a batch": {"value": [example, {**example, "id": 1002}]},
@@ -182,17 +178,7 @@ def openapi_document(settings: ServiceSettings) -> dict[str, Any]:
                         "required": True,
                         "content": {
                             "application/json": {
-                                "schema": {
-                                    "oneOf": [
-                                        {"$ref": REF.format(model="Feedback")},
-                                        {
-                                            "type": "array",
-                                            "items": {"$ref": REF.format(model="Feedback")},
-                                            "minItems": 1,
-                                            "maxItems": settings.max_batch_size,
-                                        },
-                                    ]
-                                }
+                                "schema": one_or_list("Feedback", settings.max_batch_size)
                             }
                         },
                     },
