@@ -67,7 +67,17 @@ def test_dvc_push_stores_the_data_versions_on_the_lab_remote(lab):
 
 
 def test_the_prediction_service_serves_the_champion_to_the_host(lab):
-    lab.timed("serve_to_healthy", "docker", "compose", "--profile", "serve", "up", "-d", "--wait")
+    lab.timed(
+        "serve_to_healthy",
+        "docker",
+        "compose",
+        "--profile",
+        "serve",
+        "up",
+        "-d",
+        "--build",
+        "--wait",
+    )
     response = requests.post(f"{SERVICE}/predict", json=CHALLENGE, timeout=30)
     assert response.status_code == 200, response.text
     body = response.json()
