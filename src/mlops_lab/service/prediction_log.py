@@ -113,6 +113,13 @@ class PredictionLog:
                     return self._settled >= target
             return True
 
+    def ensure_tables(self) -> None:
+        """The store's tables, made by the first call that reaches the store, then never
+        asked for again."""
+        if not self._tables_ready:
+            create_tables(self.engine)
+            self._tables_ready = True
+
     def close(self) -> None:
         """Write what is buffered (within close_seconds), then stop; what is left is dropped
         and counted."""
@@ -176,9 +183,7 @@ class PredictionLog:
         cannot take it."""
         rows = [row for answered in batch for row in prediction_rows(answered)]
         try:
-            if not self._tables_ready:
-                create_tables(self.engine)
-                self._tables_ready = True
+            self.ensure_tables()
             if rows:
                 with self.engine.begin() as connection:
                     connection.execute(insert(PREDICTIONS), rows)

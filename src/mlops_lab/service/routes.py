@@ -19,7 +19,6 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from mlops_lab.kernel.prediction_store import (
     FEEDBACK,
-    create_tables,
     listing_key,
     logged_listing_ids,
 )
@@ -230,7 +229,7 @@ def truth_categories(
 def unknown_listing_ids(prediction_log: PredictionLog, keys: list[str]) -> set[str]:
     """The ids with no logged prediction; this worker's buffer is written first, so feedback
     sent right after its prediction is not refused."""
-    create_tables(prediction_log.engine)
+    prediction_log.ensure_tables()
     unknown = set(keys) - logged_listing_ids(prediction_log.engine, keys)
     if unknown and prediction_log.flush(FEEDBACK_FLUSH_SECONDS):
         unknown -= logged_listing_ids(prediction_log.engine, unknown)
