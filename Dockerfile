@@ -26,7 +26,7 @@ RUN --mount=type=cache,target=/root/.cache/uv \
     && find /opt/venv -depth -type d -name tests -exec rm -rf {} + \
     && env -u PYTHONDONTWRITEBYTECODE /opt/venv/bin/python -c "import mlops_lab.cli, \
 mlops_lab.service.app, mlflow.sklearn, mlflow.pyfunc, skops.io, gunicorn.app.wsgiapp, \
-gunicorn.workers.gthread"
+mlops_lab.service.worker"
 
 FROM python:3.11-slim AS serve
 RUN useradd --uid 1000 --user-group --create-home lab

@@ -241,6 +241,30 @@ def test_sigterm_during_a_burst_answers_every_accepted_request(trained_lab, serv
         requests.get(f"{service.url}/health", timeout=2)
 
 
+def test_sigterm_with_idle_keep_alive_clients_stops_without_waiting_out_the_grace_period(
+    trained_lab, service_factory
+):
+    service = service_factory(
+        {
+            "MODEL_URI": str(trained_lab.path / "models" / "price_category"),
+            "GRACEFUL_TIMEOUT": "120",
+        }
+    )
+    service.wait_ready()
+    # Clients that keep their connections open between requests, as a proxy does: one on
+    # each worker, most likely.
+    sessions = [requests.Session() for _ in range(4)]
+    for session in sessions:
+        assert session.post(f"{service.url}/predict", json=CHALLENGE, timeout=10).ok
+    started = time.monotonic()
+    service.process.send_signal(signal.SIGTERM)
+    assert service.process.wait(timeout=110) == 0
+    # Well within the grace period: nothing was left to answer.
+    assert time.monotonic() - started < 60
+    for session in sessions:
+        session.close()
+
+
 def test_sighup_serves_a_newly_promoted_champion_without_dropping_requests(
     trained_lab, mlflow_server, service_factory
 ):

@@ -44,7 +44,8 @@ import mlops_lab.service.app  # noqa: E402,F401
 
 bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8000')}"
 workers = int(os.environ.get("WEB_CONCURRENCY", os.cpu_count() or 1))
-worker_class = "gthread"
+# gthread, stopping as soon as its requests are answered (service/worker.py).
+worker_class = "mlops_lab.service.worker.PromptThreadWorker"
 threads = int(os.environ.get("GUNICORN_THREADS", 4))
 # On SIGTERM, workers stop accepting and get this long to answer the requests they have.
 graceful_timeout = int(os.environ.get("GRACEFUL_TIMEOUT", 30))
