@@ -37,6 +37,7 @@ def user_errors() -> tuple[type[Exception], ...]:
     from mlops_lab.kernel.inside_airbnb import RawDataError, SchemaError
     from mlops_lab.kernel.prepared import PreparedTableMissing
     from mlops_lab.kernel.tracking import TrackingUnavailable
+    from mlops_lab.monitoring.transform import MonitorError
     from mlops_lab.promotion.task import PromotionError
     from mlops_lab.replay.transform import ReplayError
     from mlops_lab.scoring.transform import ScoringInputError
@@ -51,6 +52,7 @@ def user_errors() -> tuple[type[Exception], ...]:
         PromotionError,
         ScoringInputError,
         ReplayError,
+        MonitorError,
         TrackingUnavailable,
         MlflowException,
     )
@@ -379,6 +381,64 @@ def replay(
         + ", ".join(f"{name} {count}" for name, count in replayed.categories.items())
         + (f"; {replayed.feedback} true prices posted as feedback" if feedback else "")
     )
+
+
+# `monitor`'s exit status when it raises an alert: drift or a quality drop that calls for
+# retraining. 1 stays "monitor could not run".
+RETRAINING_ADVISED = 3
+
+
+@main.command("monitor")
+@config_option
+@click.option(
+    "--since",
+    default=None,
+    metavar="TIME",
+    help="Only predictions from then on: a span back from now (30m, 6h, 7d) or an ISO date or "
+    "time (UTC unless it says otherwise).",
+)
+@click.option("--until", default=None, metavar="TIME", help="Only predictions before then.")
+@click.option(
+    "--last",
+    type=click.IntRange(min=1),
+    default=None,
+    help="The most recent this many predictions (default: config.yaml monitoring.window_size).",
+)
+@click.option(
+    "--model-uri",
+    default=None,
+    help="Whose predictions to judge; by default what `make serve` serves (MODEL_URI, else the "
+    "champion).",
+)
+def monitor(
+    config_path: Path,
+    since: str | None,
+    until: str | None,
+    last: int | None,
+    model_uri: str | None,
+) -> None:
+    """Compare the served model's logged predictions with the training part (Evidently): drift
+    of each field and of the predicted categories, and quality where feedback came in. Writes
+    reports/monitoring/report.html and summary.json, logs both to MLflow, and exits 3 when
+    an alert calls for retraining."""
+    from mlflow.exceptions import MlflowException
+
+    from mlops_lab.kernel.config import load_config
+    from mlops_lab.monitoring import task
+
+    _client_settings()
+    try:
+        summary = task.run(
+            load_config(config_path, tuned_params=False), os.environ, since, until, last, model_uri
+        )
+    except MlflowException as error:
+        _fail(_lost_server(error) or _refused(error) or str(error))
+    except user_errors() as error:
+        _fail(str(error))
+    for line in task.summary_lines(summary):
+        click.echo(line)
+    if summary["alerts"]:
+        sys.exit(RETRAINING_ADVISED)
 
 
 @main.command("ui")

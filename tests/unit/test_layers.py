@@ -16,8 +16,8 @@ STAGES = {path.name for path in PACKAGE.iterdir() if path.is_dir() and (path / "
 ENTRY_POINTS = {"cli.py", "__init__.py"}
 # Where models saved by earlier versions say their classes are: names for kernel classes.
 EARLIER_NAMES = {"features.py", "blend.py", "decision.py"}
-# Stages that may use the service besides the kernel: both answer exactly as it does.
-SERVICE_USERS = {"prediction_app", "scoring"}
+# Stages that may use the service besides the kernel: each answers exactly as it does.
+SERVICE_USERS = {"prediction_app", "scoring", "monitoring"}
 
 
 def layer_of(module: str) -> str:

@@ -303,8 +303,42 @@ class PredictionLogConfig(_Section):
     retry_seconds: float = Field(gt=0)
 
 
+# Evidently's drift measures that are distances (drift at or past the threshold), not tests
+# whose p-values make every small difference "significant" in a large window.
+NumericDriftMethod = Literal["wasserstein", "psi", "hellinger", "jensenshannon", "kl_div"]
+CategoricalDriftMethod = Literal["jensenshannon", "psi", "hellinger", "kl_div"]
+
+
+class DriftConfig(_Section):
+    numeric_method: NumericDriftMethod
+    numeric_threshold: float = Field(gt=0)
+    categorical_method: CategoricalDriftMethod
+    categorical_threshold: float = Field(gt=0)
+    # A field sent with fewer of the window's listings is listed as not tested.
+    minimum_values: int = Field(gt=0)
+    # The window has drifted when at least this share of the fields tested drifted.
+    alert_share: float = Field(gt=0, le=1)
+
+
+class QualityConfig(_Section):
+    # Predictions with feedback needed before quality is judged.
+    minimum_feedback: int = Field(gt=0)
+    # An alert when the window's ROC AUC falls more than this below the test part's.
+    maximum_roc_auc_drop: float = Field(gt=0, lt=1)
+
+
 class MonitoringConfig(_Section):
     prediction_log: PredictionLogConfig
+    # `mlops-lab monitor`'s runs go to an experiment of their own, beside the pipeline's.
+    experiment_name: str
+    report_dir: Path
+    # The most recent this many predictions of the model (after --since/--until).
+    window_size: int = Field(gt=0)
+    # Fewer predictions than this are too few to judge: monitor stops with a message.
+    minimum_window: int = Field(gt=0)
+    seed: int = 0
+    drift: DriftConfig
+    quality: QualityConfig
 
 
 class LabConfig(_Section):

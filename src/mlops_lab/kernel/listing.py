@@ -41,6 +41,8 @@ NUMERIC_FIELDS = (
     "amenity_count",
 )
 MODEL_INPUT_FIELDS = CATEGORICAL_FIELDS + NUMERIC_FIELDS
+# The numeric fields that are yes/no: 1 if the listing has it, else 0.
+FLAG_FIELDS = (*AMENITY_FLAGS, "shared_bathroom")
 
 # The challenge's 12-field payload: what every caller sends. Everything else is optional.
 REQUIRED_FIELDS = (

@@ -4,6 +4,7 @@ PostgreSQL or, without one, an embedded SQLite file (as the tracking store)."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from sqlalchemy import (
     Table,
     create_engine,
     event,
+    func,
     select,
 )
 
@@ -117,4 +119,76 @@ def logged_listing_ids(engine: Engine, listing_ids: Iterable[str]) -> set[str]:
             column = PREDICTIONS.c.listing_id
             query = select(column).where(column.in_(wanted[start : start + 500])).distinct()
             found.update(connection.scalars(query))
+    return found
+
+
+def _in_range(query: Any, column: Any, since: datetime | None, until: datetime | None) -> Any:
+    """The query kept to rows whose `column` is at or after `since` and before `until`."""
+    if since is not None:
+        query = query.where(column >= since)
+    if until is not None:
+        query = query.where(column < until)
+    return query
+
+
+def logged_versions(
+    engine: Engine, since: datetime | None, until: datetime | None
+) -> dict[tuple[str, str], int]:
+    """How many predictions each model version made in the time range."""
+    columns = (PREDICTIONS.c.model_name, PREDICTIONS.c.model_version)
+    query = _in_range(
+        select(*columns, func.count()).group_by(*columns),
+        PREDICTIONS.c.predicted_at,
+        since,
+        until,
+    )
+    with engine.connect() as connection:
+        return {(name, version): count for name, version, count in connection.execute(query)}
+
+
+def read_predictions(
+    engine: Engine,
+    model_name: str,
+    model_version: str,
+    since: datetime | None,
+    until: datetime | None,
+    last: int,
+) -> list[dict[str, Any]]:
+    """The most recent `last` predictions of one model version in the time range, oldest
+    first: when, which listing, its fields, the category and the probabilities."""
+    table = PREDICTIONS.c
+    query = _in_range(
+        select(
+            table.predicted_at,
+            table.listing_id,
+            table.listing,
+            table.price_category,
+            table.probabilities,
+        )
+        .where(table.model_name == model_name, table.model_version == model_version)
+        .order_by(table.predicted_at.desc(), table.record_id.desc())
+        .limit(last),
+        table.predicted_at,
+        since,
+        until,
+    )
+    with engine.connect() as connection:
+        rows = [dict(row._mapping) for row in connection.execute(query)]
+    return rows[::-1]
+
+
+def latest_feedback(engine: Engine, listing_ids: Iterable[str]) -> dict[str, str]:
+    """The true category last sent as feedback for each of these listings that has any."""
+    wanted = sorted(set(listing_ids))
+    found: dict[str, str] = {}
+    table = FEEDBACK.c
+    with engine.connect() as connection:
+        for start in range(0, len(wanted), 500):
+            query = (
+                select(table.listing_id, table.price_category)
+                .where(table.listing_id.in_(wanted[start : start + 500]))
+                .order_by(table.received_at, table.record_id)
+            )
+            # Later feedback for a listing overwrites earlier: the last word counts.
+            found.update((key, category) for key, category in connection.execute(query))
     return found
