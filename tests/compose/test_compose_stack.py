@@ -103,6 +103,32 @@ def test_the_prediction_service_serves_the_champion_to_the_host(lab):
         time.sleep(1)
 
 
+def test_monitor_in_the_lab_judges_the_services_log_in_postgres(lab):
+    # Traffic to the served champion from inside the stack, with the true prices as feedback.
+    replay = (
+        *("docker", "compose", "exec", "-T", "ds_environment", "mlops-lab", "replay"),
+        *("--url", "http://prediction_app:8000", "--limit", "600", "--feedback"),
+    )
+    replayed = lab.run(*replay)
+    assert "replayed 600 listings" in replayed.stdout, replayed.stdout + replayed.stderr
+    started = time.monotonic()
+    monitored = lab.run(
+        *("docker", "compose", "exec", "-T", "ds_environment"),
+        *("mlops-lab", "monitor", "--last", "600"),
+        check=False,
+    )
+    lab.timings["monitor"] = round(time.monotonic() - started, 1)
+    assert monitored.returncode == 0, monitored.stdout + monitored.stderr[-3000:]
+    assert f"{MODEL} v1: 600 predictions" in monitored.stdout
+    assert "no alert" in monitored.stdout
+    # The report and summary are the checkout's (the lab works as its owner), and in MLflow.
+    summary = json.loads((lab.path / "reports" / "monitoring" / "summary.json").read_text())
+    assert summary["quality"]["with_feedback"] == 600
+    experiment = client().get_experiment_by_name(f"{MODEL}-monitoring")
+    (run,) = client().search_runs([experiment.experiment_id])
+    assert run.data.tags["mlops_lab.model_version"] == "1"
+
+
 # What the official python:3.11-slim (bookworm, amd64) unpacks to. The sandbox's stand-in for
 # it is larger (Debian's full Python), so there the budget applies to the layers we add.
 OFFICIAL_PYTHON_SLIM_MB = 130

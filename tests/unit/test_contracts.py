@@ -5,6 +5,7 @@ from pydantic import ValidationError
 
 from mlops_lab.kernel.listing import (
     BOROUGH_ALIAS,
+    FLAG_FIELDS,
     MODEL_INPUT_FIELDS,
     OPTIONAL_FIELDS,
     REQUIRED_FIELDS,
@@ -27,6 +28,15 @@ def test_the_api_takes_exactly_the_models_input_fields():
     assert required == set(REQUIRED_FIELDS)
     assert {name for name in fields if name != "id"} - required == set(OPTIONAL_FIELDS)
     assert set(input_field_types()) == {"id", BOROUGH_ALIAS, *MODEL_INPUT_FIELDS}
+
+
+def test_the_yes_no_fields_are_the_apis_flags():
+    schema = Listing.model_json_schema()["properties"]
+
+    def takes_zero_or_one(field: dict) -> bool:
+        return any(option.get("enum") == [0, 1] for option in field.get("anyOf", [field]))
+
+    assert {name for name, field in schema.items() if takes_zero_or_one(field)} == set(FLAG_FIELDS)
 
 
 def test_the_services_defaults_are_config_yamls(lab_config):
