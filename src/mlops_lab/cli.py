@@ -41,6 +41,7 @@ def user_errors() -> tuple[type[Exception], ...]:
     from mlops_lab.promotion.task import PromotionError
     from mlops_lab.replay.transform import ReplayError
     from mlops_lab.scoring.transform import ScoringInputError
+    from mlops_lab.service.loading import ModelNotFound
 
     return (
         ConfigError,
@@ -51,6 +52,7 @@ def user_errors() -> tuple[type[Exception], ...]:
         SchemaError,
         PromotionError,
         ScoringInputError,
+        ModelNotFound,
         ReplayError,
         MonitorError,
         TrackingUnavailable,

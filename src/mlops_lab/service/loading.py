@@ -35,6 +35,10 @@ log = logging.getLogger(__name__)
 TOP_CONTRIBUTIONS = 5
 
 
+class ModelNotFound(FileNotFoundError):
+    """A local model folder that holds no MLflow model."""
+
+
 class PipelinePredictor:
     """The logged model itself, for a model the compiler does not know (slower)."""
 
@@ -187,6 +191,11 @@ def load_served_model(
         local, name, version, stale = fetch(uri, cache_dir, fall_back)
     else:
         local = Path(uri)
+        if not (local / "MLmodel").is_file():
+            raise ModelNotFound(
+                f"no model at {local}: `dvc repro` (or `make run`) trains one and puts the "
+                "champion there; MODEL_URI or --model-uri names another"
+            )
         name, version = local_version(local) or (local.name, "unregistered")
     model = mlflow.sklearn.load_model(str(local))
     example = pd.DataFrame(MlflowModel.load(local).load_input_example(str(local)))
