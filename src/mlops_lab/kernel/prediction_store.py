@@ -3,7 +3,7 @@ PostgreSQL or, without one, an embedded SQLite file (as the tracking store)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -109,16 +109,20 @@ def create_tables(engine: Engine) -> None:
     METADATA.create_all(engine, checkfirst=True)
 
 
+def _in_slices(listing_ids: Iterable[str]) -> Iterator[list[str]]:
+    """The distinct ids, sorted, in slices: a database caps the parameters of one statement."""
+    wanted = sorted(set(listing_ids))
+    for start in range(0, len(wanted), 500):
+        yield wanted[start : start + 500]
+
+
 def logged_listing_ids(engine: Engine, listing_ids: Iterable[str]) -> set[str]:
     """Which of these listing ids have a logged prediction."""
-    wanted = sorted(set(listing_ids))
     found: set[str] = set()
+    column = PREDICTIONS.c.listing_id
     with engine.connect() as connection:
-        # In slices: a database caps the parameters of one statement.
-        for start in range(0, len(wanted), 500):
-            column = PREDICTIONS.c.listing_id
-            query = select(column).where(column.in_(wanted[start : start + 500])).distinct()
-            found.update(connection.scalars(query))
+        for ids in _in_slices(listing_ids):
+            found.update(connection.scalars(select(column).where(column.in_(ids)).distinct()))
     return found
 
 
@@ -179,14 +183,13 @@ def read_predictions(
 
 def latest_feedback(engine: Engine, listing_ids: Iterable[str]) -> dict[str, str]:
     """The true category last sent as feedback for each of these listings that has any."""
-    wanted = sorted(set(listing_ids))
     found: dict[str, str] = {}
     table = FEEDBACK.c
     with engine.connect() as connection:
-        for start in range(0, len(wanted), 500):
+        for ids in _in_slices(listing_ids):
             query = (
                 select(table.listing_id, table.price_category)
-                .where(table.listing_id.in_(wanted[start : start + 500]))
+                .where(table.listing_id.in_(ids))
                 .order_by(table.received_at, table.record_id)
             )
             # Later feedback for a listing overwrites earlier: the last word counts.
