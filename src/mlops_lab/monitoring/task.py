@@ -154,6 +154,7 @@ def log_to_mlflow(
 
 def judge(
     window: Window,
+    optional_share: float,
     feedback: dict[str, str],
     split: Split,
     model: ServedModel,
@@ -162,10 +163,10 @@ def judge(
     """What the window shows (drift of its fields and of its answers, their quality where
     feedback came in), and the titled Evidently reports that show it."""
     categories = model.categories
-    # Both references are sent with the fields the window's callers send: the training part,
-    # what the model learnt from, for the fields; the test part, which it never saw, answered
-    # by it, for the categories it answers and their quality.
-    optional_share = float(carries_optional(window.listings).mean())
+    # Both references are sent as the window's callers send listings (`optional_share` of
+    # them with the optional fields they have): the training part, what the model learnt
+    # from, for the fields; the test part, which it never saw, answered by it, for the
+    # categories it answers and their quality.
     inputs = list(MODEL_INPUT_FIELDS)
     reference = sent_like(split.train_features[inputs], optional_share, monitoring.seed)
     test_labels, test_probabilities = answered(
@@ -284,7 +285,8 @@ def run(
         window.predicted_at[-1].isoformat(timespec="seconds"),
     )
 
-    findings, sections = judge(window, feedback, split, model, monitoring)
+    optional_share = float(carries_optional(window.listings).mean())
+    findings, sections = judge(window, optional_share, feedback, split, model, monitoring)
     found = alerts(findings, monitoring.drift.alert_share, monitoring.quality.maximum_roc_auc_drop)
     summary = summary_document(
         findings,
@@ -297,7 +299,7 @@ def run(
             "since": None if start is None else start.isoformat(timespec="seconds"),
             "until": None if end is None else end.isoformat(timespec="seconds"),
             "most_recent": last or monitoring.window_size,
-            "share_with_optional_fields": round(float(carries_optional(window.listings).mean()), 6),
+            "share_with_optional_fields": round(optional_share, 6),
             "other_versions": others,
         },
         reference={
