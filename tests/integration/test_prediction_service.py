@@ -208,12 +208,17 @@ def test_a_model_that_cannot_load_leaves_the_service_up_and_not_ready(service_fa
     assert requests_logged and all(record["request_id"] for record in requests_logged)
 
 
-def test_sigterm_during_a_burst_answers_every_accepted_request(trained_lab, service_factory):
+def test_sigterm_during_a_burst_answers_every_accepted_request_and_leaves_no_temporary_files(
+    trained_lab, service_factory, tmp_path
+):
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
     service = service_factory(
         {
             "MODEL_URI": str(trained_lab.path / "models" / "price_category"),
             # All six slow requests at once: the default lets one explanation run at a time.
             "MAX_CONCURRENT_EXPLANATIONS": "6",
+            "TMPDIR": str(temporary),
         }
     )
     service.wait_ready()
@@ -239,6 +244,8 @@ def test_sigterm_during_a_burst_answers_every_accepted_request(trained_lab, serv
     assert service.process.wait(timeout=60) == 0
     with pytest.raises(requests.ConnectionError):
         requests.get(f"{service.url}/health", timeout=2)
+    # Its metric files and explanation slots went with it.
+    assert list(temporary.iterdir()) == []
 
 
 def test_sigterm_with_idle_keep_alive_clients_stops_without_waiting_out_the_grace_period(

@@ -14,17 +14,25 @@ import tempfile
 # One thread each for OpenMP and BLAS: workers already use every core. Set first, before this
 # module imports numpy below.
 os.environ.update({"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"})
+
+
+def _folder_from(variable: str, prefix: str) -> tuple[str, bool]:
+    """The folder the variable names, else a new temporary one set in it; and whether it is new."""
+    if variable in os.environ:
+        return os.environ[variable], False
+    os.environ[variable] = tempfile.mkdtemp(prefix=prefix)
+    return os.environ[variable], True
+
+
 # Metrics from every worker are merged through files in this folder. prometheus_client
 # chooses file-backed values when it is first imported, so this comes before any import of it.
-_metrics_dir = os.environ.setdefault(
-    "PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="mlops-lab-metrics-")
-)
+_metrics_dir, _metrics_dir_is_ours = _folder_from("PROMETHEUS_MULTIPROC_DIR", "mlops-lab-metrics-")
 
 from mlops_lab.service.environment import SLOTS_VARIABLE  # noqa: E402
 from mlops_lab.service.logs import logging_config  # noqa: E402
 
 # The workers' shared explanation slots: one folder per service.
-os.environ.setdefault(SLOTS_VARIABLE, tempfile.mkdtemp(prefix="mlops-lab-explanations-"))
+_slots_dir, _slots_dir_is_ours = _folder_from(SLOTS_VARIABLE, "mlops-lab-explanations-")
 
 from mlops_lab.kernel.config import ConfigError  # noqa: E402
 from mlops_lab.service.settings import ServiceSettings, SettingsError  # noqa: E402
@@ -80,3 +88,10 @@ def worker_exit(server, worker):
     app = getattr(worker, "wsgi", None)
     if app is not None:
         close_app(app)
+
+
+def on_exit(server):
+    """Remove the temporary folders made above: every start would otherwise leave two behind."""
+    for folder, ours in ((_metrics_dir, _metrics_dir_is_ours), (_slots_dir, _slots_dir_is_ours)):
+        if ours:
+            shutil.rmtree(folder)
