@@ -68,6 +68,11 @@ def write_auth_config(database_uri: str, admin: str) -> Path:
         f"database_uri = {database_uri}\n"
         f"admin_username = {admin}\n"
         "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+        # Checking a password against its hash costs about 0.3 s of CPU, and the server did it
+        # on every request: a lab's `dvc repro` makes hundreds (90 s of a full run). A worker
+        # now checks each login once a minute. The accounts change only at a restart, from
+        # .env, which starts with empty caches.
+        "auth_cache_ttl_seconds = 60\n"
     )
     return path
 
