@@ -400,11 +400,13 @@ def test_explanations_beyond_the_cap_get_429_with_retry_after(trained_lab, servi
     assert post(service, batch).status_code == 200
 
 
-def test_a_bad_setting_stops_the_service_with_one_line(trained_lab):
+def test_a_bad_setting_stops_the_service_with_one_line_and_leaves_nothing_behind(
+    trained_lab, tmp_path
+):
     result = subprocess.run(
         [str(VENV_BIN / "mlops-lab"), "serve"],
         cwd=trained_lab.path,
-        env={**os.environ, "MAX_BATCH_SIZE": "many", "PORT": "0"},
+        env={**os.environ, "MAX_BATCH_SIZE": "many", "PORT": "0", "TMPDIR": str(tmp_path)},
         capture_output=True,
         text=True,
         timeout=120,
@@ -414,6 +416,7 @@ def test_a_bad_setting_stops_the_service_with_one_line(trained_lab):
         "error: the service cannot start: MAX_BATCH_SIZE='many': Input should be a valid "
         "integer, unable to parse string as an integer"
     ], result.stderr
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_with_the_registry_down_the_service_stays_up_and_keeps_its_model(

@@ -34,6 +34,14 @@ from mlops_lab.service.logs import logging_config  # noqa: E402
 # The workers' shared explanation slots: one folder per service.
 _slots_dir, _slots_dir_is_ours = _folder_from(SLOTS_VARIABLE, "mlops-lab-explanations-")
 
+
+def _remove_our_folders() -> None:
+    """Remove the temporary folders made above: every start would otherwise leave two behind."""
+    for folder, ours in ((_metrics_dir, _metrics_dir_is_ours), (_slots_dir, _slots_dir_is_ours)):
+        if ours:
+            shutil.rmtree(folder)
+
+
 from mlops_lab.kernel.config import ConfigError  # noqa: E402
 from mlops_lab.service.settings import ServiceSettings, SettingsError  # noqa: E402
 
@@ -42,6 +50,7 @@ try:
     ServiceSettings.from_environment(os.environ)
 except (ConfigError, SettingsError) as error:
     print(f"error: {error}", file=sys.stderr)
+    _remove_our_folders()
     sys.exit(1)
 
 # The app's libraries (scikit-learn, MLflow, Flask) are imported once, here: each worker forks
@@ -91,7 +100,5 @@ def worker_exit(server, worker):
 
 
 def on_exit(server):
-    """Remove the temporary folders made above: every start would otherwise leave two behind."""
-    for folder, ours in ((_metrics_dir, _metrics_dir_is_ours), (_slots_dir, _slots_dir_is_ours)):
-        if ours:
-            shutil.rmtree(folder)
+    """The service's temporary folders go with it."""
+    _remove_our_folders()
