@@ -122,6 +122,8 @@ class TrainingConfig(_Section):
     split_random_state: int
     cv_folds: int = Field(ge=2)
     cv_random_state: int
+    # joblib's n_jobs: -1 is one process per core.
+    fit_processes: int = Field(ge=-1, le=64)
     selection: SelectionConfig
     reference_candidate: str
     candidates: list[CandidateConfig] = Field(min_length=1)
@@ -133,6 +135,13 @@ class TrainingConfig(_Section):
     # Each candidate's fitted model, held-out predictions and scores, under a key of everything
     # they depend on: a rerun retrains only the candidates whose key changed.
     candidate_cache_dir: Path
+
+    @field_validator("fit_processes")
+    @classmethod
+    def _some_processes(cls, processes: int) -> int:
+        if processes == 0:
+            raise ValueError("must be a number of processes, or -1 for one per core, not 0")
+        return processes
 
     @model_validator(mode="after")
     def _reference_is_a_candidate(self) -> TrainingConfig:

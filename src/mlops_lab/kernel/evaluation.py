@@ -70,6 +70,26 @@ class FoldPrediction:
     classes: list[str]
 
 
+def fold_prediction(
+    model: Model,
+    features: pd.DataFrame,
+    target: pd.Series,
+    fold: tuple[np.ndarray, np.ndarray],
+    views: tuple[str, ...],
+) -> FoldPrediction:
+    """One fold's probabilities, on each view, from the model fitted on the other folds."""
+    train_rows, validation_rows = fold
+    fold_model = clone(model).fit(features.iloc[train_rows], target.iloc[train_rows])
+    # Fit on all cores, predict on one: the scores then repeat to the last bit.
+    predict_sequentially(fold_model)
+    validation = features.iloc[validation_rows]
+    return FoldPrediction(
+        validation_rows,
+        {view: fold_model.predict_proba(view_of(validation, view)) for view in views},
+        list(fold_model.classes_),
+    )
+
+
 def fold_predictions(
     model: Model,
     features: pd.DataFrame,
@@ -77,17 +97,9 @@ def fold_predictions(
     folds: Folds,
     views: tuple[str, ...] = ("full",),
 ) -> Iterator[FoldPrediction]:
-    """Each fold's probabilities, on each view, from the model fitted on the other folds."""
-    for train_rows, validation_rows in folds:
-        fold_model = clone(model).fit(features.iloc[train_rows], target.iloc[train_rows])
-        # Fit on all cores, predict on one: the scores then repeat to the last bit.
-        predict_sequentially(fold_model)
-        validation = features.iloc[validation_rows]
-        yield FoldPrediction(
-            validation_rows,
-            {view: fold_model.predict_proba(view_of(validation, view)) for view in views},
-            list(fold_model.classes_),
-        )
+    """Each fold's probabilities, on each view, one fold after another."""
+    for fold in folds:
+        yield fold_prediction(model, features, target, fold, views)
 
 
 def fold_scores(
@@ -115,13 +127,18 @@ def held_out_probabilities(
     model: Model, features: pd.DataFrame, target: pd.Series, folds: Folds
 ) -> tuple[dict[str, np.ndarray], list[str]]:
     """Every training row's held-out probabilities on each view, and their class order."""
-    probabilities: dict[str, np.ndarray] = {}
-    classes: list[str] = []
-    for fold in fold_predictions(model, features, target, folds, VIEWS):
-        classes = fold.classes
-        for view, rows in fold.probabilities.items():
-            probabilities.setdefault(view, np.empty((len(features), len(classes))))
-            probabilities[view][fold.validation_rows] = rows
+    return gathered(list(fold_predictions(model, features, target, folds, VIEWS)), len(features))
+
+
+def gathered(
+    predictions: list[FoldPrediction], rows: int
+) -> tuple[dict[str, np.ndarray], list[str]]:
+    """The folds' probabilities put back in training-row order, and their class order."""
+    classes = predictions[0].classes
+    probabilities = {view: np.empty((rows, len(classes))) for view in predictions[0].probabilities}
+    for fold in predictions:
+        for view, fold_rows in fold.probabilities.items():
+            probabilities[view][fold.validation_rows] = fold_rows
     return probabilities, classes
 
 

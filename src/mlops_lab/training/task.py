@@ -200,7 +200,9 @@ def run(context: StageContext) -> None:
                     "[%d/%d] %s: %s…", position, total, candidate.name, how or "cross-validating"
                 )
                 started = time.perf_counter()
-                trained[candidate.name] = train_candidate(candidate, split, folds, trained)
+                trained[candidate.name] = train_candidate(
+                    candidate, split, folds, trained, training.fit_processes
+                )
                 result = candidate_result(
                     candidate.name, trained[candidate.name], split, folds, categories
                 )

@@ -10,7 +10,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from joblib import Parallel, delayed, parallel_config
 from sklearn.base import clone
+from sklearn.pipeline import Pipeline
 
 from mlops_lab.kernel.config import CandidateConfig, SelectionConfig, TrainingConfig
 from mlops_lab.kernel.decision import MacroF1Decision
@@ -19,7 +21,8 @@ from mlops_lab.kernel.evaluation import (
     HeldOut,
     Scores,
     cross_validated_scores,
-    held_out_probabilities,
+    fold_prediction,
+    gathered,
     required_view,
     routed_held_out,
     scores_on_views,
@@ -296,9 +299,14 @@ class Trained:
 
 
 def train_candidate(
-    candidate: CandidateConfig, split: Split, folds: Folds, trained: dict[str, Trained]
+    candidate: CandidateConfig,
+    split: Split,
+    folds: Folds,
+    trained: dict[str, Trained],
+    processes: int = 1,
 ) -> Trained:
-    """Cross-validate a candidate on the training part and fit it on all of it. Ensembles
+    """Cross-validate a candidate on the training part and fit it on all of it, its fits in
+    `processes` processes side by side. Ensembles
     reuse their members' fitted models and held-out predictions (`trained`, by name) instead
     of fitting them again: the same models and the same numbers, a fraction of the time."""
     features, target = split.train_features, split.train_target
@@ -319,21 +327,43 @@ def train_candidate(
         probability_model = build_model(
             candidate.estimator, resolve_features(candidate.features), candidate.params
         )
-        probabilities, classes = held_out_probabilities(probability_model, features, target, folds)
-        model = build_model(
-            candidate.estimator,
-            resolve_features(candidate.features),
-            candidate.params,
-            candidate.decision,
+        probabilities, classes, fitted = cross_validated_and_fitted(
+            probability_model, features, target, folds, processes
         )
-        if candidate.decision == "macro_f1":
-            # The decision step learns its weights from this cross-validation's held-out
-            # predictions, so the folds are fitted once, not once more inside the step.
-            model.fit(features, target, classifier__held_out_probabilities=probabilities["full"])
-        else:
-            model.fit(features, target)
+        # The decision step learns its weights from this cross-validation's held-out
+        # predictions, so the folds are fitted once, not once more inside the step.
+        model = Pipeline(
+            [
+                *fitted.steps[:-1],
+                (
+                    "classifier",
+                    decided(fitted[-1], candidate.decision, probabilities["full"], target),
+                ),
+            ]
+        )
         predict_sequentially(model)
     return Trained(model, with_decision(probabilities, classes, target, folds, candidate.decision))
+
+
+def cross_validated_and_fitted(
+    model: Model, features: pd.DataFrame, target: pd.Series, folds: Folds, processes: int
+) -> tuple[dict[str, np.ndarray], list[str], Model]:
+    """Held-out probabilities on each view, their class order, and the model fitted on every
+    row; the folds and the last fit run side by side in `processes` processes."""
+    # The last fit is the longest, so it starts first. Each process fits on one thread: a
+    # histogram gradient boosting gains about 15% from a second thread, a second process
+    # doubles the work done, and one thread gives the same numbers on any machine.
+    jobs = [delayed(fitted_on)(model, features, target)]
+    jobs += [delayed(fold_prediction)(model, features, target, fold, VIEWS) for fold in folds]
+    with parallel_config(backend="loky", inner_max_num_threads=1):
+        final, *predictions = Parallel(n_jobs=processes)(jobs)
+    probabilities, classes = gathered(predictions, len(features))
+    return probabilities, classes, final
+
+
+def fitted_on(model: Model, features: pd.DataFrame, target: pd.Series) -> Model:
+    """A fresh copy of the model fitted on the rows."""
+    return clone(model).fit(features, target)
 
 
 def decided(classifier: Any, decision: str, held_out: np.ndarray, target: pd.Series) -> Any:

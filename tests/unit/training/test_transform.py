@@ -126,6 +126,38 @@ def test_an_ensemble_reuses_its_members_and_scores_as_if_fitted_whole(listing_sa
     assert scores["required_only"].views["full"] == scores["required_only"].views["required"]
 
 
+@pytest.mark.parametrize(
+    ("estimator", "params", "decision"),
+    [
+        ("hist_gradient_boosting", SMALL_BOOSTING, "macro_f1"),
+        ("random_forest", {**SMALL_FOREST, "n_jobs": -1}, "most_probable"),
+    ],
+)
+def test_fitting_in_two_processes_gives_the_same_candidate_to_the_bit(
+    listing_sample, estimator, params, decision
+):
+    split = split_like_notebook(listing_sample, 0.2, 1)
+    folds = stratified_folds(split.train_target, 3, 0)
+    candidate = CandidateConfig(
+        name="candidate", estimator=estimator, features="all", params=params, decision=decision
+    )
+    alone, side_by_side = (
+        train_candidate(candidate, split, folds, {}, processes) for processes in (1, 2)
+    )
+    for view in ("full", "required"):
+        assert np.array_equal(
+            alone.held_out.probabilities[view], side_by_side.held_out.probabilities[view]
+        )
+        assert np.array_equal(alone.held_out.weights[view], side_by_side.held_out.weights[view])
+    assert np.array_equal(
+        alone.model.predict_proba(split.test_features),
+        side_by_side.model.predict_proba(split.test_features),
+    )
+    assert np.array_equal(
+        alone.model.predict(split.test_features), side_by_side.model.predict(split.test_features)
+    )
+
+
 def test_flat_params_names_a_soft_votes_member_parameters_with_dots():
     params = {"members": {"forest": {"estimator": "random_forest", "params": {"n_jobs": -1}}}}
     assert flat_params(params) == {
