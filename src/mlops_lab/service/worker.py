@@ -1,22 +1,84 @@
-"""The service's gunicorn worker: gunicorn's threaded worker, stopping as soon as its requests
-are answered.
+"""The service's gunicorn worker: gunicorn's threaded worker, answering small requests in the
+thread that sees them arrive, and stopping as soon as its requests are answered.
 
-gunicorn's own waits out its whole grace period (30 s) in one poll whenever a client holds an
-idle keep-alive connection, as a proxy or a `requests.Session` does: no request is left, yet
-`docker compose stop`, a SIGTERM and every SIGHUP reload took 30 s. This one closes idle
-keep-alive connections when it stops (no request is in flight on them) and keeps waiting,
+gunicorn's threaded worker hands every request to a pool thread and the connection back to its
+main thread when the answer is sent: four thread handoffs per request, more than the model's own
+work for one listing on these machines. A request already whole in the socket's buffer (so
+reading it cannot wait on the client) that asks for no explanation is answered by the main
+thread itself. New connections, requests still arriving and explanations (tens to hundreds of
+milliseconds) go to the pool as before, so a slow client or a long request never holds up the
+others.
+
+gunicorn's own worker also waits out its whole grace period (30 s) in one poll whenever a client
+holds an idle keep-alive connection, as a proxy or a `requests.Session` does: no request is
+left, yet `docker compose stop`, a SIGTERM and every SIGHUP reload took 30 s. This one closes
+idle keep-alive connections when it stops (no request is in flight on them) and keeps waiting,
 within the same grace period, for the requests it is answering.
 """
 
 from __future__ import annotations
 
+import re
+import socket
+import time
+from concurrent.futures import Future
+
 from gunicorn.workers.gthread import ThreadWorker
 
 # While stopping, how often the worker looks for connections to close and requests answered.
 STOPPING_POLL_SECONDS = 0.1
+# How much of a waiting request the main thread looks at: a 1,000-listing batch is larger and
+# goes to the pool.
+PEEK_BYTES = 64 * 1024
+# The arbiter restarts a worker silent for `timeout` (120 s); gunicorn's worker tells it on
+# every loop, once per request when the main thread answers, a system call each time.
+HEARTBEAT_SECONDS = 1.0
+CONTENT_LENGTH = re.compile(rb"\r\ncontent-length:[ \t]*(\d+)", re.IGNORECASE)
+
+
+def whole_quick_request(waiting: bytes) -> bool:
+    """Whether the bytes hold one whole request (headers and body) that asks for no
+    explanation and sends no chunked body."""
+    end_of_headers = waiting.find(b"\r\n\r\n")
+    if end_of_headers < 0:
+        return False
+    headers = waiting[:end_of_headers]
+    if b"explain" in headers.split(b"\r\n", 1)[0] or b"transfer-encoding" in headers.lower():
+        return False
+    length = CONTENT_LENGTH.search(headers)
+    body = int(length.group(1)) if length else 0
+    return end_of_headers + 4 + body <= len(waiting)
 
 
 class PromptThreadWorker(ThreadWorker):
+    last_heartbeat = 0.0
+
+    def notify(self) -> None:
+        now = time.monotonic()
+        if now - self.last_heartbeat >= HEARTBEAT_SECONDS:
+            self.last_heartbeat = now
+            super().notify()
+
+    def enqueue_req(self, conn) -> None:
+        if not self.answers_here(conn):
+            super().enqueue_req(conn)
+            return
+        answered: Future = Future()
+        answered.set_result(self.handle(conn))
+        self.finish_request(conn, answered)
+
+    def answers_here(self, conn) -> bool:
+        """Whether the main thread answers the connection's next request itself."""
+        if not conn.initialized or conn.parser is None or self.cfg.is_ssl:
+            return False
+        if conn.parser.unreader.buf.getbuffer().nbytes:
+            return False  # part of the request was read already: look no further
+        try:
+            waiting = conn.sock.recv(PEEK_BYTES, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+        except OSError:
+            return False
+        return whole_quick_request(waiting)
+
     def murder_keepalived(self) -> None:
         if not self.alive:
             for connection in self.keepalived_conns:
