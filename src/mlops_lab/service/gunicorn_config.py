@@ -70,6 +70,8 @@ graceful_timeout = int(os.environ.get("GRACEFUL_TIMEOUT", 30))
 timeout = 120
 keepalive = 5
 accesslog = None  # the app logs one JSON line per request itself
+# ...so gunicorn writes none: with logconfig_dict set it would, a second line per request.
+logger_class = "mlops_lab.service.logs.GunicornLogger"
 errorlog = "-"
 loglevel = os.environ.get("LOG_LEVEL", "info")
 # Every line JSON: gunicorn's own, the app's, and Python's warnings.

@@ -9,6 +9,8 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
+from gunicorn.glogging import Logger
+
 # What every LogRecord carries; anything else on a record was added by the call (extra=…).
 STANDARD_ATTRIBUTES = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
     "message",
@@ -47,3 +49,10 @@ def logging_config(level: str) -> dict[str, Any]:
         "root": {"level": level.upper(), "handlers": ["stderr"]},
         "loggers": {"gunicorn.error": quiet, "gunicorn.access": quiet},
     }
+
+
+class GunicornLogger(Logger):
+    """gunicorn's logger without its access lines: the app logs one JSON line per request."""
+
+    def access(self, resp: Any, req: Any, environ: Any, request_time: Any) -> None:
+        return
