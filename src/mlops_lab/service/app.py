@@ -12,6 +12,7 @@ from flask import Flask, Response, g, request
 
 from mlops_lab.kernel.prediction_store import store_engine
 from mlops_lab.service.errors import register_error_handlers
+from mlops_lab.service.json_provider import OrjsonProvider
 from mlops_lab.service.loading import ModelSlot, load_into
 from mlops_lab.service.metrics import ServiceMetrics
 from mlops_lab.service.openapi import openapi_document
@@ -27,6 +28,7 @@ def create_app(settings: ServiceSettings | None = None) -> Flask:
     """The service: /health answers at once, /ready and /predict once the model is loaded."""
     settings = settings or settings_now()
     app = Flask(__name__)
+    app.json = OrjsonProvider(app)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     metrics = ServiceMetrics()
     service = ServiceState(
