@@ -74,8 +74,8 @@ lock: $(UV)
 	$(LOCK) pyproject.toml -c requirements/dev.lock -o requirements/serve.lock
 	$(LOCK) requirements/tracking-server.in -c requirements/dev.lock \
 		-o requirements/tracking-server.lock
-	# The bench's MLServer peer: the model's packages at the versions the lab pins, the rest free.
-	pins=$$(grep -v '^#' requirements/mlserver-peer.in | sed 's/[<>=].*//' | paste -sd'|'); \
+	# The bench's MLServer peer: the packages it names bare at the versions the lab pins.
+	pins=$$(grep -v -e '^#' -e '[<>=]' requirements/mlserver-peer.in | paste -sd'|'); \
 	$(LOCK) requirements/mlserver-peer.in -c <(grep -E "^($$pins)==" requirements/dev.lock) \
 		--custom-compile-command "make lock" -o requirements/mlserver-peer.lock
 

@@ -238,8 +238,9 @@ def load(
         env={**os.environ, "BENCH_BODY": str(body)},
         capture_output=True,
         text=True,
-        check=True,
     )
+    if result.returncode != 0:
+        sys.exit(f"wrk against {server.path} on port {server.port} failed:\n{result.stderr}")
     line = next(line for line in result.stdout.splitlines() if line.startswith("BENCH "))
     report = json.loads(line.removeprefix("BENCH "))
     if report["not_2xx"] or report["socket_errors"]:
@@ -251,6 +252,12 @@ def load(
         "requests_per_s": round(per_second, 1),
         "listings_per_s": round(per_second * len(rows), 1),
     }
+
+
+def settle() -> None:
+    """Wait for what wrk left in flight: it stops at its deadline, not after its last answer,
+    and an explanation left running holds the explanation slot for a while."""
+    time.sleep(1.0)
 
 
 def ratios(pair: dict[str, dict]) -> None:
@@ -289,6 +296,7 @@ def main() -> None:
             rows = [{**LISTING, "id": n} for n in range(size)]
             for name in names:
                 load(servers[name], rows, concurrency, 1, scratch)  # warm-up
+                settle()
                 results.setdefault(scenario, {})[name] = load(
                     servers[name], rows, concurrency, arguments.seconds, scratch
                 )
@@ -299,6 +307,7 @@ def main() -> None:
         scenario = "1 listing, concurrency 16, prediction log on/off"
         for _ in range(LOG_ROUNDS):
             for name in (OURS, LOG_OFF):
+                settle()
                 run = load(servers[name], [LISTING], 16, arguments.seconds, scratch)
                 best = results.setdefault(scenario, {}).get(name)
                 if best is None or run["requests_per_s"] > best["requests_per_s"]:
