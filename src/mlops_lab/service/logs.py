@@ -47,7 +47,8 @@ def logging_config(level: str) -> dict[str, Any]:
         "formatters": {"json": {"()": JsonFormatter}},
         "handlers": {"stderr": handler},
         "root": {"level": level.upper(), "handlers": ["stderr"]},
-        "loggers": {"gunicorn.error": quiet, "gunicorn.access": quiet},
+        # gunicorn's access lines are never written (GunicornLogger below).
+        "loggers": {"gunicorn.error": quiet},
     }
 
 

@@ -96,8 +96,9 @@ def parsed(raw: bytes) -> Any:
     except orjson.JSONDecodeError:
         pass
     try:
-        # orjson and the json module accept the same documents; the json module's message
-        # (line, column, character) is the one the API has always given.
+        # The json module decides: it takes what orjson refuses (NaN, integers beyond 64
+        # bits), as the API always has, and its message (line, column, character) is the one
+        # the API has always given.
         return json.loads(raw)
     except ValueError as error:
         raise RequestError(
