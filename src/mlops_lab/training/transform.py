@@ -306,9 +306,9 @@ def train_candidate(
     processes: int = 1,
 ) -> Trained:
     """Cross-validate a candidate on the training part and fit it on all of it, its fits in
-    `processes` processes side by side. Ensembles
-    reuse their members' fitted models and held-out predictions (`trained`, by name) instead
-    of fitting them again: the same models and the same numbers, a fraction of the time."""
+    `processes` processes side by side. Ensembles reuse their members' fitted models and
+    held-out predictions (`trained`, by name) instead of fitting them again: the same models
+    and the same numbers, a fraction of the time."""
     features, target = split.train_features, split.train_target
     members = [trained[name] for name in candidate.members]
     if candidate.estimator == "field_router":
