@@ -15,7 +15,9 @@ so the result is identical, not merely close; tests/unit/test_compiled.py checks
 
 from __future__ import annotations
 
+from concurrent.futures import Executor
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import Any
 
 import numba
@@ -92,6 +94,26 @@ def _add_leaf_values_in_parallel(encoded: np.ndarray, arrays: tuple) -> None:
         _add_leaf_values(encoded, first_row, min(first_row + ROWS_PER_BLOCK, rows), *arrays)
 
 
+# Rows a thread of the caller's pool takes at least (see NodeTable.threads): below this, handing
+# work to another thread (about 60 µs there and back) costs more than it saves.
+ROWS_PER_THREAD = 128
+
+
+def row_ranges(rows: int, parts: int) -> list[tuple[int, int]]:
+    """`rows` cut into at most `parts` contiguous ranges of at least ROWS_PER_THREAD rows."""
+    parts = max(1, min(parts, rows // ROWS_PER_THREAD))
+    bounds = [rows * part // parts for part in range(parts + 1)]
+    return list(pairwise(bounds))
+
+
+@dataclass(frozen=True)
+class RowThreads:
+    """Threads to spread a large batch's rows over: the caller's and `count - 1` of `pool`'s."""
+
+    pool: Executor
+    count: int
+
+
 class UnsupportedModel(ValueError):
     """A fitted Pipeline whose structure the compiler does not know."""
 
@@ -135,6 +157,10 @@ class NodeTable:
     roots: np.ndarray
     # Spread large batches over numba's threads (see _add_leaf_values_in_parallel).
     parallel: bool = False
+    # Or over this pool's threads and the caller's: the service's, whose request threads
+    # must not share numba's pool. The compiled loop releases the GIL, so a 1,000-listing
+    # batch uses every core while the other workers are idle.
+    threads: RowThreads | None = None
 
     def add_leaf_values(
         self, encoded: np.ndarray, value: np.ndarray, column_of_tree: np.ndarray, sums: np.ndarray
@@ -156,8 +182,19 @@ class NodeTable:
         encoded = np.ascontiguousarray(encoded, dtype=np.float64)
         if self.parallel and len(encoded) > ROWS_PER_BLOCK:
             _add_leaf_values_in_parallel(encoded, arrays)
-        else:
+            return
+        if self.threads is None:
             _add_leaf_values(encoded, 0, len(encoded), *arrays)
+            return
+        # Each range's rows are summed by one thread, tree by tree: the same bits as one call.
+        *handed_over, (first_row, end_row) = row_ranges(len(encoded), self.threads.count)
+        pending = [
+            self.threads.pool.submit(_add_leaf_values, encoded, start, end, *arrays)
+            for start, end in handed_over
+        ]
+        _add_leaf_values(encoded, first_row, end_row, *arrays)
+        for part in pending:
+            part.result()
 
 
 @dataclass(frozen=True)
@@ -323,7 +360,9 @@ def _plain_one_hot(encoder: OneHotEncoder) -> bool:
     )
 
 
-def compile_boosting(classifier: HistGradientBoostingClassifier, parallel: bool) -> BoostedTrees:
+def compile_boosting(
+    classifier: HistGradientBoostingClassifier, parallel: bool, threads: RowThreads | None
+) -> BoostedTrees:
     """One node table for all of a fitted HistGradientBoostingClassifier's trees."""
     if classifier.is_categorical_ is not None and classifier.is_categorical_.any():
         raise UnsupportedModel("native categorical splits are not compiled")
@@ -345,6 +384,7 @@ def compile_boosting(classifier: HistGradientBoostingClassifier, parallel: bool)
             is_leaf=nodes["is_leaf"].astype(bool),
             roots=roots,
             parallel=parallel,
+            threads=threads,
         ),
         value=nodes["value"].astype(np.float64).reshape(-1, 1),
         class_of_tree=classes_of_trees.astype(np.intp),
@@ -353,7 +393,9 @@ def compile_boosting(classifier: HistGradientBoostingClassifier, parallel: bool)
     )
 
 
-def compile_forest(classifier: RandomForestClassifier, parallel: bool) -> ForestTrees:
+def compile_forest(
+    classifier: RandomForestClassifier, parallel: bool, threads: RowThreads | None
+) -> ForestTrees:
     """One node table for all of a fitted single-output RandomForestClassifier's trees."""
     if classifier.n_outputs_ != 1:
         raise UnsupportedModel("only single-output forests are compiled")
@@ -374,6 +416,7 @@ def compile_forest(classifier: RandomForestClassifier, parallel: bool) -> Forest
             is_leaf=is_leaf,
             roots=roots,
             parallel=parallel,
+            threads=threads,
         ),
         value=np.concatenate([tree.value[:, 0, :] for tree in trees]).astype(np.float64),
         column_of_tree=np.zeros(len(trees), dtype=np.intp),
@@ -386,20 +429,26 @@ def _roots_and_starts(sizes: list[int]) -> tuple[np.ndarray, np.ndarray]:
     return roots, np.repeat(roots, sizes)
 
 
-def compile_classifier(classifier: Any, parallel: bool) -> CompiledClassifier:
+def compile_classifier(
+    classifier: Any, parallel: bool, threads: RowThreads | None
+) -> CompiledClassifier:
     """The fitted classifier's probability arithmetic as arrays, where the compiler knows it."""
     if isinstance(classifier, HistGradientBoostingClassifier):
-        return compile_boosting(classifier, parallel)
+        return compile_boosting(classifier, parallel, threads)
     if isinstance(classifier, RandomForestClassifier):
-        return compile_forest(classifier, parallel)
+        return compile_forest(classifier, parallel, threads)
     if isinstance(classifier, SoftVoteClassifier):
         return SoftVote(
-            tuple(compile_classifier(member, parallel) for member in classifier.estimators_)
+            tuple(
+                compile_classifier(member, parallel, threads) for member in classifier.estimators_
+            )
         )
     return FittedClassifier(classifier)
 
 
-def compile_pipeline(pipeline: Pipeline, parallel: bool = False) -> CompiledPipeline:
+def compile_pipeline(
+    pipeline: Pipeline, parallel: bool = False, threads: RowThreads | None = None
+) -> CompiledPipeline:
     """The fitted Pipeline as NumPy arrays; UnsupportedModel if its structure is unknown."""
     if len(pipeline.steps) != 3:
         raise UnsupportedModel(f"expected 3 steps, found {[name for name, _ in pipeline.steps]}")
@@ -412,22 +461,25 @@ def compile_pipeline(pipeline: Pipeline, parallel: bool = False) -> CompiledPipe
         feature_names=tuple(features.features),
         encoding=compile_encoding(encode),
         classes=np.asarray(classifier.classes_),
-        classifier=compile_classifier(classifier, parallel),
+        classifier=compile_classifier(classifier, parallel, threads),
         weights=np.asarray(decision_weights(last_step), dtype=np.float64),
     )
 
 
-def compile_model(model: Pipeline | FieldRouter, parallel: bool = False) -> CompiledModel:
+def compile_model(
+    model: Pipeline | FieldRouter, parallel: bool = False, threads: RowThreads | None = None
+) -> CompiledModel:
     """The fitted model as NumPy arrays; UnsupportedModel if its structure is unknown. With
-    `parallel`, large batches use every core numba has (never in the service's threads)."""
+    `parallel`, large batches use every core numba has (never in the service's threads); with
+    `threads`, they are spread over those instead."""
     if isinstance(model, FieldRouter):
         return CompiledRouter(
             routes=tuple(
-                (tuple(fields), compile_pipeline(member, parallel))
+                (tuple(fields), compile_pipeline(member, parallel, threads))
                 for _, fields, member in model.routes_
             ),
             classes=np.asarray(model.classes_),
         )
     if not isinstance(model, Pipeline):
         raise UnsupportedModel(f"expected a Pipeline or a FieldRouter, got {type(model).__name__}")
-    return compile_pipeline(model, parallel)
+    return compile_pipeline(model, parallel, threads)

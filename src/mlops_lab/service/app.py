@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import swagger_ui_bundle
 from flask import Flask, Response, g, request
 
+from mlops_lab.kernel.compiled import RowThreads
 from mlops_lab.kernel.prediction_store import store_engine
 from mlops_lab.service.errors import register_error_handlers
 from mlops_lab.service.json_provider import OrjsonProvider
@@ -54,8 +57,17 @@ def create_app(settings: ServiceSettings | None = None) -> Flask:
     register_request_log(app, service.metrics)
     register_error_handlers(app)
     app.register_blueprint(routes)
-    load_into(settings, service.slot, service.metrics)
+    load_into(settings, service.slot, service.metrics, row_threads())
     return app
+
+
+def row_threads() -> RowThreads | None:
+    """A thread per further core, for a large batch's trees: one worker's 1,000-listing
+    request then takes every core that the other workers leave idle."""
+    cores = os.cpu_count() or 1
+    if cores == 1:
+        return None
+    return RowThreads(ThreadPoolExecutor(cores - 1, thread_name_prefix="model-rows"), cores)
 
 
 def close_app(app: Flask) -> None:

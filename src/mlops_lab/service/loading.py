@@ -18,7 +18,7 @@ from mlflow.models import Model as MlflowModel
 from mlflow.tracking import MlflowClient
 
 from mlops_lab.kernel.attribution import explain_listings, top_contributions
-from mlops_lab.kernel.compiled import CompiledModel, UnsupportedModel, compile_model
+from mlops_lab.kernel.compiled import CompiledModel, RowThreads, UnsupportedModel, compile_model
 from mlops_lab.kernel.decision import row_decision_weights
 from mlops_lab.kernel.evaluation import ordered_probabilities
 from mlops_lab.kernel.features import Columns, conform_listings, conform_records, present_fields
@@ -110,11 +110,14 @@ class ServedModel:
 
 
 def choose_predictor(
-    model: Model, example: pd.DataFrame, parallel: bool = False
+    model: Model,
+    example: pd.DataFrame,
+    parallel: bool = False,
+    threads: RowThreads | None = None,
 ) -> CompiledModel | PipelinePredictor:
     """The compiled model if it gives the model's exact answers, else the model itself."""
     try:
-        compiled = compile_model(model, parallel)
+        compiled = compile_model(model, parallel, threads)
     except UnsupportedModel as reason:
         log.warning("serving through the scikit-learn model (slower): %s", reason)
         return PipelinePredictor(model)
@@ -182,10 +185,12 @@ def load_served_model(
     cache_dir: Path | None = None,
     fall_back: bool = True,
     parallel: bool = False,
+    threads: RowThreads | None = None,
 ) -> ServedModel:
     """Load the model once, as the service does: a registry URI (its last copy in `cache_dir`
     when the registry cannot be reached) or a local model directory. With `parallel`, large
-    batches use every core (batch scoring; never in the service's threads)."""
+    batches use every core (batch scoring; never in the service's threads); with `threads`,
+    they are spread over those (the service's)."""
     stale = ""
     if uri.startswith("models:/"):
         local, name, version, stale = fetch(uri, cache_dir, fall_back)
@@ -202,7 +207,7 @@ def load_served_model(
     unknown = sorted(set(model.classes_) - set(categories))
     if unknown:
         raise ValueError(f"model {uri} predicts categories {unknown} not in {categories}")
-    predictor = choose_predictor(model, example, parallel)
+    predictor = choose_predictor(model, example, parallel, threads)
     served = ServedModel(
         model, predictor, uri, name, version, categories, complete_listings(example), stale
     )
@@ -221,7 +226,12 @@ class ModelSlot:
     ready: threading.Event = field(default_factory=threading.Event)
 
 
-def try_loading(settings: ServiceSettings, slot: ModelSlot, metrics: ServiceMetrics) -> bool:
+def try_loading(
+    settings: ServiceSettings,
+    slot: ModelSlot,
+    metrics: ServiceMetrics,
+    threads: RowThreads | None = None,
+) -> bool:
     """Load the model into the slot; on failure log why (with the traceback) and keep going.
     True once the slot holds a fresh model (not a stale copy). A slot that holds the copy
     already is refilled only from the registry."""
@@ -234,6 +244,7 @@ def try_loading(settings: ServiceSettings, slot: ModelSlot, metrics: ServiceMetr
             list(settings.categories),
             settings.model_cache_dir,
             fall_back=slot.model is None,
+            threads=threads,
         )
     except Exception as error:  # any failure leaves the service up, and not ready if empty
         problem = f"cannot load model {settings.model_uri}: {error}"
@@ -251,20 +262,25 @@ def try_loading(settings: ServiceSettings, slot: ModelSlot, metrics: ServiceMetr
     return not model.stale
 
 
-def load_into(settings: ServiceSettings, slot: ModelSlot, metrics: ServiceMetrics) -> None:
+def load_into(
+    settings: ServiceSettings,
+    slot: ModelSlot,
+    metrics: ServiceMetrics,
+    threads: RowThreads | None = None,
+) -> None:
     """Load before serving; if that fails, or gives only the copy last loaded, serve what there
     is (nothing: not ready; the copy: ready, and stale) and retry in the background.
 
     A worker that loaded its model before accepting requests never answers 503 next to a
     ready sibling; a model that cannot load is a log line and a not-ready service, not a
     crash loop; and a registry that is down on a reload does not take the model away."""
-    if try_loading(settings, slot, metrics):
+    if try_loading(settings, slot, metrics, threads):
         return
 
     def retry() -> None:
         while True:
             time.sleep(settings.load_retry_seconds)
-            if try_loading(settings, slot, metrics):
+            if try_loading(settings, slot, metrics, threads):
                 return
 
     threading.Thread(target=retry, name="model-loader", daemon=True).start()

@@ -1,5 +1,7 @@
 """The compiled model must give the Pipeline's probabilities exactly, on every path."""
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -10,13 +12,16 @@ from sklearn.preprocessing import StandardScaler
 from small_models import SMALL_ROUTER
 
 from mlops_lab.kernel.compiled import (
+    ROWS_PER_THREAD,
     BoostedTrees,
     CompiledRouter,
     FittedClassifier,
     ForestTrees,
+    RowThreads,
     SoftVote,
     UnsupportedModel,
     compile_model,
+    row_ranges,
 )
 from mlops_lab.kernel.decision import row_decision_weights
 from mlops_lab.kernel.evaluation import required_view
@@ -178,6 +183,29 @@ def test_the_parallel_walk_matches_bit_for_bit_on_large_batches(split, vote):
     assert np.array_equal(
         parallel.predict_proba(records(listings)), serial.predict_proba(records(listings))
     )
+
+
+def test_the_walk_spread_over_the_callers_threads_matches_bit_for_bit(split, vote):
+    _, test = split
+    listings = pd.concat([test, test.head(37)])
+    with ThreadPoolExecutor(2) as pool:
+        threaded = compile_model(vote, threads=RowThreads(pool, 3))
+        for chunk in (listings.head(1), listings.head(ROWS_PER_THREAD * 2), listings):
+            assert np.array_equal(threaded.predict_proba(records(chunk)), vote.predict_proba(chunk))
+
+
+@pytest.mark.parametrize(
+    ("rows", "parts", "ranges"),
+    [
+        (1, 2, [(0, 1)]),
+        (ROWS_PER_THREAD * 2 - 1, 2, [(0, ROWS_PER_THREAD * 2 - 1)]),
+        (1000, 2, [(0, 500), (500, 1000)]),
+        (1000, 3, [(0, 333), (333, 666), (666, 1000)]),
+        (0, 2, [(0, 0)]),
+    ],
+)
+def test_rows_are_cut_into_contiguous_ranges_worth_a_thread(rows, parts, ranges):
+    assert row_ranges(rows, parts) == ranges
 
 
 def test_a_classifier_the_compiler_does_not_know_is_called_on_the_encoded_features(split):
