@@ -25,6 +25,7 @@ from sqlalchemy import (
     select,
 )
 
+from mlops_lab.kernel.json_text import json_text
 from mlops_lab.kernel.secrets import with_password
 
 URI_VARIABLE = "PREDICTION_LOG_URI"
@@ -85,17 +86,24 @@ def listing_key(listing_id: object) -> str | None:
 
 
 def store_engine(uri: str) -> Engine:
-    """An engine that survives a database restart and never waits long to connect."""
+    """An engine that survives a database restart, never waits long to connect, and writes
+    JSON columns through orjson (the json module took 40% of the prediction log's time)."""
     if uri.startswith("sqlite"):
         path = Path(uri.removeprefix("sqlite:///"))
         if uri.startswith("sqlite:///") and path.name:
             path.parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(uri, connect_args={"timeout": 30})
+        engine = create_engine(uri, connect_args={"timeout": 30}, json_serializer=json_text)
         # WAL: the workers write while `mlops-lab monitor` reads, without locking each other out.
         event.listen(engine, "connect", _write_ahead_log)
         return engine
     connect_args = {"connect_timeout": 5} if uri.startswith("postgresql") else {}
-    return create_engine(uri, pool_pre_ping=True, pool_size=2, connect_args=connect_args)
+    return create_engine(
+        uri,
+        pool_pre_ping=True,
+        pool_size=2,
+        connect_args=connect_args,
+        json_serializer=json_text,
+    )
 
 
 def _write_ahead_log(connection: Any, _record: Any) -> None:

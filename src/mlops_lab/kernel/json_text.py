@@ -1,0 +1,36 @@
+"""JSON as the lab writes it, through orjson: compact, keys sorted, in a tenth of the json
+module's time; the json module only for what orjson refuses."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from typing import Any
+
+import orjson
+
+OPTIONS = orjson.OPT_SORT_KEYS | orjson.OPT_SERIALIZE_NUMPY
+
+
+def _default(value: Any) -> Any:
+    """What orjson does not write itself, as Flask's provider writes it."""
+    if isinstance(value, Decimal):
+        return str(value)
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+def encoded(document: Any) -> bytes:
+    """The document as compact JSON with sorted keys."""
+    try:
+        return orjson.dumps(document, default=_default, option=OPTIONS)
+    except orjson.JSONEncodeError:
+        # orjson stops at 64-bit integers; an id may be any integer, and the json module
+        # writes those (and fails as orjson does on anything else).
+        return json.dumps(
+            document, default=_default, sort_keys=True, separators=(",", ":"), ensure_ascii=False
+        ).encode()
+
+
+def json_text(document: Any) -> str:
+    """The document as compact JSON text with sorted keys."""
+    return encoded(document).decode()
