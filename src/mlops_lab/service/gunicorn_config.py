@@ -80,16 +80,29 @@ logging.captureWarnings(True)
 
 
 def on_starting(server):
-    """Start from empty metric files: counters restart with the service."""
+    """Start from empty metric files: counters restart with the service. Make the table in
+    which workers share how many connections each holds (service/balance.py)."""
+    from mlops_lab.service.balance import ConnectionShares
+
     shutil.rmtree(_metrics_dir, ignore_errors=True)
     os.makedirs(_metrics_dir, exist_ok=True)
+    server.connection_shares = ConnectionShares.create()
+
+
+def pre_fork(server, worker):
+    """Give the worker about to be forked its row of the connection table."""
+    worker.connection_shares = server.connection_shares
+    worker.share_slot = server.connection_shares.reserve()
 
 
 def child_exit(server, worker):
-    """Drop an exited worker's live gauges (its model_info) from the merged metrics."""
+    """Drop an exited worker's live gauges (its model_info) from the merged metrics, and free
+    its row of the connection table."""
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(worker.pid)
+    if worker.share_slot is not None:
+        server.connection_shares.release(worker.share_slot)
 
 
 def worker_exit(server, worker):

@@ -9,6 +9,8 @@ thread itself. New connections, requests still arriving and explanations (tens t
 milliseconds) go to the pool as before, so a slow client or a long request never holds up the
 others.
 
+New connections are spread evenly over the workers (service/balance.py).
+
 gunicorn's own worker also waits out its whole grace period (30 s) in one poll whenever a client
 holds an idle keep-alive connection, as a proxy or a `requests.Session` does: no request is
 left, yet `docker compose stop`, a SIGTERM and every SIGHUP reload took 30 s. This one closes
@@ -26,8 +28,12 @@ from typing import Any
 
 from gunicorn.workers.gthread import ThreadWorker
 
-# While stopping, how often the worker looks for connections to close and requests answered.
+from mlops_lab.service.balance import ConnectionShares
+
+# While stopping, how often the worker looks for connections to close and requests answered;
+# while leaving new connections to its siblings, how often it looks whether it may take them.
 STOPPING_POLL_SECONDS = 0.1
+DECLINING_POLL_SECONDS = 0.05
 # How much of a waiting request the main thread looks at: a 1,000-listing batch is larger and
 # goes to the pool.
 PEEK_BYTES = 64 * 1024
@@ -84,12 +90,39 @@ class HeadersWithBody:
 
 class PromptThreadWorker(ThreadWorker):
     last_heartbeat = 0.0
+    # Set by the master before it forks this worker (gunicorn_config.pre_fork).
+    connection_shares: ConnectionShares | None = None
+    share_slot: int | None = None
+    declining = False
 
     def notify(self) -> None:
+        # Called on every turn of the worker's loop: the shared table stays current.
+        self.report_connections()
         now = time.monotonic()
         if now - self.last_heartbeat >= HEARTBEAT_SECONDS:
             self.last_heartbeat = now
             super().notify()
+
+    def report_connections(self) -> None:
+        if self.connection_shares is not None and self.share_slot is not None:
+            self.connection_shares.report(self.share_slot, self.pid, self.nr_conns)
+
+    def fair_to_accept(self) -> bool:
+        """Whether this worker takes new connections, given what its siblings hold."""
+        if self.connection_shares is None or self.share_slot is None:
+            return True
+        return self.connection_shares.fair_to_accept(self.share_slot, self.nr_conns)
+
+    def set_accept_enabled(self, enabled: bool) -> None:
+        # gunicorn's loop asks again on every turn while this declines.
+        self.declining = enabled and self.alive and not self.fair_to_accept()
+        super().set_accept_enabled(enabled and not self.declining)
+
+    def accept(self, listener) -> None:
+        super().accept(listener)
+        self.report_connections()
+        if not self.fair_to_accept():
+            self.set_accept_enabled(False)
 
     def enqueue_req(self, conn) -> None:
         if not self.answers_here(conn):
@@ -129,4 +162,6 @@ class PromptThreadWorker(ThreadWorker):
     def wait_for_and_dispatch_events(self, timeout: float) -> None:
         if not self.alive:
             timeout = min(timeout, STOPPING_POLL_SECONDS)
+        elif self.declining:
+            timeout = min(timeout, DECLINING_POLL_SECONDS)
         super().wait_for_and_dispatch_events(timeout)
