@@ -55,12 +55,7 @@ def _add_leaf_values(
     first_row: int,
     end_row: int,
     roots: np.ndarray,
-    feature: np.ndarray,
-    threshold: np.ndarray,
-    missing_go_left: np.ndarray,
-    left: np.ndarray,
-    right: np.ndarray,
-    is_leaf: np.ndarray,
+    nodes: np.ndarray,
     value: np.ndarray,
     column_of_tree: np.ndarray,
     sums: np.ndarray,
@@ -68,13 +63,15 @@ def _add_leaf_values(
     for tree in range(roots.shape[0]):
         column = column_of_tree[tree]
         for row in range(first_row, end_row):
-            node = roots[tree]
-            while not is_leaf[node]:
-                x = encoded[row, feature[node]]
-                go_left = missing_go_left[node] if np.isnan(x) else x <= threshold[node]
-                node = left[node] if go_left else right[node]
+            node = nodes[roots[tree]]
+            index = roots[tree]
+            while node.split >= 0:
+                x = encoded[row, node.split >> 1]
+                go_left = (node.split & 1) == 1 if np.isnan(x) else x <= node.threshold
+                index = node.left if go_left else node.right
+                node = nodes[index]
             for offset in range(value.shape[1]):
-                sums[row, column + offset] += value[node, offset]
+                sums[row, column + offset] += value[index, offset]
 
 
 # Rows per block of the parallel loop: enough for a tree's nodes to pay for their trip into
@@ -144,16 +141,39 @@ class Encoding:
         return encoded
 
 
+# One node as one record, so a step down a tree reads one cache line instead of one per field
+# (six arrays): one listing's walk through the champion's 996 boosting trees is bound by those
+# reads, and took 0.045 ms instead of 0.069 (batches gain nothing: their trees stay in cache).
+# `split` is the feature's column times two plus 1 if missing values go left, or -1 for a leaf.
+NODE = np.dtype(
+    [("threshold", np.float64), ("split", np.int32), ("left", np.int32), ("right", np.int32)],
+    align=True,
+)
+
+
+def packed_nodes(
+    feature: np.ndarray,
+    threshold: np.ndarray,
+    missing_go_left: np.ndarray,
+    left: np.ndarray,
+    right: np.ndarray,
+    is_leaf: np.ndarray,
+) -> np.ndarray:
+    """The nodes' fields as one NODE record per node."""
+    nodes = np.zeros(len(feature), dtype=NODE)
+    nodes["threshold"] = threshold
+    nodes["split"] = np.where(is_leaf, -1, feature * 2 + missing_go_left)
+    nodes["left"] = np.where(is_leaf, -1, left)
+    nodes["right"] = np.where(is_leaf, -1, right)
+    return nodes
+
+
 @dataclass(frozen=True)
 class NodeTable:
-    """Every tree of an ensemble as one flat node table; `roots` holds each tree's first node."""
+    """Every tree of an ensemble as one flat table of NODE records; `roots` holds each tree's
+    first node."""
 
-    feature: np.ndarray
-    threshold: np.ndarray
-    missing_go_left: np.ndarray
-    left: np.ndarray
-    right: np.ndarray
-    is_leaf: np.ndarray
+    nodes: np.ndarray
     roots: np.ndarray
     # Spread large batches over numba's threads (see _add_leaf_values_in_parallel).
     parallel: bool = False
@@ -169,12 +189,7 @@ class NodeTable:
         listing reaches in each tree, trees in order."""
         arrays = (
             self.roots,
-            self.feature,
-            self.threshold,
-            self.missing_go_left,
-            self.left,
-            self.right,
-            self.is_leaf,
+            self.nodes,
             value,
             column_of_tree,
             sums,
@@ -376,12 +391,14 @@ def compile_boosting(
     classes_of_trees = np.asarray(classes_of_trees)
     return BoostedTrees(
         nodes=NodeTable(
-            feature=nodes["feature_idx"].astype(np.intp),
-            threshold=nodes["num_threshold"].astype(np.float64),
-            missing_go_left=nodes["missing_go_to_left"].astype(bool),
-            left=(nodes["left"] + starts).astype(np.intp),
-            right=(nodes["right"] + starts).astype(np.intp),
-            is_leaf=nodes["is_leaf"].astype(bool),
+            nodes=packed_nodes(
+                feature=nodes["feature_idx"].astype(np.intp),
+                threshold=nodes["num_threshold"].astype(np.float64),
+                missing_go_left=nodes["missing_go_to_left"].astype(bool),
+                left=(nodes["left"] + starts).astype(np.intp),
+                right=(nodes["right"] + starts).astype(np.intp),
+                is_leaf=nodes["is_leaf"].astype(bool),
+            ),
             roots=roots,
             parallel=parallel,
             threads=threads,
@@ -406,14 +423,16 @@ def compile_forest(
     is_leaf = left == TREE_LEAF
     return ForestTrees(
         nodes=NodeTable(
-            feature=np.concatenate([tree.feature for tree in trees]).astype(np.intp),
-            threshold=np.concatenate([tree.threshold for tree in trees]).astype(np.float64),
-            missing_go_left=np.concatenate([tree.missing_go_to_left for tree in trees]).astype(
-                bool
+            nodes=packed_nodes(
+                feature=np.concatenate([tree.feature for tree in trees]).astype(np.intp),
+                threshold=np.concatenate([tree.threshold for tree in trees]).astype(np.float64),
+                missing_go_left=np.concatenate([tree.missing_go_to_left for tree in trees]).astype(
+                    bool
+                ),
+                left=left + starts,
+                right=right + starts,
+                is_leaf=is_leaf,
             ),
-            left=np.where(is_leaf, -1, left + starts).astype(np.intp),
-            right=np.where(is_leaf, -1, right + starts).astype(np.intp),
-            is_leaf=is_leaf,
             roots=roots,
             parallel=parallel,
             threads=threads,
