@@ -4,7 +4,9 @@ model on the same machine in the same run.
 Peers: MLServer with its MLflow runtime (the engine behind KServe's and Seldon's runtimes; its
 environment is requirements/mlserver-peer.lock) and `mlflow models serve`, each set up as a
 user would for 2 cores. The load comes from wrk, a C load generator, so the client costs
-little of the 2 cores the servers share. At each load, our ratio to every peer.
+little of the 2 cores the servers share. Every server gets the same runs at each load (a
+warm-up, then --rounds runs of --seconds), and the run of median throughput is kept. At each
+load, our ratio to every peer.
 
 Loads: one listing at concurrency 1 and 16, 100-listing batches at concurrency 4, 1,000-listing
 batches (the API's largest) at concurrency 1. Then ours alone with ?explain=true (no peer
@@ -12,7 +14,7 @@ explains), and the prediction log's cost (on and off, taking turns). Targets on 
 listing at concurrency 1 p50 ≤ 1.0 ms; at concurrency 16 at least 2,000 req/s and 3 times the
 strongest peer; a 1,000-listing batch p50 ≤ 50 ms. Results go to bench/results/serving.json.
 
-    python bench/serving.py [--model models/price_category] [--seconds 5]
+    python bench/serving.py [--model models/price_category] [--seconds 5] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -254,6 +256,12 @@ def load(
     }
 
 
+def median_run(runs: list[dict[str, float]]) -> dict[str, float]:
+    """The run of median throughput: one slow or lucky run on a shared machine decides
+    nothing, for any server."""
+    return sorted(runs, key=lambda run: run["requests_per_s"])[len(runs) // 2]
+
+
 def settle() -> None:
     """Wait for what wrk left in flight: it stops at its deadline, not after its last answer,
     and an explanation left running holds the explanation slot for a while."""
@@ -274,6 +282,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, default=ROOT / "models" / "price_category")
     parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="runs per server and load; the median is kept"
+    )
     arguments = parser.parse_args()
     if not (arguments.model / "MLmodel").is_file():
         sys.exit(f"no MLflow model at {arguments.model}: run `make run` first")
@@ -296,10 +307,11 @@ def main() -> None:
             rows = [{**LISTING, "id": n} for n in range(size)]
             for name in names:
                 load(servers[name], rows, concurrency, 1, scratch)  # warm-up
-                settle()
-                results.setdefault(scenario, {})[name] = load(
-                    servers[name], rows, concurrency, arguments.seconds, scratch
-                )
+                runs = []
+                for _ in range(arguments.rounds):
+                    settle()
+                    runs.append(load(servers[name], rows, concurrency, arguments.seconds, scratch))
+                results.setdefault(scenario, {})[name] = median_run(runs)
                 print(scenario, "|", name, "|", results[scenario][name], flush=True)
             ratios(results[scenario])
         # The prediction log's cost: the same service with it on and off, taking turns so
