@@ -6,9 +6,9 @@ proxy's pool) can land mostly on one worker: measured with 16 connections on 2 w
 in three put 15 or more on one of them, which then served at half the service's rate while the
 other core idled. So each worker publishes how many connections it holds in a table shared by
 all of them (memory the master maps before it forks them), and a worker that holds MARGIN more
-than its least-loaded sibling leaves new connections to the others. A sibling that has not
-reported for FRESH_SECONDS (stuck, or gone) does not count, so a connection always finds a
-worker.
+than its least-loaded sibling leaves new connections to the others. Only siblings that take
+connections count: one still loading its model, one stopping (a reload's old workers) or one
+silent for FRESH_SECONDS (stuck, or gone) does not, so a connection always finds a worker.
 """
 
 from __future__ import annotations
@@ -67,9 +67,10 @@ class ConnectionShares:
         """Free an exited worker's row (by the master)."""
         self.rows[slot] = 0
 
-    def report(self, slot: int, pid: int, connections: int) -> None:
-        """A worker's connections, as of now."""
-        self.rows[slot] = (pid, connections, time.monotonic())
+    def report(self, slot: int, pid: int, connections: int, accepting: bool = True) -> None:
+        """A worker's connections, as of now; a worker that takes no more (it is stopping)
+        reports as if silent, so that no sibling waits for it."""
+        self.rows[slot] = (pid, connections, time.monotonic() if accepting else -np.inf)
 
     def fair_to_accept(self, slot: int, connections: int) -> bool:
         """Whether the worker in `slot`, holding `connections`, takes the next connection."""

@@ -105,7 +105,9 @@ class PromptThreadWorker(ThreadWorker):
 
     def report_connections(self) -> None:
         if self.connection_shares is not None and self.share_slot is not None:
-            self.connection_shares.report(self.share_slot, self.pid, self.nr_conns)
+            self.connection_shares.report(
+                self.share_slot, self.pid, self.nr_conns, accepting=self.alive
+            )
 
     def fair_to_accept(self) -> bool:
         """Whether this worker takes new connections, given what its siblings hold."""

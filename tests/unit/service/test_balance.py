@@ -54,6 +54,14 @@ def test_a_silent_sibling_is_not_waited_for():
     assert shares.fair_to_accept(busy, 8)
 
 
+def test_a_stopping_sibling_is_not_waited_for():
+    shares = ConnectionShares.create()
+    new, stopping = shares.reserve(), shares.reserve()
+    shares.report(new, 101, 8)
+    shares.report(stopping, 102, 0, accepting=False)
+    assert shares.fair_to_accept(new, 8)
+
+
 def test_a_full_table_leaves_the_worker_unbalanced_rather_than_failing():
     shares = ConnectionShares.create()
     for _ in range(SLOTS):
