@@ -9,6 +9,7 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from gunicorn.glogging import Logger
 
 # What every LogRecord carries; anything else on a record was added by the call (extra=…).
@@ -34,7 +35,12 @@ class JsonFormatter(logging.Formatter):
         )
         if record.exc_info:
             line["exception"] = self.formatException(record.exc_info)
-        return json.dumps(line, default=str)
+        try:
+            # One line per request: orjson writes it in a third of the json module's time.
+            return orjson.dumps(line, default=str).decode()
+        except orjson.JSONEncodeError:
+            # An integer beyond 64 bits, which orjson refuses.
+            return json.dumps(line, default=str)
 
 
 def logging_config(level: str) -> dict[str, Any]:

@@ -28,3 +28,10 @@ def test_a_traceback_is_one_field():
         failing.exc_info = sys.exc_info()
     parsed = json.loads(JsonFormatter().format(failing))
     assert "ValueError: bad model" in parsed["exception"]
+
+
+def test_any_value_is_written_even_what_orjson_refuses():
+    line = JsonFormatter().format(record("request", listing_id=2**70, model_uri=object))
+    parsed = json.loads(line)
+    assert parsed["listing_id"] == 2**70
+    assert parsed["model_uri"] == str(object)
