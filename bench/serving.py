@@ -262,19 +262,48 @@ def median_run(runs: list[dict[str, float]]) -> dict[str, float]:
     return sorted(runs, key=lambda run: run["requests_per_s"])[len(runs) // 2]
 
 
-def settle() -> None:
-    """Wait for what wrk left in flight: it stops at its deadline, not after its last answer,
-    and an explanation left running holds the explanation slot for a while."""
-    time.sleep(1.0)
+# A server is idle again once a lone request is answered this fast (and with a 200), twice.
+IDLE_SECONDS = 0.5
+SETTLE_LIMIT_SECONDS = 120
+
+
+def settle(server: Server, rows: list[dict]) -> None:
+    """Wait until the server has worked through what wrk left in flight: wrk stops at its
+    deadline, not after its last answer, and a server that queues (MLServer at 16 clients
+    took seconds) would otherwise start the next run with the last one's backlog. An
+    explanation left running also holds the explanation slot for a while."""
+    body = server.body(rows)
+    quick = 0
+    deadline = time.monotonic() + SETTLE_LIMIT_SECONDS
+    while quick < 2:
+        if time.monotonic() > deadline:
+            sys.exit(f"port {server.port} still busy {SETTLE_LIMIT_SECONDS} s after a run")
+        started = time.monotonic()
+        connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
+        connection.request(
+            "POST", server.path, body=body, headers={"Content-Type": "application/json"}
+        )
+        status = connection.getresponse().status
+        connection.close()
+        fast = status == 200 and time.monotonic() - started < IDLE_SECONDS
+        quick = quick + 1 if fast else 0
+        if not fast:
+            time.sleep(0.2)
 
 
 def ratios(pair: dict[str, dict]) -> None:
     """Ours against every peer at this load: throughput ratio and p50 ratio."""
     for peer in PEERS:
         if peer in pair and OURS in pair:
+            # A peer that answered nothing within a run has no ratio to state.
+            answered = pair[peer]["requests_per_s"] > 0
             pair[f"ours ÷ {peer}"] = {
-                "throughput": round(pair[OURS]["requests_per_s"] / pair[peer]["requests_per_s"], 2),
-                "p50": round(pair[OURS]["p50_ms"] / pair[peer]["p50_ms"], 3),
+                "throughput": (
+                    round(pair[OURS]["requests_per_s"] / pair[peer]["requests_per_s"], 2)
+                    if answered
+                    else None
+                ),
+                "p50": round(pair[OURS]["p50_ms"] / pair[peer]["p50_ms"], 3) if answered else None,
             }
 
 
@@ -309,7 +338,7 @@ def main() -> None:
                 load(servers[name], rows, concurrency, 1, scratch)  # warm-up
                 runs = []
                 for _ in range(arguments.rounds):
-                    settle()
+                    settle(servers[name], rows)
                     runs.append(load(servers[name], rows, concurrency, arguments.seconds, scratch))
                 results.setdefault(scenario, {})[name] = median_run(runs)
                 print(scenario, "|", name, "|", results[scenario][name], flush=True)
@@ -319,7 +348,7 @@ def main() -> None:
         scenario = "1 listing, concurrency 16, prediction log on/off"
         for _ in range(LOG_ROUNDS):
             for name in (OURS, LOG_OFF):
-                settle()
+                settle(servers[name], [LISTING])
                 run = load(servers[name], [LISTING], 16, arguments.seconds, scratch)
                 best = results.setdefault(scenario, {}).get(name)
                 if best is None or run["requests_per_s"] > best["requests_per_s"]:
