@@ -1,7 +1,8 @@
-"""Where a /predict request's time goes, for one listing and for 100: each part of the app's
+"""Where a /predict request's time goes, for one listing, 100 and 1,000: each part of the app's
 work timed alone in this process on the app's own objects, and the rest (gunicorn, Flask's
 dispatch, HTTP on loopback) as the p50 of real requests at concurrency 1 (wrk, one worker)
-minus those parts. Results go to bench/results/request_profile.json.
+with the prediction log off, minus those parts. The log's background writing is the p50's
+difference with the log on. Results go to bench/results/request_profile.json.
 
     python bench/request_profile.py [--model models/price_category]
 """
@@ -171,10 +172,16 @@ def main() -> None:
     )
     app = create_app(ServiceSettings.from_environment(environment))
     results = {}
-    for size in (1, 100):
+    for size in (1, 100, 1000):
         parts = app_parts(app, size)
         p50 = measured_p50(arguments.model, size, scratch, environment)
-        parts["server: gunicorn, Flask, HTTP (p50 - the above)"] = p50 - sum(parts.values())
+        # The log's writer thread shares the worker's cores and GIL: its cost is the p50's
+        # difference with the log off.
+        p50_log_off = measured_p50(
+            arguments.model, size, scratch, {**environment, "PREDICTION_LOG": "off"}
+        )
+        parts["server: gunicorn, Flask, HTTP (p50 - the above)"] = p50_log_off - sum(parts.values())
+        parts["prediction log (writing, in a background thread)"] = p50 - p50_log_off
         results[f"{size} listing{'s' if size > 1 else ''}"] = {
             "p50_ms": p50,
             "parts_ms": {name: round(ms, 4) for name, ms in parts.items()},
