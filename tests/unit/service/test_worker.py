@@ -37,32 +37,34 @@ def test_only_whole_requests_without_explanations_are_answered_in_the_main_threa
     assert whole_quick_request(waiting) is answered_by_the_main_thread
 
 
-def test_the_headers_wait_for_the_body_and_go_out_with_it():
+@pytest.fixture()
+def connection():
+    """A socket wrapped as the worker wraps a connection's, and the client's end."""
     sending, receiving = socket.socketpair()
     with sending, receiving:
-        held = HeadersWithBody(sending)
-        held.sendall(b"HTTP/1.1 200 OK\r\n\r\n")
-        receiving.setblocking(False)
-        with pytest.raises(BlockingIOError):
-            receiving.recv(100)  # nothing sent yet
-        held.sendall(b"body")
-        assert receiving.recv(100) == b"HTTP/1.1 200 OK\r\n\r\nbody"
+        yield HeadersWithBody(sending), receiving
 
 
-def test_anything_else_done_with_the_socket_sends_the_held_headers_first():
-    sending, receiving = socket.socketpair()
-    with sending, receiving:
-        held = HeadersWithBody(sending)
-        held.sendall(b"headers;")
-        held.send(b"file;")  # as sendfile would, through the socket itself
-        held.sendall(b"more")
-        assert receiving.recv(100) == b"headers;file;more"
+def test_the_headers_wait_for_the_body_and_go_out_with_it(connection):
+    held, receiving = connection
+    held.sendall(b"HTTP/1.1 200 OK\r\n\r\n")
+    receiving.setblocking(False)
+    with pytest.raises(BlockingIOError):
+        receiving.recv(100)  # nothing sent yet
+    held.sendall(b"body")
+    assert receiving.recv(100) == b"HTTP/1.1 200 OK\r\n\r\nbody"
 
 
-def test_headers_with_no_body_are_sent_when_the_request_ends():
-    sending, receiving = socket.socketpair()
-    with sending, receiving:
-        held = HeadersWithBody(sending)
-        held.sendall(b"HTTP/1.1 204 No Content\r\n\r\n")
-        held.flush()
-        assert receiving.recv(100) == b"HTTP/1.1 204 No Content\r\n\r\n"
+def test_anything_else_done_with_the_socket_sends_the_held_headers_first(connection):
+    held, receiving = connection
+    held.sendall(b"headers;")
+    held.send(b"file;")  # as sendfile would, through the socket itself
+    held.sendall(b"more")
+    assert receiving.recv(100) == b"headers;file;more"
+
+
+def test_headers_with_no_body_are_sent_when_the_request_ends(connection):
+    held, receiving = connection
+    held.sendall(b"HTTP/1.1 204 No Content\r\n\r\n")
+    held.flush()
+    assert receiving.recv(100) == b"HTTP/1.1 204 No Content\r\n\r\n"
