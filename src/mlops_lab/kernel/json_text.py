@@ -4,6 +4,7 @@ module's time; the json module only for what orjson refuses."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -19,15 +20,24 @@ def _default(value: Any) -> Any:
     raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 
-def encoded(document: Any) -> bytes:
-    """The document as compact JSON with sorted keys."""
+def encoded(
+    document: Any, default: Callable[[Any], Any] = _default, sort_keys: bool = True
+) -> bytes:
+    """The document as compact JSON (keys sorted unless told otherwise); `default` writes
+    what JSON has no type for."""
     try:
-        return orjson.dumps(document, default=_default, option=OPTIONS)
+        return orjson.dumps(
+            document, default=default, option=OPTIONS if sort_keys else orjson.OPT_SERIALIZE_NUMPY
+        )
     except orjson.JSONEncodeError:
         # orjson stops at 64-bit integers; an id may be any integer, and the json module
         # writes those (and fails as orjson does on anything else).
         return json.dumps(
-            document, default=_default, sort_keys=True, separators=(",", ":"), ensure_ascii=False
+            document,
+            default=default,
+            sort_keys=sort_keys,
+            separators=(",", ":"),
+            ensure_ascii=False,
         ).encode()
 
 

@@ -4,13 +4,13 @@ traceback as one field instead of lines after the record."""
 
 from __future__ import annotations
 
-import json
 import logging
 from datetime import UTC, datetime
 from typing import Any
 
-import orjson
 from gunicorn.glogging import Logger
+
+from mlops_lab.kernel.json_text import encoded
 
 # What every LogRecord carries; anything else on a record was added by the call (extra=…).
 STANDARD_ATTRIBUTES = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
@@ -35,12 +35,9 @@ class JsonFormatter(logging.Formatter):
         )
         if record.exc_info:
             line["exception"] = self.formatException(record.exc_info)
-        try:
-            # One line per request: orjson writes it in a third of the json module's time.
-            return orjson.dumps(line, default=str).decode()
-        except orjson.JSONEncodeError:
-            # An integer beyond 64 bits, which orjson refuses.
-            return json.dumps(line, default=str)
+        # Through orjson (one line per request: a third of the json module's time), with the
+        # fields in the order above.
+        return encoded(line, default=str, sort_keys=False).decode()
 
 
 def logging_config(level: str) -> dict[str, Any]:
