@@ -17,7 +17,6 @@ import ctypes
 import time
 from dataclasses import dataclass
 from multiprocessing.sharedctypes import RawArray
-from typing import Any
 
 import numpy as np
 
@@ -43,16 +42,14 @@ def fair_to_accept(mine: int, siblings: list[int]) -> bool:
 class ConnectionShares:
     """The shared table: one row per worker (pid, connections held, when it last reported)."""
 
-    memory: Any
+    # A view of shared memory: writes through it are seen by every process forked after it.
+    rows: np.ndarray
 
     @classmethod
     def create(cls) -> ConnectionShares:
         """A new table in memory that processes forked afterwards share."""
-        return cls(RawArray(ctypes.c_double, SLOTS * 3))
-
-    @property
-    def rows(self) -> np.ndarray:
-        return np.frombuffer(self.memory, dtype=np.float64).reshape(SLOTS, 3)
+        memory = RawArray(ctypes.c_double, SLOTS * 3)
+        return cls(np.frombuffer(memory, dtype=np.float64).reshape(SLOTS, 3))
 
     def reserve(self) -> int | None:
         """A free row for a worker about to be forked (by the master), or None if none is."""
