@@ -7,6 +7,7 @@ import hashlib
 import json
 import logging
 import time
+from contextlib import closing
 from importlib.metadata import version
 from pathlib import Path
 
@@ -40,7 +41,7 @@ from mlops_lab.training.transform import (
     CANDIDATE_KEY_TAG,
     CandidateResult,
     Trained,
-    candidate_key,
+    candidate_keys,
     candidate_metrics,
     candidate_params,
     candidate_result,
@@ -53,7 +54,7 @@ from mlops_lab.training.transform import (
     results_table,
     selection_score_in_cv,
     selection_score_on_test,
-    train_candidate,
+    train_candidates,
     version_tags,
 )
 
@@ -168,55 +169,74 @@ def run(context: StageContext) -> None:
             }
         )
 
-        results: list[CandidateResult] = []
-        trained: dict[str, Trained] = {}
-        keys: dict[str, str] = {}
         code = training_code_digest()
-        total = len(training.candidates)
-        for position, candidate in enumerate(training.candidates, start=1):
-            keys[candidate.name] = candidate_key(
-                candidate,
-                [keys[name] for name in candidate.members],
-                prepared_sha,
-                training,
-                categories,
-                code,
-            )
-            cached = cached_candidate(
+        keys = candidate_keys(training, prepared_sha, categories, code)
+        cached = {}
+        for candidate in training.candidates:
+            earlier = cached_candidate(
                 training.candidate_cache_dir, candidate.name, keys[candidate.name]
             )
-            if cached is not None:
-                trained[candidate.name], result = cached
-                log.info(
-                    "[%d/%d] %s: unchanged since it was trained (key %s), reused",
-                    position,
-                    total,
-                    candidate.name,
-                    keys[candidate.name],
-                )
-            else:
-                how = f"assembled from {', '.join(candidate.members)}" if candidate.members else ""
-                log.info(
-                    "[%d/%d] %s: %s…", position, total, candidate.name, how or "cross-validating"
-                )
-                started = time.perf_counter()
-                trained[candidate.name] = train_candidate(
-                    candidate, split, folds, trained, training.fit_processes
-                )
-                result = candidate_result(
-                    candidate.name, trained[candidate.name], split, folds, categories
-                )
-                result.seconds = time.perf_counter() - started
-                cache_candidate(
-                    training.candidate_cache_dir,
-                    candidate.name,
-                    keys[candidate.name],
-                    trained[candidate.name],
-                    result,
-                )
-            log_candidate(candidate, result, selection, reused=cached is not None)
-            results.append(result)
-            log.info("[%d/%d] %s", position, total, progress_line(result, selection))
+            if earlier is not None:
+                cached[candidate.name] = earlier
+        to_train = [c for c in training.candidates if c.name not in cached]
+        if to_train:
+            log.info(
+                "training %d of %d candidates, their fits side by side in %s: %s",
+                len(to_train),
+                len(training.candidates),
+                (
+                    "one process per core"
+                    if training.fit_processes == -1
+                    else f"{training.fit_processes} processes"
+                ),
+                ", ".join(c.name for c in to_train),
+            )
+        newly_trained = train_candidates(
+            to_train,
+            split,
+            folds,
+            {name: trained for name, (trained, _) in cached.items()},
+            training.fit_processes,
+        )
+
+        results: list[CandidateResult] = []
+        trained: dict[str, Trained] = {}
+        total = len(training.candidates)
+        with closing(newly_trained):
+            for position, candidate in enumerate(training.candidates, start=1):
+                key = keys[candidate.name]
+                if candidate.name in cached:
+                    trained[candidate.name], result = cached[candidate.name]
+                    log.info(
+                        "[%d/%d] %s: unchanged since it was trained (key %s), reused",
+                        position,
+                        total,
+                        candidate.name,
+                        key,
+                    )
+                else:
+                    how = (
+                        f"assembled from {', '.join(candidate.members)}"
+                        if candidate.members
+                        else "cross-validating"
+                    )
+                    log.info("[%d/%d] %s: %s…", position, total, candidate.name, how)
+                    trained[candidate.name], seconds = next(newly_trained)
+                    started = time.perf_counter()
+                    result = candidate_result(
+                        candidate.name, trained[candidate.name], split, folds, categories
+                    )
+                    result.seconds = seconds + time.perf_counter() - started
+                    cache_candidate(
+                        training.candidate_cache_dir,
+                        candidate.name,
+                        key,
+                        trained[candidate.name],
+                        result,
+                    )
+                log_candidate(candidate, result, selection, reused=candidate.name in cached)
+                results.append(result)
+                log.info("[%d/%d] %s", position, total, progress_line(result, selection))
 
         winner = choose_winner(results, selection)
         winner_key = keys[winner.name]

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
+from collections.abc import Callable, Iterator
+from contextlib import closing
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -100,6 +103,19 @@ def candidate_key(
         "code": code_digest,
     }
     return hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def candidate_keys(
+    training: TrainingConfig, prepared_data_sha256: str, categories: list[str], code_digest: str
+) -> dict[str, str]:
+    """Every candidate's key by name (candidate_key), members' keys first."""
+    keys: dict[str, str] = {}
+    for candidate in training.candidates:
+        members = [keys[name] for name in candidate.members]
+        keys[candidate.name] = candidate_key(
+            candidate, members, prepared_data_sha256, training, categories, code_digest
+        )
+    return keys
 
 
 def input_example(test_features: pd.DataFrame) -> pd.DataFrame:
@@ -298,17 +314,40 @@ class Trained:
     held_out: HeldOut
 
 
-def train_candidate(
-    candidate: CandidateConfig,
+def train_candidates(
+    candidates: list[CandidateConfig],
     split: Split,
     folds: Folds,
-    trained: dict[str, Trained],
+    reused: dict[str, Trained],
     processes: int = 1,
+) -> Iterator[tuple[Trained, float]]:
+    """Each candidate trained, in order, with the seconds of work it took. The folds and final
+    fits of every fitted candidate start at once in `processes` processes, so one candidate is
+    scored while the next are fitted. Ensembles are assembled from their members (those in
+    `reused` or trained here) instead of fitting them again: the same models and the same
+    numbers, a fraction of the time."""
+    fitted = [candidate for candidate in candidates if not candidate.members]
+    fits = fits_in_order([fit_jobs(candidate, split, folds) for candidate in fitted], processes)
+    trained = dict(reused)
+    with closing(fits):
+        for candidate in candidates:
+            started = time.perf_counter()
+            if candidate.members:
+                trained[candidate.name] = assembled(candidate, split, folds, trained)
+                fit_seconds = 0.0
+            else:
+                timed_fits = next(fits)
+                trained[candidate.name] = from_fits(
+                    candidate, [fit for fit, _ in timed_fits], split, folds
+                )
+                fit_seconds = sum(seconds for _, seconds in timed_fits)
+            yield trained[candidate.name], fit_seconds + time.perf_counter() - started
+
+
+def assembled(
+    candidate: CandidateConfig, split: Split, folds: Folds, trained: dict[str, Trained]
 ) -> Trained:
-    """Cross-validate a candidate on the training part and fit it on all of it, its fits in
-    `processes` processes side by side. Ensembles reuse their members' fitted models and
-    held-out predictions (`trained`, by name) instead of fitting them again: the same models
-    and the same numbers, a fraction of the time."""
+    """An ensemble from its members' fitted models and held-out predictions."""
     features, target = split.train_features, split.train_target
     members = [trained[name] for name in candidate.members]
     if candidate.estimator == "field_router":
@@ -316,49 +355,63 @@ def train_candidate(
         router.with_fitted_members([member.model for member in members])
         routes = [fields for _, fields, _ in router.routes]
         return Trained(router, routed_held_out(routes, [m.held_out for m in members], features))
-    if candidate.estimator == "soft_vote":
-        probabilities = vote_probabilities([member.held_out for member in members])
-        classes = members[0].held_out.classes
-        model = assemble_soft_vote(
-            [(name, member.model) for name, member in zip(candidate.members, members, strict=True)],
-            lambda vote: decided(vote, candidate.decision, probabilities["full"], target),
-        )
-    else:
-        probability_model = build_model(
-            candidate.estimator, resolve_features(candidate.features), candidate.params
-        )
-        probabilities, classes, fitted = cross_validated_and_fitted(
-            probability_model, features, target, folds, processes
-        )
-        # The decision step learns its weights from this cross-validation's held-out
-        # predictions, so the folds are fitted once, not once more inside the step.
-        model = Pipeline(
-            [
-                *fitted.steps[:-1],
-                (
-                    "classifier",
-                    decided(fitted[-1], candidate.decision, probabilities["full"], target),
-                ),
-            ]
-        )
-        predict_sequentially(model)
+    probabilities = vote_probabilities([member.held_out for member in members])
+    classes = members[0].held_out.classes
+    model = assemble_soft_vote(
+        [(name, member.model) for name, member in zip(candidate.members, members, strict=True)],
+        lambda vote: decided(vote, candidate.decision, probabilities["full"], target),
+    )
     return Trained(model, with_decision(probabilities, classes, target, folds, candidate.decision))
 
 
-def cross_validated_and_fitted(
-    model: Model, features: pd.DataFrame, target: pd.Series, folds: Folds, processes: int
-) -> tuple[dict[str, np.ndarray], list[str], Model]:
-    """Held-out probabilities on each view, their class order, and the model fitted on every
-    row; the folds and the last fit run side by side in `processes` processes."""
-    # The last fit is the longest, so it starts first. Each process fits on one thread: a
-    # histogram gradient boosting gains about 15% from a second thread, a second process
-    # doubles the work done, and one thread gives the same numbers on any machine.
-    jobs = [delayed(fitted_on)(model, features, target)]
-    jobs += [delayed(fold_prediction)(model, features, target, fold, VIEWS) for fold in folds]
+def fit_jobs(candidate: CandidateConfig, split: Split, folds: Folds) -> list[Any]:
+    """A fitted candidate's work as jobs: its final fit on the whole training part first (the
+    longest), then one fit and prediction per fold."""
+    model = build_model(candidate.estimator, resolve_features(candidate.features), candidate.params)
+    features, target = split.train_features, split.train_target
+    return [
+        delayed(timed)(fitted_on, model, features, target),
+        *(delayed(timed)(fold_prediction, model, features, target, fold, VIEWS) for fold in folds),
+    ]
+
+
+def fits_in_order(jobs: list[list[Any]], processes: int) -> Iterator[list[Any]]:
+    """Every group of jobs run side by side in `processes` processes, the results yielded group
+    by group in order while the later groups run."""
+    # Each process fits on one thread: a histogram gradient boosting gains about 15% from a
+    # second thread, a second process doubles the work done, and one thread gives the same
+    # numbers on any machine. The config applies to this pool only, not to the caller's code.
     with parallel_config(backend="loky", inner_max_num_threads=1):
-        final, *predictions = Parallel(n_jobs=processes)(jobs)
-    probabilities, classes = gathered(predictions, len(features))
-    return probabilities, classes, final
+        results = Parallel(n_jobs=processes, return_as="generator", batch_size=1)(
+            job for group in jobs for job in group
+        )
+    with closing(results):
+        for group in jobs:
+            yield [next(results) for _ in group]
+
+
+def timed(function: Callable[..., Any], *arguments: Any) -> tuple[Any, float]:
+    """A function's result and the seconds it took."""
+    started = time.perf_counter()
+    return function(*arguments), time.perf_counter() - started
+
+
+def from_fits(candidate: CandidateConfig, fits: list[Any], split: Split, folds: Folds) -> Trained:
+    """A fitted candidate from its jobs' results: the final model wrapped in its decision step,
+    and the folds' held-out predictions."""
+    final, *predictions = fits
+    target = split.train_target
+    probabilities, classes = gathered(predictions, len(target))
+    # The decision step learns its weights from this cross-validation's held-out
+    # predictions, so the folds are fitted once, not once more inside the step.
+    model = Pipeline(
+        [
+            *final.steps[:-1],
+            ("classifier", decided(final[-1], candidate.decision, probabilities["full"], target)),
+        ]
+    )
+    predict_sequentially(model)
+    return Trained(model, with_decision(probabilities, classes, target, folds, candidate.decision))
 
 
 def fitted_on(model: Model, features: pd.DataFrame, target: pd.Series) -> Model:

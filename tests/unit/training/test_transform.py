@@ -17,14 +17,14 @@ from mlops_lab.kernel.prepared import split_like_notebook
 from mlops_lab.training.transform import (
     CandidateResult,
     ViewScores,
-    candidate_key,
+    candidate_keys,
     candidate_result,
     candidates_frame,
     choose_winner,
     flat_params,
     metrics_document,
     results_table,
-    train_candidate,
+    train_candidates,
 )
 
 CATEGORIES = ["low", "mid", "high", "lux"]
@@ -69,7 +69,6 @@ def test_results_table_frame_and_metrics_show_both_views():
 def test_an_ensemble_reuses_its_members_and_scores_as_if_fitted_whole(listing_sample):
     split = split_like_notebook(listing_sample, 0.2, 1)
     folds = stratified_folds(split.train_target, 3, 0)
-    trained: dict = {}
     candidates = [
         CandidateConfig(
             name="forest", estimator="random_forest", features="all", params=SMALL_FOREST
@@ -102,7 +101,12 @@ def test_an_ensemble_reuses_its_members_and_scores_as_if_fitted_whole(listing_sa
     for candidate in candidates:
         # As config.yaml is read: an ensemble takes its (earlier) members' settings.
         resolved.append(with_member_params(candidate, resolved))
-        trained[candidate.name] = train_candidate(resolved[-1], split, folds, trained)
+    trained = {
+        candidate.name: model
+        for candidate, (model, _) in zip(
+            resolved, train_candidates(resolved, split, folds, {}), strict=True
+        )
+    }
     # The vote assembled from its members: the same probabilities as the vote fitted anew.
     vote_members = {
         "forest": {"estimator": "random_forest", "params": SMALL_FOREST},
@@ -142,7 +146,7 @@ def test_fitting_in_two_processes_gives_the_same_candidate_to_the_bit(
         name="candidate", estimator=estimator, features="all", params=params, decision=decision
     )
     alone, side_by_side = (
-        train_candidate(candidate, split, folds, {}, processes) for processes in (1, 2)
+        next(train_candidates([candidate], split, folds, {}, processes))[0] for processes in (1, 2)
     )
     for view in ("full", "required"):
         assert np.array_equal(
@@ -171,14 +175,9 @@ CONFIG = Path(__file__).resolve().parents[3] / "config.yaml"
 
 
 def keys_of(candidates: list[CandidateConfig], training, data: str = "data") -> dict[str, str]:
-    """Every candidate's key, members first, as training computes them."""
-    keys: dict[str, str] = {}
-    for candidate in candidates:
-        members = [keys[name] for name in candidate.members]
-        keys[candidate.name] = candidate_key(
-            candidate, members, data, training, ["low", "mid", "high", "lux"], "code"
-        )
-    return keys
+    """Every candidate's key, as training computes them."""
+    training = training.model_copy(update={"candidates": candidates})
+    return candidate_keys(training, data, ["low", "mid", "high", "lux"], "code")
 
 
 def test_a_candidates_key_changes_with_it_and_with_its_members_only():
