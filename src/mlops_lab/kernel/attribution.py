@@ -112,10 +112,14 @@ def permutation_shap(
     change in the mean answer over the background as it joins. Here every listing of a batch
     is masked at once and answered in a few large calls, instead of one listing at a time."""
     listings, fields = explained.shape
-    chunk = max(1, ROWS_PER_CALL // ((fields + 1) * len(background)))
-    joins = np.arange(fields + 1)[None, :, None]
-    values: np.ndarray | None = None
-    base = np.empty(0)
+    # A coalition of no field is the background itself, the same for every listing, and one of
+    # every field is the listing: each is answered once, not once per listing and background row.
+    base = answer(background).mean(axis=0)
+    own = answer(explained)
+    outputs = len(base)
+    inner_joins = np.arange(1, fields)[None, :, None]
+    chunk = max(1, ROWS_PER_CALL // (max(fields - 1, 1) * len(background)))
+    values = np.zeros((listings, fields, outputs))
     for _ in range(permutations):
         orders = np.argsort(rng.random((listings, fields)), axis=1)
         for order in (orders, orders[:, ::-1]):
@@ -124,17 +128,22 @@ def permutation_shap(
             ranks[np.arange(listings)[:, None], order] = np.arange(fields)
             for start in range(0, listings, chunk):
                 rows = np.arange(start, min(start + chunk, listings))
-                kept = ranks[rows][:, None, :] < joins
+                kept = ranks[rows][:, None, :] < inner_joins
                 masked = np.where(
                     kept[:, :, None, :], explained[rows][:, None, None, :], background[None, None]
                 )
-                outputs = answer(masked.reshape(-1, fields))
-                means = outputs.reshape(*masked.shape[:3], -1).mean(axis=2)
-                if values is None:
-                    values = np.zeros((listings, fields, means.shape[-1]))
-                    base = means[0, 0]
+                inner = (
+                    answer(masked.reshape(-1, fields))
+                    .reshape(*masked.shape[:3], outputs)
+                    .mean(axis=2)
+                    if fields > 1
+                    else np.empty((len(rows), 0, outputs))
+                )
+                means = np.concatenate(
+                    [np.broadcast_to(base, (len(rows), 1, outputs)), inner, own[rows][:, None]],
+                    axis=1,
+                )
                 values[rows[:, None], order[rows]] += np.diff(means, axis=1)
-    assert values is not None
     return values / (2 * permutations), np.tile(base, (listings, 1))
 
 
