@@ -75,10 +75,6 @@ def log_and_register(
             # Stated, not inferred: inference re-loads the model in a subprocess (~8 s).
             pip_requirements=model_requirements(),
             registered_model_name=model_name,
-            # MLflow would load the model once more to answer the input example and only warn
-            # if it fails: the prediction_app stage does that through the serving path, and
-            # promotion refuses a model that did not answer.
-            validate_serving_input=False,
         )
     return str(info.registered_model_version)
 
