@@ -101,7 +101,6 @@ def small_run(config: dict) -> None:
     """A few thousand listings and light models: the whole pipeline in well under a minute."""
     config["data_prep"]["sample_rows"] = 3000
     training = config["training"]
-    training["cv_folds"] = 3
     for candidate in training["candidates"]:
         # A soft vote takes its members' (now small) parameters.
         if candidate["estimator"] == "random_forest":
