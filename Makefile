@@ -39,7 +39,7 @@ $(VENV)/.installed: $(UV) requirements/dev.lock pyproject.toml
 
 ## test: formatting, lint, then every test tier (integration starts its own PostgreSQL and MLflow)
 test: setup lint
-	$(BIN)/pytest --durations=15
+	$(BIN)/pytest --durations=40
 
 DOCKERFILES := Dockerfile mlflow_docker/Dockerfile postgres_docker/Dockerfile
 
