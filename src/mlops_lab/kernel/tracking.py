@@ -231,7 +231,27 @@ def stage_run(
             parent_id,
             tracking.uri,
         )
-        yield run
+        try:
+            yield run
+        except (SystemExit, KeyboardInterrupt):
+            end_stopped_runs(experiment_id, run.info.run_id)
+            raise
+
+
+def end_stopped_runs(experiment_id: str, stage_run_id: str) -> None:
+    """Mark FAILED every run a stopped stage left open. A stop raises wherever it lands, even
+    inside MLflow's own start or end of a run, after which a run may be RUNNING in the store
+    without being on MLflow's stack of active runs, or the stack may end the wrong run."""
+    client = MlflowClient()
+    for child in client.search_runs(
+        [experiment_id],
+        filter_string=(
+            f"tags.`mlflow.parentRunId` = '{stage_run_id}' and attributes.status = 'RUNNING'"
+        ),
+    ):
+        client.set_terminated(child.info.run_id, "FAILED")
+    while mlflow.active_run() is not None:
+        mlflow.end_run("FAILED")
 
 
 def find_data_prep_run(experiment_id: str, prepared_data_sha256: str) -> str | None:

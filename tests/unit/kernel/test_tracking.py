@@ -2,7 +2,9 @@ import socket
 import time
 from pathlib import Path
 
+import mlflow
 import pytest
+from mlflow.tracking import MlflowClient
 
 from mlops_lab.kernel.tracking import (
     Lineage,
@@ -11,6 +13,7 @@ from mlops_lab.kernel.tracking import (
     pipeline_id,
     resolve_tracking,
     sha256_file,
+    stage_run,
 )
 
 
@@ -59,3 +62,31 @@ def test_sha256_file(tmp_path):
     path = tmp_path / "f"
     path.write_bytes(b"abc")
     assert sha256_file(path).startswith("ba7816bf")
+
+
+@pytest.fixture()
+def embedded_tracking(tmp_path):
+    tracking = resolve_tracking({}, tmp_path, Path("mlruns"), "experiment", "model")
+    previous = (mlflow.get_tracking_uri(), mlflow.get_registry_uri())
+    yield tracking
+    mlflow.set_tracking_uri(previous[0])
+    mlflow.set_registry_uri(previous[1])
+
+
+def test_a_stage_stopped_anywhere_leaves_no_run_running(embedded_tracking):
+    # A stop (SIGTERM raises SystemExit) can land inside MLflow's start of a run: the run is
+    # then on the stack of active runs and never exited, or in the store and on no stack.
+    lineage = Lineage("pipeline", "deadbeef", False, "0" * 64)
+    with pytest.raises(SystemExit), stage_run(embedded_tracking, lineage, "training") as run:
+        mlflow.start_run(run_name="left on the stack", nested=True)
+        MlflowClient().create_run(
+            run.info.experiment_id,
+            tags={"mlflow.parentRunId": run.info.run_id},
+            run_name="on no stack",
+        )
+        raise SystemExit(143)
+    assert mlflow.active_run() is None
+    runs = MlflowClient().search_runs([run.info.experiment_id])
+    statuses = {found.info.run_name: found.info.status for found in runs}
+    assert set(statuses) == {"pipeline-pipeline", "training", "left on the stack", "on no stack"}
+    assert set(statuses.values()) == {"FAILED"}, statuses
