@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from mlops_lab.kernel.errors import UserError
 from mlops_lab.kernel.secrets import SecretFileError, passwords_from_files
 from mlops_lab.replay import PARTS
 from mlops_lab.service.environment import CONFIG_VARIABLE
@@ -26,38 +27,6 @@ if TYPE_CHECKING:
     from mlops_lab.kernel.context import StageContext
 
 log = logging.getLogger("mlops_lab")
-
-
-def user_errors() -> tuple[type[Exception], ...]:
-    """Failures a user can act on: reported as one line and exit status 1, not as a traceback."""
-    from mlflow.exceptions import MlflowException
-
-    from mlops_lab.data_prep.transform import DataQualityError
-    from mlops_lab.kernel.config import ConfigError
-    from mlops_lab.kernel.inside_airbnb import RawDataError, SchemaError
-    from mlops_lab.kernel.prepared import PreparedTableMissing
-    from mlops_lab.kernel.tracking import TrackingUnavailable
-    from mlops_lab.monitoring.transform import MonitorError
-    from mlops_lab.promotion.task import PromotionError
-    from mlops_lab.replay.transform import ReplayError
-    from mlops_lab.scoring.transform import ScoringInputError
-    from mlops_lab.service.loading import ModelNotFound
-
-    return (
-        ConfigError,
-        SecretFileError,
-        RawDataError,
-        DataQualityError,
-        PreparedTableMissing,
-        SchemaError,
-        PromotionError,
-        ScoringInputError,
-        ModelNotFound,
-        ReplayError,
-        MonitorError,
-        TrackingUnavailable,
-        MlflowException,
-    )
 
 
 def _client_settings() -> None:
@@ -123,7 +92,7 @@ def _run_stage(
         stage(build_context(config_path, tuned_params))
     except MlflowException as error:
         _fail(_lost_server(error) or _refused(error) or str(error))
-    except user_errors() as error:
+    except UserError as error:
         _fail(str(error))
 
 
@@ -324,7 +293,7 @@ def score(config_path: Path, input_path: Path, output_path: Path, model_uri: str
         )
     except MlflowException as error:
         _fail(_lost_server(error) or _refused(error) or str(error))
-    except user_errors() as error:
+    except UserError as error:
         _fail(str(error))
     if rejected:
         sys.exit(SOME_ROWS_NOT_SCORED)
@@ -378,7 +347,7 @@ def replay(
             batch_size,
             feedback,
         )
-    except user_errors() as error:
+    except UserError as error:
         _fail(str(error))
     click.echo(
         f"replayed {replayed.listings} listings: "
@@ -437,7 +406,7 @@ def monitor(
         )
     except MlflowException as error:
         _fail(_lost_server(error) or _refused(error) or str(error))
-    except user_errors() as error:
+    except UserError as error:
         _fail(str(error))
     for line in task.summary_lines(summary):
         click.echo(line)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from mlops_lab.kernel.errors import UserError
 from mlops_lab.kernel.inside_airbnb import parse_listings
 from mlops_lab.kernel.listing import (
     BOROUGHS,
@@ -15,7 +16,7 @@ from mlops_lab.kernel.listing import (
 from mlops_lab.kernel.prices import price_category
 
 
-class DataQualityError(ValueError):
+class DataQualityError(UserError, ValueError):
     """The raw listings can be read, but are not fit to train on."""
 
 

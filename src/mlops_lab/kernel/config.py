@@ -9,12 +9,13 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from mlops_lab.kernel.errors import UserError
 from mlops_lab.kernel.features import ALL_FEATURES, input_fields, resolve_features
 from mlops_lab.kernel.listing import REQUIRED_FIELDS, View
 from mlops_lab.kernel.modelling import MEMBER_ESTIMATORS
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """config.yaml is missing, unreadable or does not describe a valid pipeline."""
 
 

@@ -17,14 +17,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from mlops_lab.kernel.errors import UserError
 from mlops_lab.kernel.listing import AMENITY_PATTERNS
 
 
-class SchemaError(ValueError):
+class SchemaError(UserError, ValueError):
     """The raw file lacks a column the pipeline needs."""
 
 
-class RawDataError(ValueError):
+class RawDataError(UserError, ValueError):
     """The raw listings file is missing, empty or not a CSV."""
 
 

@@ -9,12 +9,13 @@ import pandas as pd
 from sklearn.model_selection import train_test_split
 
 from mlops_lab.kernel.config import LabConfig
+from mlops_lab.kernel.errors import UserError
 from mlops_lab.kernel.listing import MODEL_INPUT_FIELDS
 
 TARGET = "price_category"
 
 
-class PreparedTableMissing(FileNotFoundError):
+class PreparedTableMissing(UserError, FileNotFoundError):
     """The prepared table a command needs has not been made yet."""
 
 

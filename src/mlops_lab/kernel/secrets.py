@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import quote, urlsplit, urlunsplit
 
+from mlops_lab.kernel.errors import UserError
+
 # The passwords the lab reads: MLflow's client's own variable, the one `mlops-lab tune` puts
 # into OPTUNA_STORAGE, and the one the prediction log puts into PREDICTION_LOG_URI.
 PASSWORD_VARIABLES = (
@@ -16,7 +18,7 @@ PASSWORD_VARIABLES = (
 )
 
 
-class SecretFileError(ValueError):
+class SecretFileError(UserError, ValueError):
     """A `<NAME>_FILE` variable that cannot stand for its password."""
 
 

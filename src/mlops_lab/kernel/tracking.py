@@ -17,6 +17,8 @@ import requests
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
+from mlops_lab.kernel.errors import UserError
+
 log = logging.getLogger(__name__)
 
 TAG_PREFIX = "mlops_lab."
@@ -28,7 +30,7 @@ DATA_PREP_RUN_TAG = TAG_PREFIX + "data_prep_run_id"
 PIPELINE_STAGE = "pipeline"
 
 
-class TrackingUnavailable(RuntimeError):
+class TrackingUnavailable(UserError, RuntimeError):
     """The MLflow tracking server cannot be reached."""
 
 

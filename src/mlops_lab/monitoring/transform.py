@@ -23,6 +23,7 @@ from evidently.presets import ClassificationPreset, DataDriftPreset
 from sklearn.metrics import accuracy_score, f1_score, log_loss, roc_auc_score
 
 from mlops_lab.kernel.config import DriftConfig
+from mlops_lab.kernel.errors import UserError
 from mlops_lab.kernel.listing import (
     CATEGORICAL_FIELDS,
     FLAG_FIELDS,
@@ -40,7 +41,7 @@ DURATION = re.compile(r"^(\d+)\s*([mhd])$")
 DURATION_UNITS = {"m": "minutes", "h": "hours", "d": "days"}
 
 
-class MonitorError(ValueError):
+class MonitorError(UserError, ValueError):
     """The window cannot be judged: a bad option, no predictions of the model, too few."""
 
 

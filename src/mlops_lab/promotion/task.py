@@ -16,6 +16,7 @@ import mlflow
 from mlflow.tracking import MlflowClient
 
 from mlops_lab.kernel.context import StageContext
+from mlops_lab.kernel.errors import UserError
 from mlops_lab.kernel.evaluation import scores_on_views, selection_score
 from mlops_lab.kernel.files import replace_directory_atomically, write_json_atomically
 from mlops_lab.kernel.prepared import read_split
@@ -40,7 +41,7 @@ from mlops_lab.promotion.transform import (
 log = logging.getLogger(__name__)
 
 
-class PromotionError(RuntimeError):
+class PromotionError(UserError, RuntimeError):
     """The challenger cannot be judged: it has not answered, or the alias will not hold still."""
 
 

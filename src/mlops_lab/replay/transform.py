@@ -7,10 +7,11 @@ from typing import Any
 
 import pandas as pd
 
+from mlops_lab.kernel.errors import UserError
 from mlops_lab.kernel.listing import BOROUGH_ALIAS, MODEL_INPUT_FIELDS
 
 
-class ReplayError(ValueError):
+class ReplayError(UserError, ValueError):
     """Replay cannot go on: a bad option, or the service refused or could not be reached."""
 
 

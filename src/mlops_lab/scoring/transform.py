@@ -10,6 +10,7 @@ from typing import Any
 import pandas as pd
 from pydantic import TypeAdapter, ValidationError
 
+from mlops_lab.kernel.errors import UserError
 from mlops_lab.kernel.inside_airbnb import parse_listings
 from mlops_lab.kernel.listing import NUMERIC_FIELDS
 from mlops_lab.service.errors import validation_details
@@ -22,7 +23,7 @@ PARQUET_SUFFIXES = (".parquet", ".pq")
 INSIDE_AIRBNB_MARKERS = ("neighbourhood_group_cleansed", "amenities")
 
 
-class ScoringInputError(ValueError):
+class ScoringInputError(UserError, ValueError):
     """The file to score, or where to write the scores, cannot be used."""
 
 

@@ -20,6 +20,7 @@ from mlflow.tracking import MlflowClient
 from mlops_lab.kernel.attribution import explain_listings, top_contributions
 from mlops_lab.kernel.compiled import CompiledModel, RowThreads, UnsupportedModel, compile_model
 from mlops_lab.kernel.decision import row_decision_weights
+from mlops_lab.kernel.errors import UserError
 from mlops_lab.kernel.evaluation import ordered_probabilities
 from mlops_lab.kernel.features import Columns, conform_listings, conform_records, present_fields
 from mlops_lab.kernel.files import replace_directory_atomically
@@ -35,7 +36,7 @@ log = logging.getLogger(__name__)
 TOP_CONTRIBUTIONS = 5
 
 
-class ModelNotFound(FileNotFoundError):
+class ModelNotFound(UserError, FileNotFoundError):
     """A local model folder that holds no MLflow model."""
 
 
