@@ -16,12 +16,12 @@ import mlflow
 from mlflow.tracking import MlflowClient
 
 import mlops_lab
-from mlops_lab.kernel.config import CandidateConfig, SelectionConfig
+from mlops_lab.kernel.config import CandidateConfig, SelectionConfig, TrainingConfig
 from mlops_lab.kernel.context import StageContext
-from mlops_lab.kernel.evaluation import stratified_folds
+from mlops_lab.kernel.evaluation import Folds, stratified_folds
 from mlops_lab.kernel.files import atomic_path, write_json_atomically
 from mlops_lab.kernel.listing import input_field_types
-from mlops_lab.kernel.prepared import read_split
+from mlops_lab.kernel.prepared import Split, read_split
 from mlops_lab.kernel.registry import (
     CHAMPION,
     alias_version,
@@ -131,6 +131,83 @@ def log_candidate(
         )
 
 
+def trained_candidates(
+    training: TrainingConfig,
+    keys: dict[str, str],
+    split: Split,
+    folds: Folds,
+    categories: list[str],
+) -> tuple[list[CandidateResult], dict[str, Trained]]:
+    """Every candidate reused from the cache under its key or trained and cached, each logged
+    as a child run as it is done."""
+    cached = {}
+    for candidate in training.candidates:
+        earlier = cached_candidate(
+            training.candidate_cache_dir, candidate.name, keys[candidate.name]
+        )
+        if earlier is not None:
+            cached[candidate.name] = earlier
+    to_train = [c for c in training.candidates if c.name not in cached]
+    if to_train:
+        log.info(
+            "training %d of %d candidates, their fits side by side in %s: %s",
+            len(to_train),
+            len(training.candidates),
+            (
+                "one process per core"
+                if training.fit_processes == -1
+                else f"{training.fit_processes} processes"
+            ),
+            ", ".join(c.name for c in to_train),
+        )
+    newly_trained = train_candidates(
+        to_train,
+        split,
+        folds,
+        {name: trained for name, (trained, _) in cached.items()},
+        training.fit_processes,
+    )
+    results: list[CandidateResult] = []
+    trained: dict[str, Trained] = {}
+    total = len(training.candidates)
+    with closing(newly_trained):
+        for position, candidate in enumerate(training.candidates, start=1):
+            key = keys[candidate.name]
+            if candidate.name in cached:
+                trained[candidate.name], result = cached[candidate.name]
+                log.info(
+                    "[%d/%d] %s: unchanged since it was trained (key %s), reused",
+                    position,
+                    total,
+                    candidate.name,
+                    key,
+                )
+            else:
+                how = (
+                    f"assembled from {', '.join(candidate.members)}"
+                    if candidate.members
+                    else "cross-validating"
+                )
+                log.info("[%d/%d] %s: %s…", position, total, candidate.name, how)
+                trained[candidate.name], seconds = next(newly_trained)
+                started = time.perf_counter()
+                result = candidate_result(
+                    candidate.name, trained[candidate.name], split, folds, categories
+                )
+                result.seconds = seconds + time.perf_counter() - started
+                cache_candidate(
+                    training.candidate_cache_dir,
+                    candidate.name,
+                    key,
+                    trained[candidate.name],
+                    result,
+                )
+            log_candidate(candidate, result, training.selection, reused=candidate.name in cached)
+            results.append(result)
+            log.info("[%d/%d] %s", position, total, progress_line(result, training.selection))
+    return results, trained
+
+
 def run(context: StageContext) -> None:
     """Score every candidate on both views, register and save the winner, write metrics."""
     config = context.config
@@ -169,74 +246,8 @@ def run(context: StageContext) -> None:
             }
         )
 
-        code = training_code_digest()
-        keys = candidate_keys(training, prepared_sha, categories, code)
-        cached = {}
-        for candidate in training.candidates:
-            earlier = cached_candidate(
-                training.candidate_cache_dir, candidate.name, keys[candidate.name]
-            )
-            if earlier is not None:
-                cached[candidate.name] = earlier
-        to_train = [c for c in training.candidates if c.name not in cached]
-        if to_train:
-            log.info(
-                "training %d of %d candidates, their fits side by side in %s: %s",
-                len(to_train),
-                len(training.candidates),
-                (
-                    "one process per core"
-                    if training.fit_processes == -1
-                    else f"{training.fit_processes} processes"
-                ),
-                ", ".join(c.name for c in to_train),
-            )
-        newly_trained = train_candidates(
-            to_train,
-            split,
-            folds,
-            {name: trained for name, (trained, _) in cached.items()},
-            training.fit_processes,
-        )
-
-        results: list[CandidateResult] = []
-        trained: dict[str, Trained] = {}
-        total = len(training.candidates)
-        with closing(newly_trained):
-            for position, candidate in enumerate(training.candidates, start=1):
-                key = keys[candidate.name]
-                if candidate.name in cached:
-                    trained[candidate.name], result = cached[candidate.name]
-                    log.info(
-                        "[%d/%d] %s: unchanged since it was trained (key %s), reused",
-                        position,
-                        total,
-                        candidate.name,
-                        key,
-                    )
-                else:
-                    how = (
-                        f"assembled from {', '.join(candidate.members)}"
-                        if candidate.members
-                        else "cross-validating"
-                    )
-                    log.info("[%d/%d] %s: %s…", position, total, candidate.name, how)
-                    trained[candidate.name], seconds = next(newly_trained)
-                    started = time.perf_counter()
-                    result = candidate_result(
-                        candidate.name, trained[candidate.name], split, folds, categories
-                    )
-                    result.seconds = seconds + time.perf_counter() - started
-                    cache_candidate(
-                        training.candidate_cache_dir,
-                        candidate.name,
-                        key,
-                        trained[candidate.name],
-                        result,
-                    )
-                log_candidate(candidate, result, selection, reused=candidate.name in cached)
-                results.append(result)
-                log.info("[%d/%d] %s", position, total, progress_line(result, selection))
+        keys = candidate_keys(training, prepared_sha, categories, training_code_digest())
+        results, trained = trained_candidates(training, keys, split, folds, categories)
 
         winner = choose_winner(results, selection)
         winner_key = keys[winner.name]

@@ -56,6 +56,8 @@ class ViewScores:
 class CandidateResult:
     name: str
     views: dict[str, ViewScores]
+    # Seconds of work, summed over the processes its fits ran in: what the candidate costs,
+    # not how long the run waited for it.
     seconds: float = 0.0
 
 
@@ -150,7 +152,7 @@ def progress_line(result: CandidateResult, selection: SelectionConfig) -> str:
         f"{result.name}: CV selection score {selection_score_in_cv(result, selection):.4f}; "
         f"test ROC AUC full {full['roc_auc_ovr']:.4f}, required {required['roc_auc_ovr']:.4f}; "
         f"macro F1 full {full['macro_f1']:.4f}, required {required['macro_f1']:.4f} "
-        f"({result.seconds:.1f} s)"
+        f"({result.seconds:.1f} s of work)"
     )
 
 
@@ -201,7 +203,7 @@ def results_table(results: list[CandidateResult], winner: str, selection: Select
     weights = ", ".join(f"{view} {weight:g}" for view, weight in selection.view_weights.items())
     header = (
         f"{'candidate':<34} {'CV selection':>12} │ {'full view: CV AUC':>17} {'test AUC':>8} "
-        f"{'test F1':>7} │ {'required: CV AUC':>16} {'test AUC':>8} {'test F1':>7} │ {'time':>6}"
+        f"{'test F1':>7} │ {'required: CV AUC':>16} {'test AUC':>8} {'test F1':>7} │ {'work':>6}"
     )
     lines = [
         f"selection: CV {selection.metric}, views weighted {weights}",
