@@ -1,8 +1,10 @@
+import os
 import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 
-import mlflow
 import pytest
 from mlflow.tracking import MlflowClient
 
@@ -13,7 +15,6 @@ from mlops_lab.kernel.tracking import (
     pipeline_id,
     resolve_tracking,
     sha256_file,
-    stage_run,
 )
 
 
@@ -64,29 +65,45 @@ def test_sha256_file(tmp_path):
     assert sha256_file(path).startswith("ba7816bf")
 
 
-@pytest.fixture()
-def embedded_tracking(tmp_path):
-    tracking = resolve_tracking({}, tmp_path, Path("mlruns"), "experiment", "model")
-    previous = (mlflow.get_tracking_uri(), mlflow.get_registry_uri())
-    yield tracking
-    mlflow.set_tracking_uri(previous[0])
-    mlflow.set_registry_uri(previous[1])
+# The stage runs in its own process: MLflow keeps the tracking URI, the registry URI and the
+# experiment as process-wide state (and exports them to the environment), which would leak into
+# every later test of the session.
+STOPPED_STAGE = """
+import sys
+from pathlib import Path
 
+import mlflow
+from mlflow.tracking import MlflowClient
 
-def test_a_stage_stopped_anywhere_leaves_no_run_running(embedded_tracking):
+from mlops_lab.kernel.tracking import Lineage, resolve_tracking, stage_run
+
+tracking = resolve_tracking({}, Path(sys.argv[1]), Path("mlruns"), "experiment", "model")
+with stage_run(tracking, Lineage("pipeline", "deadbeef", False, "0" * 64), "training") as run:
     # A stop (SIGTERM raises SystemExit) can land inside MLflow's start of a run: the run is
     # then on the stack of active runs and never exited, or in the store and on no stack.
-    lineage = Lineage("pipeline", "deadbeef", False, "0" * 64)
-    with pytest.raises(SystemExit), stage_run(embedded_tracking, lineage, "training") as run:
-        mlflow.start_run(run_name="left on the stack", nested=True)
-        MlflowClient().create_run(
-            run.info.experiment_id,
-            tags={"mlflow.parentRunId": run.info.run_id},
-            run_name="on no stack",
-        )
-        raise SystemExit(143)
-    assert mlflow.active_run() is None
-    runs = MlflowClient().search_runs([run.info.experiment_id])
-    statuses = {found.info.run_name: found.info.status for found in runs}
+    mlflow.start_run(run_name="left on the stack", nested=True)
+    MlflowClient().create_run(
+        run.info.experiment_id,
+        tags={"mlflow.parentRunId": run.info.run_id},
+        run_name="on no stack",
+    )
+    raise SystemExit(143)
+"""
+
+
+def test_a_stage_stopped_anywhere_leaves_no_run_running(tmp_path):
+    stopped = subprocess.run(
+        [sys.executable, "-c", STOPPED_STAGE, str(tmp_path)],
+        env={key: value for key, value in os.environ.items() if not key.startswith("MLFLOW_")},
+        capture_output=True,
+        text=True,
+    )
+    assert stopped.returncode == 143, stopped.stderr
+    store = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=store, registry_uri=store)
+    experiment = client.get_experiment_by_name("experiment")
+    statuses = {
+        run.info.run_name: run.info.status for run in client.search_runs([experiment.experiment_id])
+    }
     assert set(statuses) == {"pipeline-pipeline", "training", "left on the stack", "on no stack"}
     assert set(statuses.values()) == {"FAILED"}, statuses
