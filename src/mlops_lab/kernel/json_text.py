@@ -27,7 +27,9 @@ def encoded(
     what JSON has no type for."""
     try:
         return orjson.dumps(
-            document, default=default, option=OPTIONS if sort_keys else orjson.OPT_SERIALIZE_NUMPY
+            document,
+            default=default,
+            option=OPTIONS if sort_keys else OPTIONS & ~orjson.OPT_SORT_KEYS,
         )
     except orjson.JSONEncodeError:
         # orjson stops at 64-bit integers; an id may be any integer, and the json module
