@@ -19,14 +19,14 @@ RUN --mount=type=cache,target=/root/.cache/uv \
 COPY pyproject.toml README.md /src/
 COPY src /src/src
 # The packages' own test suites are never imported: 50 MB the service does without. Then the
-# service's imports are compiled once here, as gunicorn will import them: the service's user
+# service's imports are compiled once here, as the server will import them: the service's user
 # cannot write bytecode into /opt/venv, and compiling at every start costs about 6 s.
 RUN --mount=type=cache,target=/root/.cache/uv \
     uv pip install --no-deps /src \
     && find /opt/venv -depth -type d -name tests -exec rm -rf {} + \
     && env -u PYTHONDONTWRITEBYTECODE /opt/venv/bin/python -c "import mlops_lab.cli, \
-mlops_lab.service.app, mlflow.sklearn, mlflow.pyfunc, skops.io, gunicorn.app.wsgiapp, \
-mlops_lab.service.worker"
+mlops_lab.service.app, mlops_lab.service.server, mlflow.sklearn, mlflow.pyfunc, skops.io, \
+granian.server.mp, granian.wsgi"
 
 FROM python:3.11-slim AS serve
 RUN useradd --uid 1000 --user-group --create-home lab

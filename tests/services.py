@@ -1,5 +1,5 @@
 """Real services the tests start: a throwaway PostgreSQL cluster, and the prediction service
-under gunicorn as `make serve` runs it."""
+as `make serve` runs it."""
 
 from __future__ import annotations
 
@@ -115,13 +115,15 @@ class PostgresCluster:
 
 
 class Service:
-    """The prediction service under gunicorn, as `make serve` runs it."""
+    """The prediction service, as `make serve` runs it."""
 
     def __init__(self, environment: dict[str, str], log_path: Path):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = {key: value for key, value in os.environ.items() if not key.startswith("MLFLOW_")}
-        env.update({"HOST": "127.0.0.1", "PORT": str(self.port), "WEB_CONCURRENCY": "2"})
+        # HOST is left to its default, loopback, as `make serve` leaves it.
+        env.pop("HOST", None)
+        env.update({"PORT": str(self.port), "WEB_CONCURRENCY": "2"})
         # Each service logs its predictions to a file of its own, not to the checkout's.
         env["PREDICTION_LOG_URI"] = f"sqlite:///{log_path.parent / f'predictions-{self.port}.db'}"
         env.update(environment)
@@ -137,7 +139,7 @@ class Service:
 
     def wait_ready(self, seconds: float = 120) -> dict:
         ready = f"{self.url}/ready"
-        return wait_until_ok(ready, self.process, self.log_path, "gunicorn", seconds).json()
+        return wait_until_ok(ready, self.process, self.log_path, "mlops-lab serve", seconds).json()
 
     def stop(self) -> None:
         if self.process.poll() is None:

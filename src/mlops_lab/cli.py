@@ -159,7 +159,8 @@ def main(verbose: bool) -> None:
     # MLflow's own INFO lines (run links, model-size notes) drown the stage's progress.
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     # Passwords given as files (the compose stack's secrets) become the variables MLflow's
-    # client and `tune` read, for this process and every one it starts (dvc's stages, gunicorn).
+    # client and `tune` read, for this process and every one it starts (dvc's stages, the
+    # service's workers).
     try:
         os.environ.update(passwords_from_files(os.environ))
     except SecretFileError as error:
@@ -209,28 +210,84 @@ for _stage in STAGES:
 
 @main.command("serve")
 @config_option
-def serve(config_path: Path) -> None:
-    """Serve the champion under gunicorn. What it serves comes from config.yaml; HOST, PORT,
-    MODEL_URI and WEB_CONCURRENCY from the environment override it (README, "Serving
-    predictions"). SIGHUP reloads the champion, SIGTERM drains."""
+@click.option(
+    "--host",
+    envvar="HOST",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to listen on (HOST); 0.0.0.0 only behind a front door.",
+)
+@click.option(
+    "--port",
+    envvar="PORT",
+    type=click.IntRange(0, 65535),
+    default=8000,
+    show_default=True,
+    help="Port (PORT).",
+)
+@click.option(
+    "--workers",
+    envvar="WEB_CONCURRENCY",
+    type=click.IntRange(min=1),
+    default=os.cpu_count() or 1,
+    help="Worker processes (WEB_CONCURRENCY); one per core.",
+)
+@click.option(
+    "--threads",
+    envvar="SERVICE_THREADS",
+    type=click.IntRange(min=1),
+    default=4,
+    show_default=True,
+    help="Requests each worker answers at once (SERVICE_THREADS).",
+)
+@click.option(
+    "--grace",
+    envvar="GRACEFUL_TIMEOUT",
+    type=click.IntRange(min=1),
+    default=30,
+    show_default=True,
+    help="Seconds workers get to answer what they hold on SIGTERM (GRACEFUL_TIMEOUT).",
+)
+@click.option(
+    "--reload-seconds",
+    envvar="RELOAD_INTERVAL_SECONDS",
+    type=click.FloatRange(min=0),
+    default=10.0,
+    show_default=True,
+    help="On SIGHUP, how long each new worker gets to load the model before the old "
+    "one it replaces stops (RELOAD_INTERVAL_SECONDS).",
+)
+@click.option(
+    "--log-level",
+    envvar="LOG_LEVEL",
+    default="info",
+    show_default=True,
+    type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
+)
+def serve(
+    config_path: Path,
+    host: str,
+    port: int,
+    workers: int,
+    threads: int,
+    grace: int,
+    reload_seconds: float,
+    log_level: str,
+) -> None:
+    """Serve the champion on granian. What it serves comes from config.yaml; MODEL_URI and the
+    options' variables override it (README, "Serving predictions"). SIGHUP reloads the
+    champion, SIGTERM drains."""
+    from mlops_lab.service.server import ServerOptions
+    from mlops_lab.service.server import serve as run_server
+
     # The service retries a model it cannot load every MODEL_LOAD_RETRY_SECONDS itself; MLflow's
     # own retries would only hold back /health while the registry is down.
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     _client_settings()
-    # gunicorn's config module checks the settings, so that a bad config or environment stops
-    # the start with one line instead of failing in every worker.
+    # Read by every worker's app factory.
     os.environ[CONFIG_VARIABLE] = str(config_path.resolve())
-    # exec, so gunicorn's master is this process and receives the signals itself.
-    os.execv(
-        sys.executable,
-        [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "--config",
-            "python:mlops_lab.service.gunicorn_config",
-            "mlops_lab.service.app:create_app()",
-        ],
+    run_server(
+        ServerOptions(host, port, workers, threads, grace, reload_seconds, log_level.lower())
     )
 
 

@@ -118,7 +118,7 @@ def local_service(trained_lab: LabProject, tmp_path_factory: pytest.TempPathFact
     """The service on the local model directory only: no tracking server involved."""
     with ready_service(
         {"MODEL_URI": str(trained_lab.path / "models" / "price_category")},
-        tmp_path_factory.mktemp("service") / "gunicorn.log",
+        tmp_path_factory.mktemp("service") / "service.log",
     ) as service:
         yield service
 
@@ -129,7 +129,7 @@ def service_factory(tmp_path: Path):
     started: list[Service] = []
 
     def start(environment: dict[str, str]) -> Service:
-        service = Service(environment, tmp_path / f"gunicorn-{len(started)}.log")
+        service = Service(environment, tmp_path / f"service-{len(started)}.log")
         started.append(service)
         return service
 

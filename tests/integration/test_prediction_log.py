@@ -47,7 +47,7 @@ def shared_service(trained_lab, store, tmp_path_factory):
             "MODEL_URI": str(trained_lab.path / "models" / "price_category"),
             "PREDICTION_LOG_URI": store["uri"],
         },
-        tmp_path_factory.mktemp("logging-service") / "gunicorn.log",
+        tmp_path_factory.mktemp("logging-service") / "service.log",
     ) as service:
         yield service
 

@@ -1,4 +1,4 @@
-"""`mlops-lab replay` against the service under gunicorn: every listing sent is in the log, with
+"""`mlops-lab replay` against the service: every listing sent is in the log, with
 its true price as feedback, and a shifted sample is what it says."""
 
 import time

@@ -47,7 +47,7 @@ from mlops_lab.kernel.routing import FieldRouter, route_listings
 # walk 0.34, scikit-learn 7.1); 100 listings 9.2 (27.9, 26.7); 1,000 listings 67 (270, 68).
 # The comparisons are scikit-learn's own: `x <= threshold`, and NaN goes the side the tree
 # learnt for missing values.
-# cache: each gunicorn worker, and each restart, loads the compiled loop instead of spending
+# cache: each service worker, and each restart, loads the compiled loop instead of spending
 # about 1.5 s compiling it again (NUMBA_CACHE_DIR moves the cache if the package is read-only).
 @numba.njit(nogil=True, cache=True)
 def _add_leaf_values(

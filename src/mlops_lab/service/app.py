@@ -1,4 +1,4 @@
-"""The prediction service's app factory, served by gunicorn (see gunicorn_config.py)."""
+"""The prediction service's app factory, served by granian (see server.py)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import os
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from importlib.resources import files
 from pathlib import Path
 
-import swagger_ui_bundle
 from flask import Flask, Response, g, request
 
 from mlops_lab.kernel.compiled import RowThreads
@@ -23,8 +23,14 @@ from mlops_lab.service.prediction_log import PredictionLog
 from mlops_lab.service.routes import ServiceState, routes
 from mlops_lab.service.settings import ServiceSettings, settings_now
 from mlops_lab.service.slots import ExplanationSlots
+from mlops_lab.service.threads import (
+    leave_signals_to_the_main_thread,
+    repeat_stop_signals_to_the_main_thread,
+)
 
 log = logging.getLogger("mlops_lab.service")
+
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
 def create_app(settings: ServiceSettings | None = None) -> Flask:
@@ -39,7 +45,7 @@ def create_app(settings: ServiceSettings | None = None) -> Flask:
         slot=ModelSlot(),
         metrics=metrics,
         spec=openapi_document(settings),
-        docs_assets=Path(swagger_ui_bundle.swagger_ui_path),
+        docs_assets=Path(str(files("flask_swagger_ui") / "dist")),
         explanations=ExplanationSlots(
             settings.explanation_slots_dir, settings.max_concurrent_explanations
         ),
@@ -61,20 +67,22 @@ def create_app(settings: ServiceSettings | None = None) -> Flask:
     return app
 
 
+def served_app() -> Flask:
+    """The app as each of the server's workers makes it (service/server.py)."""
+    repeat_stop_signals_to_the_main_thread()
+    return create_app()
+
+
 def row_threads() -> RowThreads | None:
     """A thread per further core, for a large batch's trees: one worker's 1,000-listing
     request then takes every core that the other workers leave idle."""
     cores = os.cpu_count() or 1
     if cores == 1:
         return None
-    return RowThreads(ThreadPoolExecutor(cores - 1, thread_name_prefix="model-rows"), cores)
-
-
-def close_app(app: Flask) -> None:
-    """Write what the app's prediction log holds: the last thing a worker does."""
-    service: ServiceState | None = app.extensions.get("mlops_lab")
-    if service is not None and service.prediction_log is not None:
-        service.prediction_log.close()
+    pool = ThreadPoolExecutor(
+        cores - 1, thread_name_prefix="model-rows", initializer=leave_signals_to_the_main_thread
+    )
+    return RowThreads(pool, cores)
 
 
 def register_request_log(app: Flask, metrics: ServiceMetrics) -> None:
@@ -91,7 +99,9 @@ def register_request_log(app: Flask, metrics: ServiceMetrics) -> None:
         elapsed = time.perf_counter() - g.started
         endpoint = request.url_rule.rule if request.url_rule else "unmatched"
         status = str(response.status_code)
-        metrics.requests.labels(endpoint, request.method, status).inc()
+        # A made-up method is not a new series: the labels stay bounded whatever is sent.
+        method = request.method if request.method in KNOWN_METHODS else "other"
+        metrics.requests.labels(endpoint, method, status).inc()
         metrics.latency.labels(endpoint, status).observe(elapsed)
         response.headers["X-Request-ID"] = g.request_id
         log.info(

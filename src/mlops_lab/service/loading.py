@@ -30,6 +30,7 @@ from mlops_lab.service.answers import format_predictions
 from mlops_lab.service.metrics import ServiceMetrics
 from mlops_lab.service.schema import Listing
 from mlops_lab.service.settings import ServiceSettings
+from mlops_lab.service.threads import leave_signals_to_the_main_thread
 
 log = logging.getLogger(__name__)
 
@@ -279,6 +280,7 @@ def load_into(
         return
 
     def retry() -> None:
+        leave_signals_to_the_main_thread()
         while True:
             time.sleep(settings.load_retry_seconds)
             if try_loading(settings, slot, metrics, threads):

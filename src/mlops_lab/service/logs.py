@@ -1,4 +1,4 @@
-"""The service's logs: one JSON object per line, from the app, gunicorn and Python's warnings
+"""The service's logs: one JSON object per line, from the app, the server and Python's warnings
 alike, with time, level, logger and message, the fields a call adds (request_id, …), and a
 traceback as one field instead of lines after the record."""
 
@@ -7,8 +7,6 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime
 from typing import Any
-
-from gunicorn.glogging import Logger
 
 from mlops_lab.kernel.json_text import encoded
 
@@ -41,7 +39,7 @@ class JsonFormatter(logging.Formatter):
 
 
 def logging_config(level: str) -> dict[str, Any]:
-    """gunicorn's logconfig_dict: everything to stderr as JSON lines."""
+    """The server's logging configuration: everything to stderr as JSON lines."""
     handler = {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"}
     quiet = {"level": level.upper(), "handlers": ["stderr"], "propagate": False}
     return {
@@ -50,13 +48,6 @@ def logging_config(level: str) -> dict[str, Any]:
         "formatters": {"json": {"()": JsonFormatter}},
         "handlers": {"stderr": handler},
         "root": {"level": level.upper(), "handlers": ["stderr"]},
-        # gunicorn's access lines are never written (GunicornLogger below).
-        "loggers": {"gunicorn.error": quiet},
+        # The server's own lines; it writes no access lines (the app logs one per request).
+        "loggers": {"_granian": quiet},
     }
-
-
-class GunicornLogger(Logger):
-    """gunicorn's logger without its access lines: the app logs one JSON line per request."""
-
-    def access(self, resp: Any, req: Any, environ: Any, request_time: Any) -> None:
-        return

@@ -1,9 +1,13 @@
-"""The service's Prometheus metrics, merged across gunicorn's workers."""
+"""The service's Prometheus metrics, merged across the server's worker processes."""
 
 from __future__ import annotations
 
 import os
+import re
+from contextlib import suppress
+from pathlib import Path
 
+import psutil
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -19,7 +23,7 @@ EXPOSITION_TYPE = CONTENT_TYPE_LATEST
 
 
 class ServiceMetrics:
-    """Prometheus metrics of one app, multiprocess-aware under gunicorn."""
+    """Prometheus metrics of one app, merged across worker processes."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
@@ -58,9 +62,25 @@ class ServiceMetrics:
         )
 
     def exposition(self) -> bytes:
-        """The text format, merged across gunicorn workers when PROMETHEUS_MULTIPROC_DIR is set."""
+        """The text format, merged across workers when PROMETHEUS_MULTIPROC_DIR is set."""
         if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
+            drop_dead_workers(Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]))
             merged = CollectorRegistry()
             prometheus_multiprocess.MultiProcessCollector(merged)
             return generate_latest(merged)
         return generate_latest(self.registry)
+
+
+# A live gauge's file names the process that wrote it.
+LIVE_GAUGE_FILE = re.compile(r"gauge_live\w+_(\d+)\.db")
+
+
+def drop_dead_workers(folder: Path) -> None:
+    """Drop the live gauges (model_info) of workers that have exited, however they exited: a
+    replaced or killed worker's model is no longer served. Their counters stay."""
+    for path in folder.glob("gauge_live*.db"):
+        match = LIVE_GAUGE_FILE.fullmatch(path.name)
+        if match and not psutil.pid_exists(int(match.group(1))):
+            # Another worker's /metrics may drop it first.
+            with suppress(FileNotFoundError):
+                prometheus_multiprocess.mark_process_dead(int(match.group(1)), str(folder))

@@ -17,6 +17,7 @@ from sqlalchemy import Engine, insert
 from sqlalchemy.exc import SQLAlchemyError
 
 from mlops_lab.kernel.prediction_store import PREDICTIONS, create_tables, listing_key
+from mlops_lab.service.threads import leave_signals_to_the_main_thread
 
 log = logging.getLogger("mlops_lab.service")
 
@@ -87,7 +88,9 @@ class PredictionLog:
         self._closing = threading.Event()
         self._tables_ready = False
         self._failing = False
-        self._writer = threading.Thread(target=self._run, name="prediction-log", daemon=True)
+        # Not a daemon: when the process's main thread ends (the server has answered its last
+        # request), Python waits for this thread, which then writes what is buffered and stops.
+        self._writer = threading.Thread(target=self._run, name="prediction-log")
         self._writer.start()
 
     def record(self, answered: AnsweredRequest) -> None:
@@ -125,18 +128,30 @@ class PredictionLog:
         and counted."""
         self._closing.set()
         self._writer.join(self.settings.close_seconds)
-        with self._lock:
-            left = self._buffered
-        if left:
-            log.error(
-                "prediction log: %d records not written at shutdown (the store did not answer "
-                "within %.0f s)",
-                left,
-                self.settings.close_seconds,
-            )
-            self._dropped.inc(left)
+
+    def _stopping(self) -> bool:
+        """Whether to write what is left and stop: close() was called, or the process's main
+        thread has ended."""
+        return self._closing.is_set() or not threading.main_thread().is_alive()
 
     def _run(self) -> None:
+        leave_signals_to_the_main_thread()
+        try:
+            self._write_until_stopped()
+        finally:
+            self._count_left()
+
+    def _count_left(self) -> None:
+        """Drop and count what was not written: the store could not take it at shutdown."""
+        with self._lock:
+            self._closing.set()
+            left, self._buffered = self._buffered, 0
+            self._buffer.clear()
+        if left:
+            log.error("prediction log: %d records not written at shutdown", left)
+            self._dropped.inc(left)
+
+    def _write_until_stopped(self) -> None:
         # The tables at once, so that `mlops-lab monitor` finds them before any prediction;
         # if the store cannot be reached yet, the first write tries again.
         self._write([])
@@ -147,15 +162,15 @@ class PredictionLog:
                 if self._write(batch):
                     self._settle(batch)
                     batch = []
-                elif self._closing.is_set():
-                    # The store cannot be reached and the service is stopping: close() counts
-                    # what is left, this batch included, as dropped.
+                elif self._stopping():
+                    # The store cannot be reached and the service is stopping: what is left,
+                    # this batch included, is counted as dropped (_count_left).
                     with self._lock:
                         self._buffered += sum(len(item.predictions) for item in batch)
                     return
                 else:
                     self._closing.wait(self.settings.retry_seconds)
-            elif self._closing.is_set():
+            elif self._stopping():
                 return
 
     def _gather(self, batch: list[AnsweredRequest]) -> list[AnsweredRequest]:
@@ -171,7 +186,7 @@ class PredictionLog:
                     taken.append(item)
                     size += len(item.predictions)
                     continue
-            urgent = self._hurry.is_set() or self._closing.is_set()
+            urgent = self._hurry.is_set() or self._stopping()
             if urgent or time.monotonic() >= deadline:
                 self._hurry.clear()
                 break

@@ -98,7 +98,7 @@ class ServiceSettings:
     # Explanations the service computes at once, all workers together; more get 429. About
     # 0.5 s of CPU per 100 listings each, so a few callers could otherwise take every core.
     max_concurrent_explanations: int = 1
-    # Where the workers share their explanation slots (gunicorn_config.py makes one).
+    # Where the workers share their explanation slots (server.py makes one).
     explanation_slots_dir: Path = Path(tempfile.gettempdir()) / "mlops-lab-explanations"
     load_retry_seconds: float = 10.0
     # Where every answer is recorded; None: not recorded.

@@ -1,6 +1,6 @@
 """A cap on explanations across all of the service's workers.
 
-An explanation of 100 listings costs about half a second of CPU. gunicorn's workers are
+An explanation of 100 listings costs about half a second of CPU. The service's workers are
 separate processes, so the cap is one lock file per slot in a folder they share, held with
 flock while an explanation runs: the lock goes with the process if it dies."""
 
