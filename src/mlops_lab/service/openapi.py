@@ -109,6 +109,8 @@ def openapi_document(settings: ServiceSettings) -> dict[str, Any]:
         "paths": {
             "/predict": {
                 "post": {
+                    "operationId": "predict",
+                    "tags": ["predictions"],
                     "summary": (
                         f"Price one listing, or a list of up to {settings.max_batch_size} "
                         f"listings (body at most {settings.max_body_bytes} bytes)"
@@ -128,8 +130,8 @@ def openapi_document(settings: ServiceSettings) -> dict[str, Any]:
                             "application/json": {
                                 "schema": one_or_list("Listing", settings.max_batch_size),
                                 "examples": {
-                                    "one listing": {"value": example},
-                                    "a batch": {"value": [example, {**example, "id": 1002}]},
+                                    "1 listing": {"value": example},
+                                    "2 listings": {"value": [example, {**example, "id": 1002}]},
                                 },
                             }
                         },
@@ -165,6 +167,8 @@ def openapi_document(settings: ServiceSettings) -> dict[str, Any]:
             },
             "/feedback": {
                 "post": {
+                    "operationId": "feedback",
+                    "tags": ["predictions"],
                     "summary": (
                         "The truth about listings already priced: their true price or category, "
                         f"one record or a list of up to {settings.max_batch_size}"
@@ -204,12 +208,16 @@ def openapi_document(settings: ServiceSettings) -> dict[str, Any]:
             },
             "/health": {
                 "get": {
+                    "operationId": "health",
+                    "tags": ["operations"],
                     "summary": "Liveness: the process answers",
                     "responses": {"200": {"description": "Alive."}},
                 }
             },
             "/ready": {
                 "get": {
+                    "operationId": "ready",
+                    "tags": ["operations"],
                     "summary": "Readiness: the model is loaded",
                     "responses": {
                         "200": {"description": "Ready, with the model's name and version."},
@@ -219,6 +227,8 @@ def openapi_document(settings: ServiceSettings) -> dict[str, Any]:
             },
             "/metrics": {
                 "get": {
+                    "operationId": "metrics",
+                    "tags": ["operations"],
                     "summary": "Prometheus metrics",
                     "responses": {"200": {"description": "Prometheus text format."}},
                 }

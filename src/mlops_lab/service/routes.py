@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -18,6 +19,7 @@ from flask import Blueprint, Response, current_app, g, jsonify, request, send_fr
 from pydantic import TypeAdapter, ValidationError
 from sqlalchemy import Engine, insert
 from sqlalchemy.exc import SQLAlchemyError
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from mlops_lab.kernel.prediction_store import (
     FEEDBACK,
@@ -73,7 +75,7 @@ def read_items(
             "send JSON with Content-Type: application/json",
             [{"field": "body", "problem": f"content type is {request.content_type!r}"}],
         )
-    raw = request.get_data(cache=False)
+    raw = body_within(current_app.config["MAX_CONTENT_LENGTH"])
     if not raw:
         raise RequestError(400, "empty body", [{"field": "body", "problem": "no JSON"}])
     is_list = raw.lstrip()[:1] == b"["
@@ -89,6 +91,31 @@ def read_items(
         raise RequestError(422, f"invalid {noun}", validation_details(error)) from error
 
 
+# How much of a body is read at a time.
+READ_BYTES = 64 * 1024
+
+
+def body_within(limit: int) -> bytes:
+    """The request's whole body; a 413 as soon as more than `limit` bytes have come, whether
+    it announced its length or was sent in chunks."""
+    if (request.content_length or 0) > limit:
+        raise RequestEntityTooLarge()
+    # Read to the body's end from the server's own stream where it marks that end (WSGI's
+    # wsgi.input_terminated): the server then knows at once that the connection is idle,
+    # instead of when the request's objects are collected, and a worker told to stop is not
+    # held by a keep-alive connection. Werkzeug's stream stops at Content-Length and never
+    # asks for the end.
+    environ = request.environ
+    stream = environ["wsgi.input"] if environ.get("wsgi.input_terminated") else request.stream
+    pieces, size = [], 0
+    while piece := stream.read(min(READ_BYTES, limit + 1 - size)):
+        pieces.append(piece)
+        size += len(piece)
+        if size > limit:
+            raise RequestEntityTooLarge()
+    return b"".join(pieces)
+
+
 def parsed(raw: bytes) -> Any:
     """The body's JSON; a 400 that says where it is not JSON."""
     try:
@@ -100,6 +127,12 @@ def parsed(raw: bytes) -> Any:
         # bits), as the API always has, and its message (line, column, character) is the one
         # the API has always given.
         return json.loads(raw)
+    except RecursionError as error:
+        raise RequestError(
+            400,
+            "the body is nested too deeply",
+            [{"field": "body", "problem": f"more than {sys.getrecursionlimit()} levels deep"}],
+        ) from error
     except ValueError as error:
         raise RequestError(
             400,
@@ -131,16 +164,17 @@ def predict() -> Response:
             503, "model not loaded yet", [{"field": "model", "problem": slot.problem}]
         )
     explain = request.args.get("explain", "false").lower() in ("1", "true", "yes")
-    # The slot first: a refused explanation costs no parsing.
+    # The whole body is read and checked before an explanation slot is taken: a client that
+    # sends its body slowly, or never finishes it, holds no slot meanwhile.
+    listings, one = read_items(SINGLE, BATCH, settings.max_batch_size, "listings")
+    if explain and len(listings) > settings.max_explain_listings:
+        raise RequestError(
+            413,
+            f"explain=true takes at most {settings.max_explain_listings} listings",
+            [{"field": "explain", "problem": f"{len(listings)} listings sent"}],
+        )
+    g.listings = len(listings)
     with explanation_allowed(service, explain):
-        listings, one = read_items(SINGLE, BATCH, settings.max_batch_size, "listings")
-        if explain and len(listings) > settings.max_explain_listings:
-            raise RequestError(
-                413,
-                f"explain=true takes at most {settings.max_explain_listings} listings",
-                [{"field": "explain", "problem": f"{len(listings)} listings sent"}],
-            )
-        g.listings = len(listings)
         model = slot.model
         inputs = [listing.model_input() for listing in listings]
         predictions = model.predict_listings(
@@ -336,12 +370,20 @@ def docs() -> Response:
     return Response(DOCS_PAGE, mimetype="text/html")
 
 
-@routes.get("/docs/assets/<path:name>")
+# What the docs page loads, and nothing else of the bundle (its own index page and initializer
+# point at an external example API).
+DOCS_ASSETS = frozenset({"swagger-ui.css", "swagger-ui-bundle.js", "favicon-32x32.png"})
+
+
+@routes.get("/docs/assets/<name>")
 def docs_asset(name: str) -> Response:
+    if name not in DOCS_ASSETS:
+        raise RequestError(404, "no such asset", [{"field": "path", "problem": name}])
     return send_from_directory(state().docs_assets, name)
 
 
-# Swagger UI from the swagger-ui-bundle package, served by the app itself: no CDN, works offline.
+# Swagger UI 5 (it reads OpenAPI 3.1) from the flask-swagger-ui package, served by the app
+# itself: no CDN, works offline.
 DOCS_PAGE = """<!doctype html>
 <html lang="en">
 <head>
@@ -354,7 +396,11 @@ DOCS_PAGE = """<!doctype html>
   <div id="swagger-ui"></div>
   <script src="/docs/assets/swagger-ui-bundle.js"></script>
   <script>
-    window.ui = SwaggerUIBundle({url: "/openapi.json", dom_id: "#swagger-ui", deepLinking: true});
+    window.ui = SwaggerUIBundle({
+      url: "/openapi.json", dom_id: "#swagger-ui", deepLinking: true,
+      // Each schema opened at its fields, not folded away.
+      defaultModelsExpandDepth: 2
+    });
   </script>
 </body>
 </html>
