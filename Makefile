@@ -41,7 +41,7 @@ $(VENV)/.installed: $(UV) requirements/dev.lock pyproject.toml
 test: setup lint
 	$(BIN)/pytest --durations=40
 
-DOCKERFILES := Dockerfile mlflow_docker/Dockerfile postgres_docker/Dockerfile
+DOCKERFILES := Dockerfile mlflow_docker/Dockerfile postgres_docker/Dockerfile nginx_docker/Dockerfile
 
 lint: setup
 	$(BIN)/black --check .
@@ -52,9 +52,9 @@ format: setup
 	$(BIN)/black .
 	$(BIN)/ruff check --fix .
 
-## serve: the prediction service under gunicorn on PORT (default 8000); MODEL_URI picks the model
+## serve: the prediction service on 127.0.0.1:PORT (default 8000); MODEL_URI picks the model
 serve: setup
-	HOST=$${HOST:-127.0.0.1} PORT=$(PORT) mlops-lab serve
+	PORT=$(PORT) mlops-lab serve
 
 ## ui: the MLflow UI on the embedded store (config.yaml's), at http://127.0.0.1:5000
 ui: setup
