@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import requests
 import yaml
+from hostile import Crowd, chunked, send_until_answered, status_and_json
 from mlflow import MlflowClient
 from projects import challenge_payload, small_run
 
@@ -101,6 +102,85 @@ def test_the_prediction_service_serves_the_champion_to_the_host(lab):
     while (logged := lab.run(*count, check=False)).stdout.strip() != "1":
         assert time.monotonic() < deadline, logged.stdout + logged.stderr
         time.sleep(1)
+
+
+def test_the_service_is_reached_only_through_its_front_door(lab):
+    published = lab.run("docker", "compose", "port", "prediction_app", "8000", check=False)
+    assert published.returncode != 0 or not published.stdout.strip(), published.stdout
+    response = requests.get(f"{SERVICE}/ready", timeout=10, headers={"X-Request-ID": "door-1"})
+    assert response.status_code == 200 and response.headers["X-Request-ID"] == "door-1"
+    # The front door's log line for it is JSON with the request id.
+    logs = lab.run("docker", "compose", "logs", "--no-color", "front_door").stdout
+    lines = [line.split("|", 1)[-1].strip() for line in logs.splitlines() if "door-1" in line]
+    assert lines and json.loads(lines[-1])["request_id"] == "door-1", logs[-2000:]
+
+
+def fresh_answer_seconds(method: str, path: str, **arguments) -> float:
+    """How long a fresh caller, on a new connection, waits for a 200."""
+    started = time.monotonic()
+    response = requests.request(method, f"{SERVICE}{path}", timeout=5, **arguments)
+    assert response.status_code == 200, response.text[:300]
+    return time.monotonic() - started
+
+
+def test_stalled_slow_and_silent_clients_leave_fresh_callers_answered(lab):
+    crowd = Crowd("127.0.0.1", 8000)
+    slowest = {"/health": 0.0, "/predict": 0.0}
+    try:
+        crowd.stalled_headers(32)
+        crowd.slow_uploads(20, 2 * 1024 * 1024)
+        crowd.connect_only(200)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            slowest["/health"] = max(slowest["/health"], fresh_answer_seconds("GET", "/health"))
+            seconds = fresh_answer_seconds("POST", "/predict", json=CHALLENGE)
+            slowest["/predict"] = max(slowest["/predict"], seconds)
+            time.sleep(0.25)
+    finally:
+        crowd.close()
+    print(f"slowest fresh answers while held: {slowest}; uploads cut off: {len(crowd.cut_off)}")
+    assert max(slowest.values()) < 1, slowest
+
+
+def refusal(answer: bytes, seconds: float) -> dict:
+    assert answer, "no answer: the connection was closed or reset before the 413"
+    status, body = status_and_json(answer)
+    assert status == 413 and seconds < 2, (answer[:300], seconds)
+    assert body["details"][0]["field"] == "body" and body["request_id"]
+    return body
+
+
+@pytest.mark.parametrize("how", ["in-one-go", "slowly", "chunked"])
+def test_a_body_over_the_cap_gets_a_json_413_at_the_front_door(lab, how):
+    over = 3 * 1024 * 1024
+    lines = ["POST /predict HTTP/1.1", "Host: localhost", "Content-Type: application/json"]
+    framing = "Transfer-Encoding: chunked" if how == "chunked" else f"Content-Length: {over}"
+    pieces = [json.dumps(CHALLENGE).encode()] + [b" " * 65536] * (over // 65536)
+    if how == "chunked":
+        pieces = chunked(pieces)
+    with socket.create_connection(("127.0.0.1", 8000), timeout=10) as connection:
+        connection.sendall(("\r\n".join([*lines, framing]) + "\r\n\r\n").encode())
+        pause = 0.05 if how == "slowly" else 0.0
+        refusal(*send_until_answered(connection, pieces, pause, 5))
+
+
+def test_an_unfinished_explanation_holds_no_slot_behind_the_front_door(lab):
+    body = json.dumps([CHALLENGE]).encode()
+    head = (
+        b"POST /predict?explain=true HTTP/1.1\r\nHost: localhost\r\n"
+        b"Content-Type: application/json\r\nContent-Length: 2000000\r\n\r\n"
+    )
+    with socket.create_connection(("127.0.0.1", 8000), timeout=30) as holder:
+        holder.sendall(head + body[:5])
+        answered = []
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            response = requests.post(
+                f"{SERVICE}/predict?explain=true", json=[CHALLENGE], timeout=10
+            )
+            answered.append(response.status_code)
+            time.sleep(0.5)
+    assert answered and set(answered) == {200}, answered
 
 
 def test_monitor_in_the_lab_judges_the_services_log_in_postgres(lab):

@@ -1,19 +1,18 @@
-"""`mlops-lab monitor` on the log of the service under gunicorn, fed by `mlops-lab replay`: the
+"""`mlops-lab monitor` on the log of the service, fed by `mlops-lab replay`: the
 test part as it is drifts nowhere, a shifted sample drifts where it was shifted, the quality
 figures are those of the logged answers, and the report opens in a real browser."""
 
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from browser import chromium, rendered_body, screenshot
 from mlflow import MlflowClient
 from services import ready_service
 from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
@@ -71,7 +70,7 @@ def runs(trained_lab, tmp_path_factory):
         "MODEL_URI": str(trained_lab.path / "models" / "price_category"),
         "PREDICTION_LOG_URI": f"sqlite:///{store}",
     }
-    with ready_service(settings, home / "gunicorn.log") as service:
+    with ready_service(settings, home / "service.log") as service:
         too_few = monitor(trained_lab, settings, home / "empty")
         replayed = trained_lab.run(["mlops-lab", "replay", "--url", service.url, "--feedback"])
         assert replayed.returncode == 0, replayed.stderr[-3000:]
@@ -164,31 +163,10 @@ def test_too_few_predictions_is_one_line_and_exit_1(runs):
 
 
 def test_the_report_opens_offline_in_chromium_with_its_drift_table(runs, tmp_path):
-    chromium = shutil.which("chromium")
-    if chromium is None:
-        missing = "no chromium to open the report in: apt-get install chromium (.ci/run does)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(missing)
-        pytest.skip(missing)
-    browser = [
-        chromium,
-        *("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run"),
-        *("--disable-background-networking", "--disable-component-update", "--disable-sync"),
-        # No network at all: the page must carry everything it draws with.
-        "--proxy-server=127.0.0.1:9",
-        f"--user-data-dir={tmp_path / 'profile'}",
-        "--window-size=1280,2000",
-        "--virtual-time-budget=20000",
-    ]
+    browser = chromium(tmp_path / "profile")
     page = runs["shifted"].report.as_uri()
-    screenshot = tmp_path / "report.png"
-    subprocess.run([*browser, f"--screenshot={screenshot}", page], capture_output=True, timeout=120)
-    assert screenshot.stat().st_size > 50_000
-    dom = subprocess.run(
-        [*browser, "--dump-dom", page], capture_output=True, text=True, timeout=120
-    ).stdout
-    # What the page shows once its scripts have drawn it (not the data they carry).
-    body = dom.split("<body", 1)[1]
+    assert screenshot(browser, page, tmp_path / "report.png").stat().st_size > 50_000
+    body = rendered_body(browser, page)
     assert "Dataset Drift is detected" in body
     assert "Drift of the fields" in body
     for field in ("borough", "room_type", "latitude"):

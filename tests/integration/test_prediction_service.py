@@ -1,16 +1,17 @@
-"""The prediction service under gunicorn, over HTTP: answers, errors, docs, metrics, shutdown."""
+"""The prediction service as `make serve` runs it, over HTTP: answers, errors, docs, metrics,
+shutdown."""
 
 import json
 import os
+import re
 import signal
-import socket
 import subprocess
 import threading
 import time
-from pathlib import Path
 
 import pytest
 import requests
+from browser import chromium, rendered_body, screenshot
 from mlflow import MlflowClient
 from projects import VENV_BIN, challenge_payload, wait_until_ok
 from prometheus_client.parser import text_string_to_metric_families
@@ -122,7 +123,7 @@ def test_health_and_readiness(local_service):
     assert ready["model_version"] == "1"
 
 
-def test_docs_are_served_by_the_app_itself(local_service):
+def test_docs_are_served_by_the_app_itself_and_nothing_else_of_the_bundle(local_service):
     page = requests.get(f"{local_service.url}/docs", timeout=5)
     assert page.status_code == 200
     assert "http://" not in page.text and "https://" not in page.text
@@ -131,10 +132,38 @@ def test_docs_are_served_by_the_app_itself(local_service):
         served = requests.get(f"{local_service.url}/docs/assets/{asset}", timeout=5)
         assert served.status_code == 200
         assert len(served.content) > 1000
+    # The bundle's own initializer points at an external example API: not served.
+    for unused in ("swagger-initializer.js", "index.html", "oauth2-redirect.html", "LICENSE"):
+        assert (
+            requests.get(f"{local_service.url}/docs/assets/{unused}", timeout=5).status_code == 404
+        )
     spec = requests.get(f"{local_service.url}/openapi.json", timeout=5).json()
     assert spec["openapi"].startswith("3.")
     assert "/predict" in spec["paths"]
     assert "Listing" in spec["components"]["schemas"]
+
+
+def test_the_docs_render_the_predict_operation_in_a_real_browser(local_service, tmp_path):
+    browser = chromium(tmp_path / "profile")
+    # Swagger UI's deep link opens POST /predict, as a click on it does.
+    page = f"{local_service.url}/docs#/predictions/predict"
+    picture = screenshot(browser, page, tmp_path / "docs.png")
+    assert picture.stat().st_size > 50_000
+    body = rendered_body(browser, page)
+    assert "Unable to render" not in body, body[:2000]
+    assert "MLOps Lab price-category API" in body
+    opening, operation = re.split(r'id="operations-predictions-predict"[^>]*>', body, maxsplit=1)
+    assert "is-open" in opening.rsplit("<", 1)[1], "POST /predict is not expanded"
+    # What a person reads, tags aside.
+    shown = " ".join(re.sub(r"<[^>]+>", " ", operation).split())
+    assert "POST /predict Price one listing, or a list of up to 1000 listings" in shown
+    # The example shown is the challenge's payload, field by field.
+    for field, value in CHALLENGE.items():
+        assert f'"{field}" : {json.dumps(value)}' in shown, (field, shown[:1500])
+    # The Listing schema shows its optional fields too, which the example does not send.
+    schema = shown.split("Listing", 1)[1]
+    for optional in ("property_type", "amenity_count", "shared_bathroom"):
+        assert optional in schema, optional
 
 
 def metric_samples(service) -> dict[tuple[str, tuple], float]:
@@ -329,57 +358,6 @@ def test_sighup_serves_a_newly_promoted_champion_without_dropping_requests(
     print(f"slowest request during the reload: {slowest[0]:.2f} s")
 
 
-def children(pid: int) -> list[int]:
-    """The processes whose parent is `pid` (Linux's /proc)."""
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue  # the process ended meanwhile
-        if int(fields[1]) == pid:
-            found.append(int(stat.parent.name))
-    return found
-
-
-def open_sockets(pid: int) -> int:
-    return sum(os.readlink(fd).startswith("socket:") for fd in Path(f"/proc/{pid}/fd").iterdir())
-
-
-def test_keep_alive_connections_opened_together_are_spread_evenly_over_the_workers(
-    service_factory, trained_lab
-):
-    service = service_factory({"MODEL_URI": str(trained_lab.path / "models" / "price_category")})
-    service.wait_ready()
-    # Both workers serving: one still loading its model takes no connections, rightly.
-    deadline = time.monotonic() + 120
-    while service.log_path.read_text().count('"model loaded"') < 2:
-        assert time.monotonic() < deadline, service.log_path.read_text()
-        time.sleep(0.2)
-    master = next(
-        pid
-        for pid in [service.process.pid, *children(service.process.pid)]
-        if len(children(pid)) == 2
-    )
-    workers = children(master)
-    before = [open_sockets(worker) for worker in workers]
-    request = f"GET /health HTTP/1.1\r\nHost: 127.0.0.1:{service.port}\r\n\r\n".encode()
-    # Opened at once, as a load generator or a proxy's pool does, and kept.
-    clients = [socket.create_connection(("127.0.0.1", service.port)) for _ in range(16)]
-    try:
-        for client in clients:
-            client.sendall(request)
-        for client in clients:
-            assert client.recv(4096).startswith(b"HTTP/1.1 200")
-        held = [open_sockets(worker) - count for worker, count in zip(workers, before, strict=True)]
-        assert sum(held) == 16
-        # Unbalanced, one worker held 15 or 16 in a third of the runs, and served at half rate.
-        assert max(held) - min(held) <= 2, held
-    finally:
-        for client in clients:
-            client.close()
-
-
 def test_a_long_list_of_empty_objects_is_refused_before_any_is_validated(local_service):
     body = b"[" + b",".join([b"{}"] * 600_000) + b"]"
     assert len(body) < 2 * 1024 * 1024
@@ -487,7 +465,9 @@ def test_with_the_registry_down_the_service_stays_up_and_keeps_its_model(
     # A fresh service: alive at once, not ready, and it says why.
     fresh = service_factory({**registry, "MODEL_CACHE_DIR": str(tmp_path / "fresh")})
     started = time.monotonic()
-    alive = wait_until_ok(f"{fresh.url}/health", fresh.process, fresh.log_path, "gunicorn", 10)
+    alive = wait_until_ok(
+        f"{fresh.url}/health", fresh.process, fresh.log_path, "mlops-lab serve", 10
+    )
     assert alive.json() == {"status": "ok"}, time.monotonic() - started
     ready = requests.get(f"{fresh.url}/ready", timeout=5)
     assert ready.status_code == 503
