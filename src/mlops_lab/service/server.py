@@ -1,10 +1,6 @@
-"""The prediction service's server: granian's WSGI interface, set up through its public
-constructor and nothing else.
-
-One worker process per core, each on one OpenMP/BLAS thread (a one-listing prediction is faster
-on one thread than fanned out), a few threads per worker. SIGTERM drains: workers answer what
-they hold, and each writes its buffered predictions as its main thread ends
-(service/prediction_log.py). SIGHUP replaces the workers one at a time (a new champion)."""
+"""The service's server: granian's WSGI interface, set up through its constructor alone. A worker
+process per core, each on one OpenMP/BLAS thread (one listing is faster on one thread); SIGTERM
+drains, SIGHUP replaces the workers one at a time (a new champion)."""
 
 from __future__ import annotations
 
@@ -21,10 +17,22 @@ from mlops_lab.service.environment import METRICS_VARIABLE, SLOTS_VARIABLE
 ONE_THREAD = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
+@dataclass(frozen=True)
+class ServerOptions:
+    """`mlops-lab serve`'s options (README, "Serving predictions")."""
+
+    host: str
+    port: int
+    workers: int
+    threads: int
+    grace_seconds: int  # to answer what they hold when told to stop
+    reload_seconds: float  # for a new worker to load the model before SIGHUP stops an old one
+    log_level: str
+
+
 @contextmanager
 def shared_folder(variable: str, prefix: str) -> Iterator[str]:
-    """The folder the variable names, else a new temporary one set in it that goes with the
-    service: every start would otherwise leave one behind."""
+    """The folder the variable names, else a new one that goes with the service."""
     if variable in os.environ:
         yield os.environ[variable]
         return
@@ -35,21 +43,6 @@ def shared_folder(variable: str, prefix: str) -> Iterator[str]:
         shutil.rmtree(os.environ.pop(variable), ignore_errors=True)
 
 
-@dataclass(frozen=True)
-class ServerOptions:
-    """How the service is served (`mlops-lab serve`'s options, or their variables)."""
-
-    host: str
-    port: int
-    workers: int
-    threads: int
-    # How long workers get to answer what they hold when told to stop.
-    grace_seconds: int
-    # How long a new worker gets to load the model before SIGHUP stops the old one it replaces.
-    reload_seconds: float
-    log_level: str
-
-
 def serve(options: ServerOptions) -> None:
     """Serve the app until SIGTERM or SIGINT; exit 1 with one line on a bad setting."""
     # Before numpy and prometheus_client are imported: each reads its variables once.
@@ -57,8 +50,7 @@ def serve(options: ServerOptions) -> None:
     with ExitStack() as folders:
         metrics = folders.enter_context(shared_folder(METRICS_VARIABLE, "mlops-lab-metrics-"))
         folders.enter_context(shared_folder(SLOTS_VARIABLE, "mlops-lab-explanations-"))
-        # Counters restart with the service.
-        for name in os.listdir(metrics):
+        for name in os.listdir(metrics):  # counters restart with the service
             os.remove(os.path.join(metrics, name))
         from granian import Granian
         from granian.constants import HTTPModes, Interfaces
@@ -69,14 +61,12 @@ def serve(options: ServerOptions) -> None:
         from mlops_lab.service.logs import logging_config
         from mlops_lab.service.settings import ServiceSettings, SettingsError
 
-        # A bad config.yaml or environment stops the start with one line, not one per worker.
-        try:
+        try:  # one line for a bad config.yaml or environment, not one per worker
             ServiceSettings.from_environment(os.environ)
         except (ConfigError, SettingsError) as error:
-            print(f"error: {error}", file=sys.stderr)
-            sys.exit(1)
-        # The app's libraries are imported once, here: workers fork with them loaded. The app,
-        # and so the model, is made in each worker, so that SIGHUP loads the champion anew.
+            sys.exit(f"error: {error}")
+        # Workers fork with the app's libraries loaded; each makes the app, and so loads the
+        # model, itself, so that SIGHUP loads the champion anew.
         import mlops_lab.service.app  # noqa: F401
 
         Granian(

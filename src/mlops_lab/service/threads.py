@@ -1,4 +1,4 @@
-"""The service's own background threads leave the server's signals to the main thread."""
+"""The service's own threads and the server's signals."""
 
 from __future__ import annotations
 
@@ -7,27 +7,23 @@ import signal
 import threading
 import time
 
-# What the server stops (SIGTERM, SIGINT) and reloads (SIGHUP) its workers by.
+# What the server stops (SIGTERM, SIGINT) and reloads (SIGHUP) by.
 SERVER_SIGNALS = frozenset({signal.SIGTERM, signal.SIGINT, signal.SIGHUP})
-# How long after a stop signal the main thread is signalled once more.
 REPEAT_AFTER_SECONDS = 1.0
 
 
 def leave_signals_to_the_main_thread() -> None:
-    """Block the server's signals in the calling thread, so that the kernel hands them to a
-    thread that acts on them. Python runs signal handlers in the main thread only, and a
-    signal that landed on a background thread waited there until the main thread woke: a
-    worker told to stop, idle in its wait, went on waiting until it was killed."""
+    """Block the server's signals in the calling thread: Python runs handlers in the main thread
+    only, and a signal the kernel hands to another thread waits until the main thread wakes."""
     signal.pthread_sigmask(signal.SIG_BLOCK, SERVER_SIGNALS)
 
 
 def repeat_stop_signals_to_the_main_thread() -> None:
-    """Signal the main thread once more, a second after each first SIGTERM or SIGINT. With
-    granian 2.8, a worker sometimes let its first SIGTERM pass (one stop in five to ten, with
-    keep-alive clients just answered): it went on serving until it was killed at the end of
-    the grace period, with what its prediction log held. A second signal has always stopped
-    it, and one more is harmless to a worker already stopping. Python writes every signal it
-    receives to its wakeup descriptor; this thread reads it. Call it from the main thread."""
+    """Signal the main thread once more a second after the first SIGTERM (or SIGINT). granian
+    2.8's workers missed their first SIGTERM in about one stop in eight, just after answering
+    keep-alive clients, and served on until killed with their buffered predictions; a second
+    always stopped them, and is harmless to a worker already stopping. Python writes each
+    signal to its wakeup descriptor, which this thread reads. Call from the main thread."""
     read_end, write_end = os.pipe()
     os.set_blocking(write_end, False)
     signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
@@ -37,10 +33,9 @@ def repeat_stop_signals_to_the_main_thread() -> None:
     def repeat() -> None:
         leave_signals_to_the_main_thread()
         while received := os.read(read_end, 1):
-            number = received[0]
-            if number in (signal.SIGTERM, signal.SIGINT) and number not in repeated:
-                repeated.add(number)
+            if received[0] in {signal.SIGTERM, signal.SIGINT} - repeated:
+                repeated.add(received[0])
                 time.sleep(REPEAT_AFTER_SECONDS)
-                signal.pthread_kill(main, number)
+                signal.pthread_kill(main, received[0])
 
     threading.Thread(target=repeat, name="stop-signal-repeater", daemon=True).start()
