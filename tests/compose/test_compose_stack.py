@@ -400,17 +400,19 @@ def test_each_database_login_reaches_its_own_database_only(lab):
     )
 
 
-def test_stopping_the_service_answers_the_request_it_is_reading(lab):
+def test_stopping_the_service_answers_the_request_a_client_is_still_sending(lab):
     body = json.dumps(CHALLENGE).encode()
     head = (
         "POST /predict HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
         f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
     ).encode()
     with socket.create_connection(("127.0.0.1", 8000), timeout=60) as caller:
-        # A slow caller: the service has its request and waits for the rest of the body.
+        # A slow caller: the front door has its request and waits for the rest of the body.
         caller.sendall(head + body[:10])
         time.sleep(1)
-        stop = lab.popen("docker", "compose", "stop", "prediction_app")
+        # As `docker compose stop` stops the service: its front door first, which answers
+        # what it holds, then the service.
+        stop = lab.popen("docker", "compose", "stop", "front_door", "prediction_app")
         time.sleep(3)
         assert stop.poll() is None, "the service stopped with a request in flight"
         caller.sendall(body[10:])
