@@ -1,5 +1,5 @@
 """Where a /predict request's time goes, for one listing, 100 and 1,000: each part of the app's
-work timed alone in this process on the app's own objects, and the rest (gunicorn, Flask's
+work timed alone in this process on the app's own objects, and the rest (granian, Flask's
 dispatch, HTTP on loopback) as the p50 of real requests at concurrency 1 (wrk, one worker)
 with the prediction log off, minus those parts. The log's background writing is the p50's
 difference with the log on. Results go to bench/results/request_profile.json.
@@ -24,7 +24,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-# As under gunicorn: metrics in multiprocess files, set before prometheus_client is imported.
+# As `mlops-lab serve` runs it: metrics in multiprocess files, set before prometheus_client is
+# imported.
 os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="mlops-lab-profile-"))
 
 import orjson
@@ -180,7 +181,7 @@ def main() -> None:
         p50_log_off = measured_p50(
             arguments.model, size, scratch, {**environment, "PREDICTION_LOG": "off"}
         )
-        parts["server: gunicorn, Flask, HTTP (p50 - the above)"] = p50_log_off - sum(parts.values())
+        parts["server: granian, Flask, HTTP (p50 - the above)"] = p50_log_off - sum(parts.values())
         parts["prediction log (writing, in a background thread)"] = p50 - p50_log_off
         results[f"{size} listing{'s' if size > 1 else ''}"] = {
             "p50_ms": p50,

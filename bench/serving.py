@@ -1,9 +1,13 @@
 """Load benchmark: our service against the servers a user would pick instead, serving the same
 model on the same machine in the same run.
 
-Peers: MLServer with its MLflow runtime (the engine behind KServe's and Seldon's runtimes; its
-environment is requirements/mlserver-peer.lock) and `mlflow models serve`, each set up as a
-user would for 2 cores. The load comes from wrk, a C load generator, so the client costs
+Ours is the app on granian (`mlops-lab serve`), alone and behind its front door (nginx with the
+stack's own configuration, nginx_docker/, on the same cores). Beside it, the same app on stock
+gunicorn gthread (nothing patched), and the service as it was before granian (BEFORE, gunicorn
+with a patched threaded worker), from that commit's own lock. Peers: MLServer with its MLflow
+runtime (the engine behind KServe's and Seldon's runtimes; its environment is
+requirements/mlserver-peer.lock) and `mlflow models serve`, each set up as a user would for 2
+cores. The load comes from wrk, a C load generator, so the client costs
 little of the 2 cores the servers share. Every server gets the same runs at each load (a
 warm-up, then --rounds runs of --seconds), and the run of median throughput is kept. At each
 load, our ratio to every peer.
@@ -12,7 +16,9 @@ Loads: one listing at concurrency 1 and 16, 100-listing batches at concurrency 4
 batches (the API's largest) at concurrency 1. Then ours alone with ?explain=true (no peer
 explains), and the prediction log's cost (on and off, taking turns). Targets on 2 cores: one
 listing at concurrency 1 p50 ≤ 1.0 ms; at concurrency 16 at least 2,000 req/s and 3 times the
-strongest peer; a 1,000-listing batch p50 ≤ 50 ms. Results go to bench/results/serving.json.
+strongest peer, and through the front door at least 1,500 req/s; a 1,000-listing batch p50 ≤
+50 ms. Needs wrk and nginx (`apt-get install wrk nginx-light`). Results go to
+bench/results/serving.json.
 
     python bench/serving.py [--model models/price_category] [--seconds 5] [--rounds 3]
 """
@@ -25,6 +31,7 @@ import json
 import os
 import shutil
 import socket
+import string
 import subprocess
 import sys
 import tempfile
@@ -43,14 +50,22 @@ PEER_ENVIRONMENT = ROOT / ".bench" / "mlserver-peer"
 # The challenge's payload: what every caller sends.
 LISTING = load_config(ROOT / "config.yaml", tuned_params=False).prediction_app.challenge_payload
 OURS, LOG_OFF, EXPLAINED = "ours", "ours, prediction log off", "ours, ?explain=true"
+FRONT_DOOR = "ours behind the front door (nginx)"
+STOCK_GUNICORN = "the app on stock gunicorn gthread"
+# The last commit whose service ran on gunicorn with its own patched threaded worker.
+BEFORE_COMMIT = "b15cbf0"
+BEFORE = f"before: patched gunicorn gthread ({BEFORE_COMMIT})"
+BEFORE_ENVIRONMENT = ROOT / ".bench" / "before-service"
 MLSERVER, MLFLOW = "MLServer (MLflow runtime)", "mlflow models serve"
 PEERS = (MLSERVER, MLFLOW)
+FRONT_DOOR_TEMPLATE = ROOT / "nginx_docker" / "templates" / "default.conf.template"
 LOG_ROUNDS = 3
 TARGETS = {
     "one_listing_concurrency_1_p50_ms": 1.0,
     "one_listing_concurrency_16_requests_per_s": 2000.0,
     "one_listing_concurrency_16_ratio_to_strongest_peer": 3.0,
     "batch_1000_p50_ms": 50.0,
+    "front_door_concurrency_16_requests_per_s": 1500.0,
 }
 
 # wrk's report, as one JSON line: latency in microseconds, and every answer that was not 2xx.
@@ -134,6 +149,72 @@ def peer_environment() -> Path:
     return PEER_ENVIRONMENT / "bin"
 
 
+def before_environment() -> Path:
+    """The service as it was at BEFORE_COMMIT, in an environment of its own from that commit's
+    serve.lock (made once)."""
+    stamp = BEFORE_ENVIRONMENT / ".synced"
+    if stamp.is_file() and stamp.read_text() == BEFORE_COMMIT:
+        return BEFORE_ENVIRONMENT / "bin"
+    print(f"making the {BEFORE_COMMIT} service's environment in {BEFORE_ENVIRONMENT} …", flush=True)
+    source = Path(tempfile.mkdtemp(prefix="mlops-lab-before-"))
+    archive = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", BEFORE_COMMIT], capture_output=True, check=True
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(source)], input=archive, check=True)
+    python = BEFORE_ENVIRONMENT / "bin" / "python"
+    uv = [str(UV), "pip", "--quiet"]
+    subprocess.run(
+        [
+            str(UV),
+            "venv",
+            "--quiet",
+            "--allow-existing",
+            "--python",
+            sys.executable,
+            str(BEFORE_ENVIRONMENT),
+        ],
+        check=True,
+    )
+    lock = source / "requirements" / "serve.lock"
+    subprocess.run([*uv, "sync", "--python", str(python), str(lock)], check=True)
+    subprocess.run([*uv, "install", "--python", str(python), "--no-deps", str(source)], check=True)
+    shutil.rmtree(source)
+    stamp.write_text(BEFORE_COMMIT)
+    return BEFORE_ENVIRONMENT / "bin"
+
+
+def front_door(scratch: Path, port: int, service_port: int) -> subprocess.Popen:
+    """nginx with the stack's front-door configuration, in front of the service's port."""
+    if shutil.which("nginx") is None:
+        sys.exit("nginx is missing: `apt-get install nginx-light` (Debian) or `brew install nginx`")
+    folder = scratch / "nginx"
+    folder.mkdir()
+    values = {
+        "LISTEN_PORT": str(port),
+        "SERVICE_ADDRESS": f"127.0.0.1:{service_port}",
+        "MAX_BODY_BYTES": str(2 * 1024 * 1024),
+        "FRONT_DOOR_CONNECTIONS_PER_CLIENT": "64",
+        "FRONT_DOOR_RATE_PER_SECOND": "5000",
+        "FRONT_DOOR_BURST": "5000",
+    }
+    server = string.Template(FRONT_DOOR_TEMPLATE.read_text()).safe_substitute(values)
+    (folder / "front_door.conf").write_text(
+        server.replace("/var/log/nginx/access.log", str(folder / "access.log"))
+    )
+    # As the official image runs it: a worker per core.
+    (folder / "nginx.conf").write_text(
+        f"worker_processes auto;\npid {folder}/nginx.pid;\nerror_log {folder}/error.log;\n"
+        "events { worker_connections 4096; }\n"
+        f"http {{ client_body_temp_path {folder}/body; proxy_temp_path {folder}/proxy;\n"
+        f"  include {folder}/front_door.conf; }}\n"
+    )
+    return subprocess.Popen(
+        ["nginx", "-p", str(folder), "-c", str(folder / "nginx.conf"), "-g", "daemon off;"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
 def mlserver_folder(model: Path, scratch: Path, port: int) -> Path:
     """MLServer's settings for 2 cores and the model's settings, in a folder it starts from."""
     folder = scratch / "mlserver"
@@ -160,24 +241,43 @@ def mlserver_folder(model: Path, scratch: Path, port: int) -> Path:
 def start_servers(model: Path, scratch: Path) -> tuple[dict[str, Server], list[subprocess.Popen]]:
     env = {key: value for key, value in os.environ.items() if not key.startswith("MLFLOW_")}
     env["PATH"] = f"{BIN}{os.pathsep}{env['PATH']}"
-    ports = {name: free_port() for name in (OURS, LOG_OFF, MLSERVER, MLFLOW)}
+    ports = {
+        name: free_port()
+        for name in (OURS, LOG_OFF, FRONT_DOOR, STOCK_GUNICORN, BEFORE, MLSERVER, MLFLOW)
+    }
     quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
 
-    def our_service(port: int, prediction_log: dict[str, str]) -> subprocess.Popen:
+    def our_service(
+        port: int, prediction_log: dict[str, str], command: list[str]
+    ) -> subprocess.Popen:
         settings = {"HOST": "127.0.0.1", "PORT": str(port), "MODEL_URI": str(model)}
         return subprocess.Popen(
-            [str(BIN / "mlops-lab"), "serve"],
-            env={**env, "WEB_CONCURRENCY": "2", **settings, **prediction_log},
-            **quiet,
+            command, env={**env, "WEB_CONCURRENCY": "2", **settings, **prediction_log}, **quiet
         )
 
+    def own_store(name: str) -> dict[str, str]:
+        """The bench's predictions go to a store of their own, not to the lab's log."""
+        return {"PREDICTION_LOG_URI": f"sqlite:///{scratch / f'predictions-{ports[name]}.db'}"}
+
+    serve = [str(BIN / "mlops-lab"), "serve"]
+    # The same app on stock gunicorn: its own threaded worker, as its docs set it up.
+    stock = [str(BIN / "gunicorn"), "--workers", "2", "--worker-class", "gthread", "--threads"]
+    stock += ["4", "--bind", f"127.0.0.1:{ports[STOCK_GUNICORN]}"]
+    stock += ["mlops_lab.service.app:create_app()"]
     peer_bin = peer_environment()
+    before_bin = before_environment()
     processes = {
-        # The bench's predictions go to a store of their own, not to the lab's log.
-        OURS: our_service(
-            ports[OURS], {"PREDICTION_LOG_URI": f"sqlite:///{scratch / 'predictions.db'}"}
+        OURS: our_service(ports[OURS], own_store(OURS), serve),
+        LOG_OFF: our_service(ports[LOG_OFF], {"PREDICTION_LOG": "off"}, serve),
+        STOCK_GUNICORN: our_service(
+            ports[STOCK_GUNICORN],
+            {**own_store(STOCK_GUNICORN), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"},
+            stock,
         ),
-        LOG_OFF: our_service(ports[LOG_OFF], {"PREDICTION_LOG": "off"}),
+        BEFORE: our_service(
+            ports[BEFORE], own_store(BEFORE), [str(before_bin / "mlops-lab"), "serve"]
+        ),
+        FRONT_DOOR: front_door(scratch, ports[FRONT_DOOR], ports[OURS]),
         MLSERVER: subprocess.Popen(
             [
                 str(peer_bin / "mlserver"),
@@ -207,13 +307,17 @@ def start_servers(model: Path, scratch: Path) -> tuple[dict[str, Server], list[s
             **quiet,
         ),
     }
-    ready_paths = {OURS: "/ready", LOG_OFF: "/ready", MLSERVER: "/v2/health/ready", MLFLOW: "/ping"}
+    ready_paths = {name: "/ready" for name in (OURS, LOG_OFF, FRONT_DOOR, STOCK_GUNICORN, BEFORE)}
+    ready_paths |= {MLSERVER: "/v2/health/ready", MLFLOW: "/ping"}
     for name, process in processes.items():
         wait_until(ports[name], ready_paths[name], process)
     servers = {
         OURS: Server(ports[OURS], "/predict", "ours"),
         LOG_OFF: Server(ports[LOG_OFF], "/predict", "ours"),
         EXPLAINED: Server(ports[OURS], "/predict?explain=true", "ours"),
+        FRONT_DOOR: Server(ports[FRONT_DOOR], "/predict", "ours"),
+        STOCK_GUNICORN: Server(ports[STOCK_GUNICORN], "/predict", "ours"),
+        BEFORE: Server(ports[BEFORE], "/predict", "ours"),
         MLSERVER: Server(ports[MLSERVER], "/invocations", "dataframe_records"),
         MLFLOW: Server(ports[MLFLOW], "/invocations", "dataframe_records"),
     }
@@ -262,12 +366,14 @@ def median_run(runs: list[dict[str, float]]) -> dict[str, float]:
     return sorted(runs, key=lambda run: run["requests_per_s"])[len(runs) // 2]
 
 
+# The figures of a server that could not answer a lone request a minute after a run.
+UNANSWERED = {"p50_ms": None, "p99_ms": None, "requests_per_s": 0.0, "listings_per_s": 0.0}
 # A server is idle again once a lone request is answered this fast (and with a 200), twice.
 IDLE_SECONDS = 0.5
 SETTLE_LIMIT_SECONDS = 120
 
 
-def settle(server: Server, rows: list[dict]) -> None:
+def settle(server: Server, rows: list[dict]) -> bool:
     """Wait until the server has worked through what wrk left in flight: wrk stops at its
     deadline, not after its last answer, and a server that queues (MLServer at 16 clients
     took seconds) would otherwise start the next run with the last one's backlog. An
@@ -280,20 +386,27 @@ def settle(server: Server, rows: list[dict]) -> None:
             sys.exit(f"port {server.port} still busy {SETTLE_LIMIT_SECONDS} s after a run")
         started = time.monotonic()
         connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
-        connection.request(
-            "POST", server.path, body=body, headers={"Content-Type": "application/json"}
-        )
-        status = connection.getresponse().status
-        connection.close()
+        try:
+            connection.request(
+                "POST", server.path, body=body, headers={"Content-Type": "application/json"}
+            )
+            status = connection.getresponse().status
+        except TimeoutError:
+            # A server still queueing after a minute: it gets no more runs at this load.
+            return False
+        finally:
+            connection.close()
         fast = status == 200 and time.monotonic() - started < IDLE_SECONDS
         quick = quick + 1 if fast else 0
         if not fast:
             time.sleep(0.2)
+    return True
 
 
 def ratios(pair: dict[str, dict]) -> None:
-    """Ours against every peer at this load: throughput ratio and p50 ratio."""
-    for peer in PEERS:
+    """Ours against every peer, and against the service before, at this load: throughput
+    ratio and p50 ratio."""
+    for peer in (*PEERS, BEFORE, STOCK_GUNICORN):
         if peer in pair and OURS in pair:
             # A peer that answered nothing within a run has no ratio to state.
             answered = pair[peer]["requests_per_s"] > 0
@@ -319,12 +432,15 @@ def main() -> None:
         sys.exit(f"no MLflow model at {arguments.model}: run `make run` first")
     if shutil.which("wrk") is None:
         sys.exit("wrk is missing: `apt-get install wrk` (Debian) or `brew install wrk`")
-    compared = (OURS, *PEERS)
+    if shutil.which("nginx") is None:
+        sys.exit("nginx is missing: `apt-get install nginx-light` (Debian) or `brew install nginx`")
+    every_server = (OURS, FRONT_DOOR, BEFORE, STOCK_GUNICORN, *PEERS)
+    batches = (OURS, FRONT_DOOR, BEFORE, *PEERS)
     scenarios = [
-        ("1 listing, concurrency 1", 1, 1, compared),
-        ("1 listing, concurrency 16", 1, 16, compared),
-        ("100 listings, concurrency 4", 100, 4, compared),
-        ("1,000 listings, concurrency 1", 1000, 1, compared),
+        ("1 listing, concurrency 1", 1, 1, every_server),
+        ("1 listing, concurrency 16", 1, 16, every_server),
+        ("100 listings, concurrency 4", 100, 4, batches),
+        ("1,000 listings, concurrency 1", 1000, 1, batches),
         ("explain 1 listing, concurrency 1", 1, 1, (EXPLAINED,)),
         ("explain 100 listings, concurrency 1", 100, 1, (EXPLAINED,)),
     ]
@@ -338,9 +454,12 @@ def main() -> None:
                 load(servers[name], rows, concurrency, 1, scratch)  # warm-up
                 runs = []
                 for _ in range(arguments.rounds):
-                    settle(servers[name], rows)
+                    if not settle(servers[name], rows):
+                        break
                     runs.append(load(servers[name], rows, concurrency, arguments.seconds, scratch))
-                results.setdefault(scenario, {})[name] = median_run(runs)
+                # A server that never settled again answered nothing usable at this load.
+                answered = median_run(runs) if len(runs) == arguments.rounds else UNANSWERED
+                results.setdefault(scenario, {})[name] = answered
                 print(scenario, "|", name, "|", results[scenario][name], flush=True)
             ratios(results[scenario])
         # The prediction log's cost: the same service with it on and off, taking turns so
@@ -360,7 +479,11 @@ def main() -> None:
         for process in processes:
             process.terminate()
         for process in processes:
-            process.wait(timeout=60)
+            try:
+                process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                process.kill()  # MLServer, still working through an abandoned queue
+                process.wait()
         shutil.rmtree(scratch, ignore_errors=True)
     single, busy = results["1 listing, concurrency 1"], results["1 listing, concurrency 16"]
     strongest = max(PEERS, key=lambda peer: busy[peer]["requests_per_s"])
@@ -371,6 +494,7 @@ def main() -> None:
             "throughput"
         ],
         "batch_1000_p50_ms": results["1,000 listings, concurrency 1"][OURS]["p50_ms"],
+        "front_door_concurrency_16_requests_per_s": busy[FRONT_DOOR]["requests_per_s"],
     }
     results["targets"] = {
         name: {

@@ -37,8 +37,15 @@ def engine_answers() -> bool:
     return subprocess.run(["docker", "info"], capture_output=True).returncode == 0
 
 
+def skip_or_fail(reason: str) -> None:
+    """Skip the tier saying why on a developer's machine; under CI=true, fail."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
 def start_engine() -> None:
-    """Make sure an engine and Compose v2 answer, or skip the tier saying why."""
+    """Make sure an engine and Compose v2 answer, or skip (in CI: fail) the tier saying why."""
     script = next(
         (Path(path) for path in DOCKER_UP_CANDIDATES if path and Path(path).is_file()), None
     )
@@ -48,17 +55,17 @@ def start_engine() -> None:
         )
         output = (result.stdout + result.stderr).strip()
         if result.returncode == 3:
-            pytest.skip(f"compose tier: the Docker engine could not start: {output[-500:]}")
+            skip_or_fail(f"compose tier: the Docker engine could not start: {output[-500:]}")
         if result.returncode != 0:
             pytest.fail(f"{script} failed (exit {result.returncode}): {output[-2000:]}")
     elif not engine_answers():
-        pytest.skip(
+        skip_or_fail(
             "compose tier: no Docker engine answers and no sandbox docker-up.sh was found "
             f"(looked in {', '.join(path for path in DOCKER_UP_CANDIDATES if path)})"
         )
     version = subprocess.run(["docker", "compose", "version"], capture_output=True, text=True)
     if version.returncode != 0:
-        pytest.skip(f"compose tier: `docker compose` (v2) is not available: {version.stderr}")
+        skip_or_fail(f"compose tier: `docker compose` (v2) is not available: {version.stderr}")
 
 
 @dataclass
