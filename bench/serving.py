@@ -121,65 +121,51 @@ def wait_until(port: int, path: str, process: subprocess.Popen, seconds: float =
     sys.exit(f"server on port {port} not ready in {seconds} s")
 
 
-def peer_environment() -> Path:
-    """MLServer's own environment, exactly requirements/mlserver-peer.lock (made once)."""
-    python = PEER_ENVIRONMENT / "bin" / "python"
-    stamp = PEER_ENVIRONMENT / ".synced"
-    if stamp.is_file() and stamp.read_text() == PEER_LOCK.read_text():
-        return PEER_ENVIRONMENT / "bin"
+def synced_environment(folder: Path, lock: str, what: str) -> Path | None:
+    """The environment in `folder` synced to the lock's text: its bin folder, or None (after
+    making it, synced) when it was made for another lock and needs its own package too."""
+    stamp = folder / ".synced"
+    if stamp.is_file() and stamp.read_text() == lock:
+        return folder / "bin"
     if not UV.is_file():
         sys.exit(f"{UV} is missing: run `make setup` first")
-    print(f"making MLServer's environment in {PEER_ENVIRONMENT} …", flush=True)
+    print(f"making {what}'s environment in {folder} …", flush=True)
+    venv = [str(UV), "venv", "--quiet", "--allow-existing", "--python", sys.executable]
+    subprocess.run([*venv, str(folder)], check=True)
+    lock_file = folder / "requirements.lock"
+    lock_file.write_text(lock)
+    python = str(folder / "bin" / "python")
     subprocess.run(
-        [
-            str(UV),
-            "venv",
-            "--quiet",
-            "--allow-existing",
-            "--python",
-            sys.executable,
-            str(PEER_ENVIRONMENT),
-        ],
-        check=True,
+        [str(UV), "pip", "sync", "--quiet", "--python", python, str(lock_file)], check=True
     )
-    subprocess.run(
-        [str(UV), "pip", "sync", "--quiet", "--python", str(python), str(PEER_LOCK)], check=True
+    stamp.write_text(lock)
+    return None
+
+
+def peer_environment() -> Path:
+    """MLServer's own environment, exactly requirements/mlserver-peer.lock (made once)."""
+    return synced_environment(PEER_ENVIRONMENT, PEER_LOCK.read_text(), "MLServer") or (
+        PEER_ENVIRONMENT / "bin"
     )
-    stamp.write_text(PEER_LOCK.read_text())
-    return PEER_ENVIRONMENT / "bin"
 
 
 def before_environment() -> Path:
     """The service as it was at BEFORE_COMMIT, in an environment of its own from that commit's
     serve.lock (made once)."""
-    stamp = BEFORE_ENVIRONMENT / ".synced"
-    if stamp.is_file() and stamp.read_text() == BEFORE_COMMIT:
-        return BEFORE_ENVIRONMENT / "bin"
-    print(f"making the {BEFORE_COMMIT} service's environment in {BEFORE_ENVIRONMENT} …", flush=True)
+    show = ["git", "-C", str(ROOT), "show", f"{BEFORE_COMMIT}:requirements/serve.lock"]
+    lock = subprocess.run(show, capture_output=True, text=True, check=True).stdout
+    made = synced_environment(BEFORE_ENVIRONMENT, lock, f"the {BEFORE_COMMIT} service")
+    if made is not None:
+        return made
     source = Path(tempfile.mkdtemp(prefix="mlops-lab-before-"))
     archive = subprocess.run(
         ["git", "-C", str(ROOT), "archive", BEFORE_COMMIT], capture_output=True, check=True
     ).stdout
     subprocess.run(["tar", "-x", "-C", str(source)], input=archive, check=True)
-    python = BEFORE_ENVIRONMENT / "bin" / "python"
-    uv = [str(UV), "pip", "--quiet"]
-    subprocess.run(
-        [
-            str(UV),
-            "venv",
-            "--quiet",
-            "--allow-existing",
-            "--python",
-            sys.executable,
-            str(BEFORE_ENVIRONMENT),
-        ],
-        check=True,
-    )
-    lock = source / "requirements" / "serve.lock"
-    subprocess.run([*uv, "sync", "--python", str(python), str(lock)], check=True)
-    subprocess.run([*uv, "install", "--python", str(python), "--no-deps", str(source)], check=True)
+    python = str(BEFORE_ENVIRONMENT / "bin" / "python")
+    install = [str(UV), "pip", "install", "--quiet", "--python", python, "--no-deps"]
+    subprocess.run([*install, str(source)], check=True)
     shutil.rmtree(source)
-    stamp.write_text(BEFORE_COMMIT)
     return BEFORE_ENVIRONMENT / "bin"
 
 

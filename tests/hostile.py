@@ -11,6 +11,8 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+import requests
+
 # How long a dribbling uploader waits between two small pieces of its body.
 DRIBBLE_SECONDS = 0.25
 DRIBBLE_BYTES = 1024
@@ -133,3 +135,24 @@ def send_until_answered(
 def chunked(pieces: list[bytes]) -> list[bytes]:
     """The pieces as HTTP/1.1 chunks, with the closing chunk."""
     return [b"%x\r\n%s\r\n" % (len(piece), piece) for piece in pieces] + [b"0\r\n\r\n"]
+
+
+def explanations_while_one_is_held(
+    host: str, port: int, listings: list[dict], seconds: float = 20
+) -> list[int]:
+    """The statuses of explanations asked every half second while another client holds an
+    unfinished explain=true body: a large Content-Length, a few bytes, then nothing."""
+    body = json.dumps(listings).encode()
+    head = (
+        f"POST /predict?explain=true HTTP/1.1\r\nHost: {host}\r\n"
+        "Content-Type: application/json\r\nContent-Length: 2000000\r\n\r\n"
+    ).encode()
+    statuses = []
+    with socket.create_connection((host, port), timeout=30) as holder:
+        holder.sendall(head + body[:5])
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            url = f"http://{host}:{port}/predict?explain=true"
+            statuses.append(requests.post(url, json=listings, timeout=10).status_code)
+            time.sleep(0.5)
+    return statuses

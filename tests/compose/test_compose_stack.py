@@ -15,7 +15,13 @@ from pathlib import Path
 import pytest
 import requests
 import yaml
-from hostile import Crowd, chunked, send_until_answered, status_and_json
+from hostile import (
+    Crowd,
+    chunked,
+    explanations_while_one_is_held,
+    send_until_answered,
+    status_and_json,
+)
 from mlflow import MlflowClient
 from projects import challenge_payload, small_run
 
@@ -165,21 +171,7 @@ def test_a_body_over_the_cap_gets_a_json_413_at_the_front_door(lab, how):
 
 
 def test_an_unfinished_explanation_holds_no_slot_behind_the_front_door(lab):
-    body = json.dumps([CHALLENGE]).encode()
-    head = (
-        b"POST /predict?explain=true HTTP/1.1\r\nHost: localhost\r\n"
-        b"Content-Type: application/json\r\nContent-Length: 2000000\r\n\r\n"
-    )
-    with socket.create_connection(("127.0.0.1", 8000), timeout=30) as holder:
-        holder.sendall(head + body[:5])
-        answered = []
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            response = requests.post(
-                f"{SERVICE}/predict?explain=true", json=[CHALLENGE], timeout=10
-            )
-            answered.append(response.status_code)
-            time.sleep(0.5)
+    answered = explanations_while_one_is_held("127.0.0.1", 8000, [CHALLENGE])
     assert answered and set(answered) == {200}, answered
 
 

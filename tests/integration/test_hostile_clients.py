@@ -7,7 +7,13 @@ import time
 
 import pytest
 import requests
-from hostile import answer_of, chunked, send_until_answered, status_and_json
+from hostile import (
+    answer_of,
+    chunked,
+    explanations_while_one_is_held,
+    send_until_answered,
+    status_and_json,
+)
 from projects import challenge_payload
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -75,18 +81,7 @@ def test_a_chunked_body_under_the_cap_is_answered(local_service):
 
 
 def test_an_unfinished_explanation_holds_no_slot(local_service):
-    body = json.dumps([CHALLENGE]).encode()
-    with socket.create_connection(("127.0.0.1", local_service.port), timeout=30) as holder:
-        # A large Content-Length, a few bytes, then nothing for 20 s.
-        holder.sendall(head("/predict?explain=true", f"Content-Length: {CAP}") + body[:5])
-        deadline = time.monotonic() + 20
-        answered = []
-        while time.monotonic() < deadline:
-            response = requests.post(
-                f"{local_service.url}/predict?explain=true", json=[CHALLENGE], timeout=10
-            )
-            answered.append(response.status_code)
-            time.sleep(0.5)
+    answered = explanations_while_one_is_held("127.0.0.1", local_service.port, [CHALLENGE])
     assert answered and set(answered) == {200}, answered
 
 
