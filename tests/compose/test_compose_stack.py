@@ -112,7 +112,8 @@ def test_the_prediction_service_serves_the_champion_to_the_host(lab):
 
 def test_the_service_is_reached_only_through_its_front_door(lab):
     published = lab.run("docker", "compose", "port", "prediction_app", "8000", check=False)
-    assert published.returncode != 0 or not published.stdout.strip(), published.stdout
+    # Compose prints ":0" for a port the service does not publish.
+    assert published.returncode != 0 or published.stdout.strip() in ("", ":0"), published.stdout
     response = requests.get(f"{SERVICE}/ready", timeout=10, headers={"X-Request-ID": "door-1"})
     assert response.status_code == 200 and response.headers["X-Request-ID"] == "door-1"
     # The front door's log line for it is JSON with the request id.
@@ -204,7 +205,9 @@ def test_monitor_in_the_lab_judges_the_services_log_in_postgres(lab):
 # What the official python:3.11-slim (bookworm, amd64) unpacks to. The sandbox's stand-in for
 # it is larger (Debian's full Python), so there the budget applies to the layers we add.
 OFFICIAL_PYTHON_SLIM_MB = 130
-SERVICE_IMAGE_BUDGET_MB = 700
+# 700 until the service moved to granian, whose compiled server is 21 MB where gunicorn's
+# pure Python was 1 MB: 713 MB measured then.
+SERVICE_IMAGE_BUDGET_MB = 720
 # The MLflow image before it had a lock of its own (pip, the lab's whole lock as constraints).
 MLFLOW_IMAGE_BEFORE_MB = 1035
 
@@ -349,7 +352,7 @@ def test_no_container_shows_a_password(lab):
     passwords = [value for name, value in lab.settings().items() if name.endswith("PASSWORD")]
     assert len(passwords) == 7
     containers = lab.run("docker", "compose", "--profile", "serve", "ps", "-q").stdout.split()
-    assert len(containers) == 4
+    assert len(containers) == 5  # postgres, mlflow, the lab, the service and its front door
     inspected = lab.run("docker", "inspect", *containers).stdout
     shown = lab.run("docker", "compose", "--profile", "serve", "config").stdout
     for password in passwords:
