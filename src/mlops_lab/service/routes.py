@@ -100,13 +100,7 @@ def body_within(limit: int) -> bytes:
     it announced its length or was sent in chunks."""
     if (request.content_length or 0) > limit:
         raise RequestEntityTooLarge()
-    # Read to the body's end from the server's own stream where it marks that end (WSGI's
-    # wsgi.input_terminated): the server then knows at once that the connection is idle,
-    # instead of when the request's objects are collected, and a worker told to stop is not
-    # held by a keep-alive connection. Werkzeug's stream stops at Content-Length and never
-    # asks for the end.
-    environ = request.environ
-    stream = environ["wsgi.input"] if environ.get("wsgi.input_terminated") else request.stream
+    stream = request.stream
     pieces, size = [], 0
     while piece := stream.read(min(READ_BYTES, limit + 1 - size)):
         pieces.append(piece)
