@@ -229,8 +229,8 @@ for _stage in STAGES:
     "--workers",
     envvar="WEB_CONCURRENCY",
     type=click.IntRange(min=1),
-    default=os.cpu_count() or 1,
-    help="Worker processes (WEB_CONCURRENCY); one per core.",
+    default=None,
+    help="Worker processes (WEB_CONCURRENCY); by default one per core.",
 )
 @click.option(
     "--threads",
@@ -268,7 +268,7 @@ def serve(
     config_path: Path,
     host: str,
     port: int,
-    workers: int,
+    workers: int | None,
     threads: int,
     grace: int,
     reload_seconds: float,
@@ -287,7 +287,15 @@ def serve(
     # Read by every worker's app factory.
     os.environ[CONFIG_VARIABLE] = str(config_path.resolve())
     run_server(
-        ServerOptions(host, port, workers, threads, grace, reload_seconds, log_level.lower())
+        ServerOptions(
+            host,
+            port,
+            workers or os.cpu_count() or 1,
+            threads,
+            grace,
+            reload_seconds,
+            log_level.lower(),
+        )
     )
 
 
