@@ -39,15 +39,14 @@ class JsonFormatter(logging.Formatter):
 
 
 def logging_config(level: str) -> dict[str, Any]:
-    """The server's logging configuration: everything to stderr as JSON lines."""
-    handler = {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"}
-    quiet = {"level": level.upper(), "handlers": ["stderr"], "propagate": False}
+    """The server's logging configuration: everything to stderr as JSON lines. The server's own
+    logger writes no access lines (the app logs one per request)."""
+    to_stderr = {"level": level.upper(), "handlers": ["stderr"]}
     return {
         "version": 1,
         "disable_existing_loggers": False,
         "formatters": {"json": {"()": JsonFormatter}},
-        "handlers": {"stderr": handler},
-        "root": {"level": level.upper(), "handlers": ["stderr"]},
-        # The server's own lines; it writes no access lines (the app logs one per request).
-        "loggers": {"_granian": quiet},
+        "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "json"}},
+        "root": to_stderr,
+        "loggers": {"_granian": {**to_stderr, "propagate": False}},
     }

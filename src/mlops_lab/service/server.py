@@ -1,6 +1,5 @@
-"""The service's server: granian's WSGI interface, set up through its constructor alone. A worker
-process per core, each on one OpenMP/BLAS thread (one listing is faster on one thread); SIGTERM
-drains, SIGHUP replaces the workers one at a time (a new champion)."""
+"""The service's server: granian's WSGI interface, set up through its constructor alone, a worker
+per core on one OpenMP/BLAS thread each (one listing is faster on one thread)."""
 
 from __future__ import annotations
 
@@ -9,7 +8,7 @@ import shutil
 import sys
 import tempfile
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from mlops_lab.service.environment import METRICS_VARIABLE, SLOTS_VARIABLE
@@ -31,27 +30,28 @@ class ServerOptions:
 
 
 @contextmanager
-def shared_folder(variable: str, prefix: str) -> Iterator[str]:
-    """The folder the variable names, else a new one that goes with the service."""
-    if variable in os.environ:
-        yield os.environ[variable]
-        return
-    os.environ[variable] = tempfile.mkdtemp(prefix=prefix)
+def shared_folder(variable: str, prefix: str) -> Iterator[None]:
+    """The folder the variable names, emptied (counters restart with the service), else a new
+    one that goes with the service."""
+    given = os.environ.get(variable)
+    folder = os.environ[variable] = given or tempfile.mkdtemp(prefix=prefix)
+    for name in os.listdir(folder):
+        os.remove(os.path.join(folder, name))
     try:
-        yield os.environ[variable]
+        yield
     finally:
-        shutil.rmtree(os.environ.pop(variable), ignore_errors=True)
+        if not given:
+            shutil.rmtree(os.environ.pop(variable), ignore_errors=True)
 
 
 def serve(options: ServerOptions) -> None:
     """Serve the app until SIGTERM or SIGINT; exit 1 with one line on a bad setting."""
     # Before numpy and prometheus_client are imported: each reads its variables once.
     os.environ.update(ONE_THREAD)
-    with ExitStack() as folders:
-        metrics = folders.enter_context(shared_folder(METRICS_VARIABLE, "mlops-lab-metrics-"))
-        folders.enter_context(shared_folder(SLOTS_VARIABLE, "mlops-lab-explanations-"))
-        for name in os.listdir(metrics):  # counters restart with the service
-            os.remove(os.path.join(metrics, name))
+    with (
+        shared_folder(METRICS_VARIABLE, "mlops-lab-metrics-"),
+        shared_folder(SLOTS_VARIABLE, "mlops-lab-explanations-"),
+    ):
         from granian import Granian
         from granian.constants import HTTPModes, Interfaces
         from granian.http import HTTP1Settings
@@ -65,8 +65,7 @@ def serve(options: ServerOptions) -> None:
             ServiceSettings.from_environment(os.environ)
         except (ConfigError, SettingsError) as error:
             sys.exit(f"error: {error}")
-        # Workers fork with the app's libraries loaded; each makes the app, and so loads the
-        # model, itself, so that SIGHUP loads the champion anew.
+        # Workers fork with the libraries loaded, then each loads the model (anew on SIGHUP).
         import mlops_lab.service.app  # noqa: F401
 
         Granian(
@@ -76,7 +75,6 @@ def serve(options: ServerOptions) -> None:
             port=options.port,
             interface=Interfaces.WSGI,
             http=HTTPModes.http1,
-            websockets=False,
             workers=options.workers,
             blocking_threads=options.threads,
             http1_settings=HTTP1Settings(header_read_timeout=10_000),

@@ -19,11 +19,8 @@ def leave_signals_to_the_main_thread() -> None:
 
 
 def repeat_stop_signals_to_the_main_thread() -> None:
-    """Signal the main thread once more a second after the first SIGTERM (or SIGINT). granian
-    2.8's workers missed their first SIGTERM in about one stop in eight, just after answering
-    keep-alive clients, and served on until killed with their buffered predictions; a second
-    always stopped them, and is harmless to a worker already stopping. Python writes each
-    signal to its wakeup descriptor, which this thread reads. Call from the main thread."""
+    """Signal the main thread once more a second after the first SIGTERM (or SIGINT): granian
+    2.8's workers miss one in about eight (docs/serving.md). Call from the main thread."""
     read_end, write_end = os.pipe()
     os.set_blocking(write_end, False)
     signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
