@@ -3,6 +3,8 @@ PostgreSQL or, without one, an embedded SQLite file (as the tracking store)."""
 
 from __future__ import annotations
 
+import sqlite3
+import time
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime
 from pathlib import Path
@@ -24,6 +26,7 @@ from sqlalchemy import (
     func,
     select,
 )
+from sqlalchemy.schema import CreateIndex, CreateTable
 
 from mlops_lab.kernel.json_text import json_text
 from mlops_lab.kernel.secrets import with_password
@@ -34,7 +37,11 @@ SWITCH_VARIABLE = "PREDICTION_LOG"
 # Ids are bounded by the API (schema.ID_MAX_LENGTH); kept as text, whatever type was sent.
 ID_LENGTH = 100
 
+# Tries at switching a new SQLite store to WAL (50 ms apart) while other processes open it.
+WAL_ATTEMPTS = 100
 METADATA = MetaData()
+# The PostgreSQL advisory lock that makes the tables one process at a time (any fixed number).
+TABLES_LOCK = 0x6D6C6F7073
 # An integer key that autoincrements in both PostgreSQL (bigint) and SQLite (integer).
 _KEY = BigInteger().with_variant(Integer, "sqlite")
 
@@ -85,36 +92,70 @@ def listing_key(listing_id: object) -> str | None:
     return None if listing_id is None else str(listing_id)
 
 
-def store_engine(uri: str) -> Engine:
+def store_engine(uri: str, wait_seconds: float | None = None) -> Engine:
     """An engine that survives a database restart, never waits long to connect, and writes
-    JSON columns through orjson (the json module took 40% of the prediction log's time)."""
+    JSON columns through orjson (the json module took 40% of the prediction log's time). With
+    `wait_seconds`, no lock, statement or pooled connection is waited for longer (else SQLite's
+    lock is waited for 30 s, and PostgreSQL's statements as long as they take)."""
     if uri.startswith("sqlite"):
         path = Path(uri.removeprefix("sqlite:///"))
         if uri.startswith("sqlite:///") and path.name:
             path.parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(uri, connect_args={"timeout": 30}, json_serializer=json_text)
+        engine = create_engine(
+            uri, connect_args={"timeout": wait_seconds or 30.0}, json_serializer=json_text
+        )
         # WAL: the workers write while `mlops-lab monitor` reads, without locking each other out.
         event.listen(engine, "connect", _write_ahead_log)
         return engine
-    connect_args = {"connect_timeout": 5} if uri.startswith("postgresql") else {}
+    connect_args: dict[str, Any] = {"connect_timeout": 5} if uri.startswith("postgresql") else {}
+    if uri.startswith("postgresql") and wait_seconds is not None:
+        milliseconds = round(wait_seconds * 1000)
+        connect_args = {
+            # libpq waits at least 2 s to connect, whatever it is told.
+            "connect_timeout": max(2, round(wait_seconds)),
+            "options": f"-c statement_timeout={milliseconds} -c lock_timeout={milliseconds}",
+        }
     return create_engine(
         uri,
         pool_pre_ping=True,
         pool_size=2,
+        pool_timeout=wait_seconds or 30.0,
         connect_args=connect_args,
         json_serializer=json_text,
     )
 
 
 def _write_ahead_log(connection: Any, _record: Any) -> None:
+    """WAL, set by the first process to open a new file: it is kept in the file. Switching takes
+    a lock that SQLite does not wait for, so the workers that open a new store with the first
+    one try again for a while."""
     cursor = connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.close()
+    try:
+        for attempt in range(WAL_ATTEMPTS):
+            try:
+                if cursor.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                    cursor.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as error:
+                if "locked" not in str(error) or attempt == WAL_ATTEMPTS - 1:
+                    raise
+                time.sleep(0.05)
+    finally:
+        cursor.close()
 
 
 def create_tables(engine: Engine) -> None:
-    """The two tables, if they are not there yet."""
-    METADATA.create_all(engine, checkfirst=True)
+    """The two tables and their indexes, if they are not there yet, however many processes ask
+    at once: each statement is IF NOT EXISTS, in one transaction that PostgreSQL runs under an
+    advisory lock (there, two concurrent CREATEs of one table can still collide) and SQLite
+    under its write lock."""
+    with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            connection.execute(select(func.pg_advisory_xact_lock(TABLES_LOCK)))
+        for table in METADATA.sorted_tables:
+            connection.execute(CreateTable(table, if_not_exists=True))
+            for index in sorted(table.indexes, key=lambda index: str(index.name)):
+                connection.execute(CreateIndex(index, if_not_exists=True))
 
 
 def _in_slices(listing_ids: Iterable[str]) -> Iterator[list[str]]:
