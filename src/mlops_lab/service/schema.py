@@ -39,16 +39,38 @@ def _flag(value: object) -> object:
     return _whole_number(value)
 
 
-def _short_id(value: object) -> object:
-    """One clear problem for an overlong id, not one per type the id may have."""
-    if isinstance(value, str) and len(value) > ID_MAX_LENGTH:
-        raise ValueError(f"String should have at most {ID_MAX_LENGTH} characters")
+def _storable_text(value: str) -> str:
+    """Text the prediction store takes as it is, on PostgreSQL and SQLite alike."""
+    if "\x00" in value:
+        raise ValueError("Text should not contain NUL characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("Text should be valid Unicode (it has a lone surrogate)") from None
+    return value
+
+
+def _storable_id(value: object) -> object:
+    """An id whose text (the store keeps ids as text) fits the store, with one clear problem
+    when it does not, not one per type the id may have."""
+    if isinstance(value, str):
+        if len(value) > ID_MAX_LENGTH:
+            raise ValueError(f"String should have at most {ID_MAX_LENGTH} characters")
+        return _storable_text(value)
+    # bit_length first: Python refuses to turn an integer of over 4,300 digits into text.
+    too_long = isinstance(value, int) and (
+        value.bit_length() > 4 * ID_MAX_LENGTH or len(str(value)) > ID_MAX_LENGTH
+    )
+    if too_long:
+        raise ValueError(f"Integer should have at most {ID_MAX_LENGTH} characters as text")
     return value
 
 
 WholeNumber = BeforeValidator(_whole_number)
+StorableText = AfterValidator(_storable_text)
 ListingId = Annotated[
-    int | Annotated[str, Field(max_length=ID_MAX_LENGTH)], BeforeValidator(_short_id)
+    int | Annotated[str, Field(max_length=ID_MAX_LENGTH)],
+    BeforeValidator(_storable_id),
 ]
 Flag = Annotated[
     Literal[0, 1], BeforeValidator(_flag), Field(description="1 if the listing has it, else 0")
@@ -99,7 +121,7 @@ class Listing(BaseModel):
     latitude: float = Field(ge=NYC_LATITUDE_RANGE[0], le=NYC_LATITUDE_RANGE[1])
     longitude: float = Field(ge=NYC_LONGITUDE_RANGE[0], le=NYC_LONGITUDE_RANGE[1])
     # Constraints of optional fields go inside the type, so the JSON Schema states them too.
-    property_type: Annotated[str, Field(max_length=100)] | None = Field(
+    property_type: Annotated[str, Field(max_length=100), StorableText] | None = Field(
         default=None,
         description="Inside Airbnb's free-text property type, e.g. 'Entire rental unit'.",
     )
@@ -168,7 +190,7 @@ class Feedback(BaseModel):
         default=None, description="The listing's true nightly price, in dollars."
     )
     # One of config.yaml's price categories: the OpenAPI document lists them (openapi.py).
-    price_category: Annotated[str, Field(max_length=50)] | None = Field(
+    price_category: Annotated[str, Field(max_length=50), StorableText] | None = Field(
         default=None, description="The listing's true price category, when the price is not known."
     )
 
