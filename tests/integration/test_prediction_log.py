@@ -94,7 +94,7 @@ def wait_for_logged(store, prefix: str, count: int, seconds: float = 20) -> dict
 def log_records(service) -> dict[str, float]:
     """prediction_log_records_total by outcome, from /metrics."""
     text = requests.get(f"{service.url}/metrics", timeout=10).text
-    counts = {"written": 0.0, "dropped": 0.0}
+    counts = {"written": 0.0, "rejected": 0.0, "dropped": 0.0}
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
             if sample.name == "prediction_log_records_total":

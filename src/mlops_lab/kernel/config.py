@@ -311,6 +311,7 @@ class PredictionLogConfig(_Section):
     batch_size: int = Field(gt=0)
     flush_seconds: float = Field(gt=0)
     retry_seconds: float = Field(gt=0)
+    feedback_wait_seconds: float = Field(gt=0, le=30)
 
 
 # Evidently's drift measures that are distances (drift at or past the threshold), not tests

@@ -57,14 +57,14 @@ def read_part(config: LabConfig, part: str) -> pd.DataFrame:
 def post_json(session: requests.Session, url: str, body: Any, wait_for_log: bool = False) -> Any:
     """The service's JSON answer; ReplayError with its status and the fields it named. With
     `wait_for_log`, a 404 (predictions not in the log yet: each worker writes its own within
-    a second) is retried for up to LOG_WAIT_SECONDS."""
+    a second) or a 503 (the store busy) is retried for up to LOG_WAIT_SECONDS."""
     deadline = time.monotonic() + (LOG_WAIT_SECONDS if wait_for_log else 0)
     while True:
         try:
             response = session.post(url, json=body, timeout=120)
         except requests.RequestException as error:
             raise ReplayError(f"cannot reach the service at {url}: {error}") from error
-        if response.status_code != 404 or time.monotonic() >= deadline:
+        if response.status_code not in (404, 503) or time.monotonic() >= deadline:
             break
         time.sleep(0.5)
     if response.status_code != 200:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
+import re
+import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -54,10 +56,19 @@ def create_app(settings: ServiceSettings | None = None) -> Flask:
                 store_engine(settings.prediction_log.store_uri),
                 settings.prediction_log,
                 metrics.prediction_log_records,
+                metrics.prediction_log_writers,
             )
             if settings.prediction_log
             else None
         ),
+        feedback_store=(
+            store_engine(
+                settings.prediction_log.store_uri, settings.prediction_log.feedback_wait_seconds
+            )
+            if settings.prediction_log
+            else None
+        ),
+        feedback_threads=threading.BoundedSemaphore(FEEDBACK_THREADS),
     )
     app.extensions["mlops_lab"] = service
     register_request_log(app, service.metrics)
@@ -65,6 +76,14 @@ def create_app(settings: ServiceSettings | None = None) -> Flask:
     app.register_blueprint(routes)
     load_into(settings, service.slot, service.metrics, row_threads())
     return app
+
+
+# A worker's threads that /feedback may hold at once, waiting on the store: the others stay
+# free for predictions whatever the store does.
+FEEDBACK_THREADS = 2
+# The request ids a caller may give, as the front door takes them too
+# (nginx_docker/templates/default.conf.template); any other gets one of ours.
+CALLER_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,200}")
 
 
 def served_app() -> Flask:
@@ -91,7 +110,8 @@ def register_request_log(app: Flask, metrics: ServiceMetrics) -> None:
     @app.before_request
     def start_request() -> None:
         g.started = time.perf_counter()
-        g.request_id = request.headers.get("X-Request-ID", "")[:200] or uuid.uuid4().hex
+        given = request.headers.get("X-Request-ID", "")
+        g.request_id = given if CALLER_REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
         g.listings = 0
 
     @app.after_request

@@ -48,10 +48,18 @@ class ServiceMetrics:
         )
         self.prediction_log_records = Counter(
             "prediction_log_records",
-            "Answers the prediction log wrote to its store, or dropped (buffer full, or the "
-            "store unreachable at shutdown).",
+            "Answers the prediction log wrote to its store (written), set aside because the "
+            "store refused them (rejected), or dropped (buffer full, or the store unreachable "
+            "at shutdown).",
             ["outcome"],
             registry=self.registry,
+        )
+        self.prediction_log_writers = Gauge(
+            "prediction_log_writers",
+            "Live workers whose prediction log writer is running (one per worker; fewer: see "
+            "/ready).",
+            registry=self.registry,
+            multiprocess_mode="livesum",
         )
         self.model_info = Gauge(
             "model_info",

@@ -12,15 +12,19 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from prometheus_client import Counter
+from prometheus_client import Counter, Gauge
 from sqlalchemy import Engine, insert
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from mlops_lab.kernel.prediction_store import PREDICTIONS, create_tables, listing_key
 from mlops_lab.service.threads import leave_signals_to_the_main_thread
 
 log = logging.getLogger("mlops_lab.service")
 
+# What a write raises when the store cannot be reached, is locked or cannot be written just
+# now: the rows wait and are tried again. Anything else is the store refusing a record.
+UNREACHABLE = (OperationalError, InterfaceError, PoolTimeoutError)
 # How often the writer looks for new records while it gathers a batch.
 POLL_SECONDS = 0.05
 
@@ -34,6 +38,7 @@ class PredictionLogSettings:
     batch_size: int = 500
     flush_seconds: float = 0.5
     retry_seconds: float = 2.0
+    feedback_wait_seconds: float = 1.0
     # At shutdown, how long the writer gets to write what is buffered.
     close_seconds: float = 10.0
 
@@ -72,11 +77,21 @@ def prediction_rows(answered: AnsweredRequest) -> list[dict[str, Any]]:
 class PredictionLog:
     """A bounded buffer of answered requests and the thread that writes them."""
 
-    def __init__(self, engine: Engine, settings: PredictionLogSettings, records: Counter):
+    def __init__(
+        self,
+        engine: Engine,
+        settings: PredictionLogSettings,
+        records: Counter,
+        running: Gauge,
+    ):
         self.engine = engine
         self.settings = settings
         self._written = records.labels("written")
         self._dropped = records.labels("dropped")
+        self._rejected = records.labels("rejected")
+        self._running = running
+        # Why the writer stopped, if it did: /ready reports it.
+        self.failure: str | None = None
         self._buffer: deque[AnsweredRequest] = deque()
         self._lock = threading.Condition()
         self._buffered = 0
@@ -136,47 +151,53 @@ class PredictionLog:
 
     def _run(self) -> None:
         leave_signals_to_the_main_thread()
+        self._running.set(1)
         try:
             self._write_until_stopped()
+        except Exception as error:
+            # A defect of ours: said where it shows (/ready, /metrics, the log), not hidden.
+            self.failure = (
+                f"the prediction log's writer stopped: {error.__class__.__name__}: {error}"
+            )
+            log.exception("prediction log: the writer stopped")
         finally:
+            self._running.set(0)
             self._count_left()
 
     def _count_left(self) -> None:
-        """Drop and count what was not written: the store could not take it at shutdown."""
+        """Drop and count what was not written, buffered or in the writer's hands: the store
+        could not take it at shutdown, or the writer stopped."""
         with self._lock:
             self._closing.set()
-            left, self._buffered = self._buffered, 0
+            left = self._accepted - self._settled
+            self._buffered = 0
             self._buffer.clear()
         if left:
             log.error("prediction log: %d records not written at shutdown", left)
-            self._dropped.inc(left)
+            self._settle(left, self._dropped)
 
     def _write_until_stopped(self) -> None:
         # The tables at once, so that `mlops-lab monitor` finds them before any prediction;
         # if the store cannot be reached yet, the first write tries again.
-        self._write([])
-        batch: list[AnsweredRequest] = []
+        self._store([])
+        pending: list[dict[str, Any]] = []
         while True:
-            batch += self._gather(batch)
-            if batch:
-                if self._write(batch):
-                    self._settle(batch)
-                    batch = []
-                elif self._stopping():
-                    # The store cannot be reached and the service is stopping: what is left,
-                    # this batch included, is counted as dropped (_count_left).
-                    with self._lock:
-                        self._buffered += sum(len(item.predictions) for item in batch)
-                    return
-                else:
-                    self._closing.wait(self.settings.retry_seconds)
+            pending += [row for item in self._gather(len(pending)) for row in prediction_rows(item)]
+            if pending:
+                pending = self._store(pending)
+            if pending and self._stopping():
+                # The store cannot be reached and the service is stopping: what is left, these
+                # rows included, is counted as dropped (_count_left).
+                return
+            if pending:
+                self._closing.wait(self.settings.retry_seconds)
             elif self._stopping():
                 return
 
-    def _gather(self, batch: list[AnsweredRequest]) -> list[AnsweredRequest]:
-        """Requests from the buffer: a batch's worth, or what came within flush_seconds."""
+    def _gather(self, size: int) -> list[AnsweredRequest]:
+        """Requests from the buffer: up to a batch's worth of rows beyond the `size` pending, or
+        what came within flush_seconds."""
         taken: list[AnsweredRequest] = []
-        size = sum(len(item.predictions) for item in batch)
         deadline = time.monotonic() + self.settings.flush_seconds
         while size < self.settings.batch_size:
             with self._lock:
@@ -193,34 +214,59 @@ class PredictionLog:
             time.sleep(POLL_SECONDS)
         return taken
 
-    def _write(self, batch: list[AnsweredRequest]) -> bool:
-        """Write the batch in one transaction; False (logged once per outage) if the store
-        cannot take it."""
-        rows = [row for answered in batch for row in prediction_rows(answered)]
+    def _store(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Write the rows in one transaction; return those to try again later, as the store
+        cannot take them now. A row the store refuses is set aside and counted, and the rows
+        around it are written: the batch is tried again in halves."""
         try:
             self.ensure_tables()
+        except SQLAlchemyError as error:
+            self._unreachable(error, len(rows))
+            return rows
+        try:
             if rows:
                 with self.engine.begin() as connection:
                     connection.execute(insert(PREDICTIONS), rows)
-        except SQLAlchemyError as error:
-            if not self._failing:
-                log.warning(
-                    "prediction log: cannot write to the store, keeping %d records and "
-                    "retrying every %g s: %s",
-                    len(rows),
-                    self.settings.retry_seconds,
-                    error.__class__.__name__ + ": " + str(error).splitlines()[0],
-                )
-            self._failing = True
-            return False
+        except UNREACHABLE as error:
+            self._unreachable(error, len(rows))
+            return rows
+        except Exception as error:  # the store or its driver refused a value in these rows
+            if len(rows) == 1:
+                self._reject(rows[0], error)
+                return []
+            middle = len(rows) // 2
+            left = self._store(rows[:middle])
+            return left + rows[middle:] if left else self._store(rows[middle:])
         if self._failing:
             log.info("prediction log: writing again")
             self._failing = False
-        return True
+        self._settle(len(rows), self._written)
+        return []
 
-    def _settle(self, batch: list[AnsweredRequest]) -> None:
-        size = sum(len(item.predictions) for item in batch)
-        self._written.inc(size)
+    def _unreachable(self, error: Exception, size: int) -> None:
+        """Log the first failure of an outage; open new connections for the next try (SQLite
+        opens a file it cannot write read-only, and stays so)."""
+        if not self._failing:
+            log.warning(
+                "prediction log: cannot write to the store, keeping %d records and retrying "
+                "every %g s: %s",
+                size,
+                self.settings.retry_seconds,
+                error.__class__.__name__ + ": " + str(error).splitlines()[0],
+            )
+        self._failing = True
+        self.engine.dispose()
+
+    def _reject(self, row: dict[str, Any], error: Exception) -> None:
+        log.error(
+            "prediction log: the store refused a record; set aside: %s",
+            error.__class__.__name__ + ": " + (str(error).splitlines() or [""])[0][:500],
+            extra={"request_id": row["request_id"], "listing_id": repr(row["listing_id"])[:120]},
+        )
+        self._settle(1, self._rejected)
+
+    def _settle(self, size: int, outcome: Any) -> None:
+        outcome.inc(size)
         with self._lock:
             self._settled += size
             self._lock.notify_all()

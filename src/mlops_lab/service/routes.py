@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -42,7 +43,6 @@ BATCH = TypeAdapter(list[Listing])
 SINGLE_FEEDBACK = TypeAdapter(Feedback)
 FEEDBACK_BATCH = TypeAdapter(list[Feedback])
 # How long feedback waits for this worker's buffered predictions to be written.
-FEEDBACK_FLUSH_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -56,6 +56,10 @@ class ServiceState:
     docs_assets: Path
     explanations: ExplanationSlots
     prediction_log: PredictionLog | None
+    # What /feedback reads and writes through: an engine that waits on the store at most
+    # feedback_wait_seconds, and the few of this worker's threads it may hold at once.
+    feedback_store: Engine | None
+    feedback_threads: threading.BoundedSemaphore
 
 
 def state() -> ServiceState:
@@ -215,24 +219,16 @@ def feedback() -> Response:
     )
     g.listings = len(items)
     settings = service.settings
+    categories = truth_categories(items, settings.price_bin_edges, settings.categories, one)
+    if not service.feedback_threads.acquire(blocking=False):
+        raise RequestError(
+            503,
+            "too many feedback requests at once: retry shortly",
+            [{"field": "feedback", "problem": "every feedback thread of this worker is busy"}],
+            {"Retry-After": "1"},
+        )
     try:
-        categories = truth_categories(items, settings.price_bin_edges, settings.categories, one)
-        unknown = unknown_listing_ids(prediction_log, [listing_key(item.id) for item in items])
-        if unknown:
-            raise RequestError(
-                404,
-                "feedback for listings the service never priced",
-                [
-                    {
-                        "field": item_field(row, "id", one),
-                        "problem": f"no logged prediction has id {item.id!r} (predictions are "
-                        "written within a second of their answer)",
-                    }
-                    for row, item in enumerate(items)
-                    if listing_key(item.id) in unknown
-                ],
-            )
-        store_feedback(prediction_log.engine, g.request_id, items, categories)
+        store_truths(prediction_log, service.feedback_store, items, categories, one)
     except SQLAlchemyError as error:
         raise RequestError(
             503,
@@ -240,7 +236,35 @@ def feedback() -> Response:
             [{"field": "prediction_log", "problem": error.__class__.__name__}],
             {"Retry-After": "5"},
         ) from error
+    finally:
+        service.feedback_threads.release()
     return jsonify({"received": len(items)})
+
+
+def store_truths(
+    prediction_log: PredictionLog,
+    store: Engine,
+    items: list[Feedback],
+    categories: list[str],
+    one: bool,
+) -> None:
+    """The feedback records, stored, or a 404 naming those for listings never priced."""
+    unknown = unknown_listing_ids(prediction_log, store, [listing_key(item.id) for item in items])
+    if unknown:
+        raise RequestError(
+            404,
+            "feedback for listings the service never priced",
+            [
+                {
+                    "field": item_field(row, "id", one),
+                    "problem": f"no logged prediction has id {item.id!r} (predictions are "
+                    "written within a second of their answer)",
+                }
+                for row, item in enumerate(items)
+                if listing_key(item.id) in unknown
+            ],
+        )
+    store_feedback(store, g.request_id, items, categories)
 
 
 def item_field(row: int, name: str, one: bool) -> str:
@@ -278,13 +302,13 @@ def truth_categories(
     return truths
 
 
-def unknown_listing_ids(prediction_log: PredictionLog, keys: list[str]) -> set[str]:
-    """The ids with no logged prediction; this worker's buffer is written first, so feedback
-    sent right after its prediction is not refused."""
+def unknown_listing_ids(prediction_log: PredictionLog, store: Engine, keys: list[str]) -> set[str]:
+    """The ids with no logged prediction; this worker's buffer is written first (waiting at
+    most feedback_wait_seconds), so feedback sent right after its prediction is not refused."""
     prediction_log.ensure_tables()
-    unknown = set(keys) - logged_listing_ids(prediction_log.engine, keys)
-    if unknown and prediction_log.flush(FEEDBACK_FLUSH_SECONDS):
-        unknown -= logged_listing_ids(prediction_log.engine, unknown)
+    unknown = set(keys) - logged_listing_ids(store, keys)
+    if unknown and prediction_log.flush(prediction_log.settings.feedback_wait_seconds):
+        unknown -= logged_listing_ids(store, unknown)
     return unknown
 
 
@@ -332,8 +356,10 @@ def health() -> Response:
 
 @routes.get("/ready")
 def ready() -> Response | tuple[Response, int]:
-    slot = state().slot
-    model = slot.model
+    service = state()
+    slot, model = service.slot, service.slot.model
+    if service.prediction_log is not None and service.prediction_log.failure:
+        return jsonify({"status": "not ready", "reason": service.prediction_log.failure}), 503
     if slot.ready.is_set() and model is not None:
         # Stale: it serves the copy last loaded because the registry cannot be reached.
         state_of_model = {"status": "stale", "reason": model.stale} if model.stale else {}

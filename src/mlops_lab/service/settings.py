@@ -75,6 +75,7 @@ def prediction_log_settings(
         batch_size=config.batch_size,
         flush_seconds=config.flush_seconds,
         retry_seconds=config.retry_seconds,
+        feedback_wait_seconds=config.feedback_wait_seconds,
     )
 
 

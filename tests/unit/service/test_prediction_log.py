@@ -1,10 +1,11 @@
 """The prediction log's buffer and writer, on a real SQLite store."""
 
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry, Counter, Gauge
 from sqlalchemy import Engine, create_engine, func, select
 
 from mlops_lab.kernel.prediction_store import PREDICTIONS, store_engine
@@ -35,6 +36,13 @@ def records() -> Counter:
     return Counter("records", "records", ["outcome"], registry=CollectorRegistry())
 
 
+def writer_log(
+    engine: Engine, settings: PredictionLogSettings, counter: Counter, running: Gauge | None = None
+) -> PredictionLog:
+    running = running or Gauge("running", "running", registry=CollectorRegistry())
+    return PredictionLog(engine, settings, counter, running)
+
+
 def counted(counter: Counter, outcome: str) -> float:
     return counter.labels(outcome)._value.get()
 
@@ -60,7 +68,7 @@ def test_a_request_becomes_one_row_per_listing_keyed_by_its_id_as_text():
 
 def test_flush_writes_what_was_buffered(store_uri):
     counter = records()
-    log = PredictionLog(store_engine(store_uri), PredictionLogSettings(store_uri), counter)
+    log = writer_log(store_engine(store_uri), PredictionLogSettings(store_uri), counter)
     for _ in range(3):
         log.record(answered(400))
     assert log.flush(timeout=10)
@@ -75,7 +83,7 @@ def test_a_full_buffer_drops_and_counts_instead_of_waiting(tmp_path):
     uri = f"sqlite:///{tmp_path / 'not-a-folder' / 'predictions.db'}"
     settings = PredictionLogSettings(uri, buffer_size=1000, retry_seconds=0.1, close_seconds=1)
     counter = records()
-    log = PredictionLog(store_engine_unchecked(uri), settings, counter)
+    log = writer_log(store_engine_unchecked(uri), settings, counter)
     for _ in range(5):
         log.record(answered(400))
     assert counted(counter, "dropped") >= 400
@@ -88,7 +96,7 @@ def test_a_full_buffer_drops_and_counts_instead_of_waiting(tmp_path):
 
 def test_after_close_records_are_dropped_and_counted(store_uri):
     counter = records()
-    log = PredictionLog(store_engine(store_uri), PredictionLogSettings(store_uri), counter)
+    log = writer_log(store_engine(store_uri), PredictionLogSettings(store_uri), counter)
     log.record(answered(10))
     log.close()
     assert counted(counter, "written") == 10
@@ -99,3 +107,39 @@ def test_after_close_records_are_dropped_and_counted(store_uri):
 def store_engine_unchecked(uri: str) -> Engine:
     """An engine for a SQLite path whose folder cannot be made."""
     return create_engine(uri)
+
+
+def test_a_record_the_store_refuses_is_set_aside_and_counted_and_the_rest_written(store_uri):
+    counter = records()
+    log = writer_log(store_engine(store_uri), PredictionLogSettings(store_uri), counter)
+    refused = answered(1, prefix="refused")
+    # A lone surrogate: no UTF-8 for it, so the store's driver refuses the row.
+    refused.inputs[0] = {"property_type": "\ud800"}
+    log.record(answered(300, prefix="before"))
+    log.record(refused)
+    log.record(answered(300, prefix="after"))
+    assert log.flush(timeout=10)
+    assert (counted(counter, "written"), counted(counter, "rejected")) == (600, 1)
+    assert rows_in(log) == 600
+    log.record(answered(5))
+    assert log.flush(timeout=10) and rows_in(log) == 605
+    log.close()
+
+
+def test_a_writer_that_stops_says_why_and_what_it_dropped(store_uri):
+    counter = records()
+    running = Gauge("running", "running", registry=CollectorRegistry())
+    log = writer_log(store_engine(store_uri), PredictionLogSettings(store_uri), counter, running)
+    assert log.flush(timeout=10) and running._value.get() == 1
+    broken = answered(3)
+    broken.predictions[1].pop("price_category")  # a defect of ours, not a caller's value
+    log.record(broken)
+    deadline = time.monotonic() + 10
+    while log.failure is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert log.failure and "KeyError" in log.failure
+    log.close()
+    assert running._value.get() == 0
+    assert counted(counter, "dropped") == 3
+    log.record(answered(2))
+    assert counted(counter, "dropped") == 5

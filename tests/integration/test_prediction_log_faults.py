@@ -1,0 +1,301 @@
+"""The prediction log and /feedback under what callers send and what the store does, on a real
+PostgreSQL and on SQLite: nothing written is lost or forged, and every loss is counted."""
+
+import json
+import re
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+import requests
+from projects import challenge_payload
+from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client.parser import text_string_to_metric_families
+from services import PostgresCluster
+from sqlalchemy import create_engine, select
+
+from mlops_lab.kernel.prediction_store import PREDICTIONS, create_tables, store_engine
+from mlops_lab.service.prediction_log import AnsweredRequest, PredictionLog, PredictionLogSettings
+
+pytestmark = pytest.mark.integration
+
+CHALLENGE = challenge_payload()
+OUTCOMES = ("written", "rejected", "dropped")
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[PostgresCluster]:
+    cluster = PostgresCluster()
+    try:
+        yield cluster
+    finally:
+        cluster.remove()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request, cluster, tmp_path) -> dict:
+    """An empty store of each kind: a SQLite file, or a database of its own on PostgreSQL."""
+    if request.param == "sqlite":
+        return {"kind": "sqlite", "uri": f"sqlite:///{tmp_path / 'predictions.db'}"}
+    name = re.sub(r"\W", "_", request.node.name).lower()[-40:]
+    return {"kind": "postgresql", "uri": cluster.database(f"p_{name}", f"u_{name}")}
+
+
+@pytest.fixture()
+def serve(trained_lab, service_factory):
+    """Start a service on the trained model that logs to this store."""
+
+    def start(uri: str):
+        model = str(Path(trained_lab.path) / "models" / "price_category")
+        return service_factory({"PREDICTION_LOG_URI": uri, "MODEL_URI": model})
+
+    return start
+
+
+def post(service, body, path="/predict", **headers) -> requests.Response:
+    data = body if isinstance(body, str) else json.dumps(body)
+    headers = {"Content-Type": "application/json", **headers}
+    return requests.post(f"{service.url}{path}", data=data, headers=headers, timeout=30)
+
+
+def log_records(service) -> dict[str, float]:
+    """prediction_log_records_total by outcome, from /metrics."""
+    text = requests.get(f"{service.url}/metrics", timeout=10).text
+    counts = dict.fromkeys(OUTCOMES, 0.0)
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "prediction_log_records_total":
+                counts[sample.labels["outcome"]] += sample.value
+    return counts
+
+
+def settled(service, answered: int, seconds: float = 60) -> dict[str, float]:
+    """The outcomes once every answered listing has one (or the deadline has passed)."""
+    deadline = time.monotonic() + seconds
+    counts = log_records(service)
+    while sum(counts.values()) < answered and time.monotonic() < deadline:
+        time.sleep(0.2)
+        counts = log_records(service)
+    return counts
+
+
+def logged_ids(uri: str, prefix: str) -> list[str]:
+    engine = create_engine(uri)
+    try:
+        create_tables(engine)
+        with engine.connect() as connection:
+            column = PREDICTIONS.c.listing_id
+            return list(connection.scalars(select(column).where(column.like(f"{prefix}%"))))
+    finally:
+        engine.dispose()
+
+
+class SteadyLoad:
+    """Four clients sending single predictions without pause, counting what was answered."""
+
+    def __init__(self, service, prefix: str):
+        self.service, self.prefix = service, prefix
+        self.answered: list[str] = []
+        self.failures: list[object] = []
+        self.stop = threading.Event()
+        self.threads = [threading.Thread(target=self.run, args=(n,)) for n in range(4)]
+
+    def run(self, client: int) -> None:
+        number = 0
+        while not self.stop.is_set():
+            listing_id = f"{self.prefix}-{client}-{number}"
+            number += 1
+            try:
+                response = post(self.service, {**CHALLENGE, "id": listing_id})
+            except requests.RequestException as error:
+                self.failures.append(error)
+                continue
+            if response.status_code == 200:
+                self.answered.append(listing_id)
+            else:
+                self.failures.append(response.status_code)
+
+    def __enter__(self) -> "SteadyLoad":
+        for thread in self.threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *_) -> None:
+        self.stop.set()
+        for thread in self.threads:
+            thread.join(timeout=60)
+
+
+# The raw JSON of each odd id, and the field its 422 names: a lone surrogate stops the JSON
+# parser itself, before any field.
+HOSTILE_IDS = {
+    "an id of 101 digits": ("1" + "0" * 100, "id"),
+    "an id with NUL": ('"a\\u0000b"', "id"),
+    "an id with a lone surrogate": ('"\\ud800x"', "body"),
+    "an id of 10,000 characters": ('"' + "i" * 10_000 + '"', "id"),
+}
+LONG = "x" * 10_000
+
+
+def hostile_bodies() -> dict[str, tuple[str, str]]:
+    """Bodies with odd but valid JSON in every string field (the rest of each is the
+    challenge), and the field each 422 names."""
+    base = json.dumps({key: value for key, value in CHALLENGE.items() if key != "id"})[1:-1]
+    bodies = {
+        name: (f'{{"id": {raw}, {base}}}', field) for name, (raw, field) in HOSTILE_IDS.items()
+    }
+    for field in ("room_type", "neighbourhood", "property_type"):
+        bodies[f"10,000 characters of {field}"] = (json.dumps({**CHALLENGE, field: LONG}), field)
+    nul = json.dumps({**CHALLENGE, "property_type": "a\x00b"})
+    bodies["a NUL in property_type"] = (nul, "property_type")
+    return bodies
+
+
+def test_odd_values_are_refused_or_written_and_every_answer_is_accounted_for(store, serve):
+    service = serve(store["uri"])
+    service.wait_ready()
+    with SteadyLoad(service, "steady") as load:
+        for name, (body, field) in hostile_bodies().items():
+            response = post(service, body)
+            assert response.status_code == 422, (name, response.text[:300])
+            assert response.json()["details"][0]["field"] == field, (name, response.text[:300])
+        # An odd request id is not stored: the service makes its own.
+        odd = post(service, {**CHALLENGE, "id": "odd-request-id"}, **{"X-Request-ID": "é" * 300})
+        assert odd.status_code == 200 and odd.headers["X-Request-ID"] != "é" * 300
+        for name, (raw, _) in HOSTILE_IDS.items():
+            feedback = post(service, f'{{"id": {raw}, "price": 100}}', path="/feedback")
+            assert feedback.status_code == 422, (name, feedback.text[:300])
+        time.sleep(1)  # the load goes on a while after the last odd request
+    assert not load.failures, load.failures[:5]
+    answered = len(load.answered) + 1
+    counts = settled(service, answered)
+    assert counts["written"] + counts["rejected"] + counts["dropped"] == answered, counts
+    assert counts == {"written": answered, "rejected": 0, "dropped": 0}
+    assert sorted(logged_ids(store["uri"], "steady-")) == sorted(load.answered)
+    assert requests.get(f"{service.url}/ready", timeout=10).status_code == 200
+
+
+def answered_request(listing_ids: list[str]) -> AnsweredRequest:
+    return AnsweredRequest(
+        request_id="faults",
+        predicted_at=datetime.now(UTC),
+        model_name="airbnb-price-category",
+        model_version="1",
+        latency_ms=1.0,
+        inputs=[{"accommodates": 2}] * len(listing_ids),
+        predictions=[
+            {"id": listing_id, "price_category": "low", "probabilities": {"low": 1.0}}
+            for listing_id in listing_ids
+        ],
+    )
+
+
+def test_a_record_the_store_refuses_is_set_aside_and_the_writer_goes_on(store):
+    # Past the API's checks (a caller cannot send these): what each store itself refuses.
+    refused_everywhere = ["lone\ud800surrogate"]
+    refused_by_postgresql = ["nul\x00inside", "9" * 101]
+    records = Counter("records", "records", ["outcome"], registry=CollectorRegistry())
+    running = Gauge("running", "running", registry=CollectorRegistry())
+    settings = PredictionLogSettings(store["uri"], retry_seconds=0.2)
+    log = PredictionLog(store_engine(store["uri"]), settings, records, running)
+    try:
+        good = [f"good-{n}" for n in range(1200)]
+        odd = refused_everywhere + refused_by_postgresql
+        log.record(answered_request(good[:600] + odd + good[600:]))
+        log.record(answered_request(["good-after"]))
+        assert log.flush(timeout=30)
+    finally:
+        log.close()
+    rejected = records.labels("rejected")._value.get()
+    written = records.labels("written")._value.get()
+    expected_rejected = len(odd) if store["kind"] == "postgresql" else len(refused_everywhere)
+    assert (written, rejected) == (1201 + len(odd) - expected_rejected, expected_rejected)
+    assert sorted(logged_ids(store["uri"], "good")) == sorted([*good, "good-after"])
+    assert log.failure is None
+
+
+def lock_store(store: dict, cluster: PostgresCluster, seconds: float) -> threading.Thread:
+    """SQLite held under an exclusive lock, or PostgreSQL stopped, for `seconds`, in a thread."""
+
+    def hold() -> None:
+        if store["kind"] == "sqlite":
+            connection = sqlite3.connect(store["uri"].removeprefix("sqlite:///"))
+            connection.execute("BEGIN EXCLUSIVE")
+            time.sleep(seconds)
+            connection.rollback()
+            connection.close()
+        else:
+            cluster.stop()
+            time.sleep(seconds)
+            cluster.start()
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    return holder
+
+
+def test_a_locked_or_stopped_store_holds_up_neither_health_nor_feedback(store, cluster, serve):
+    service = serve(store["uri"])
+    service.wait_ready()
+    assert post(service, {**CHALLENGE, "id": "known"}).status_code == 200
+    deadline = time.monotonic() + 30
+    while not logged_ids(store["uri"], "known") and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert post(service, {"id": "known", "price": 120}, path="/feedback").status_code == 200
+    health, feedback = [], []
+    with SteadyLoad(service, "locked") as load:
+        holder = lock_store(store, cluster, 12 if store["kind"] == "sqlite" else 10)
+        time.sleep(1)
+        while holder.is_alive():
+            started = time.monotonic()
+            assert requests.get(f"{service.url}/health", timeout=5).status_code == 200
+            health.append(time.monotonic() - started)
+            started = time.monotonic()
+            answer = post(service, {"id": "known", "price": 120}, path="/feedback")
+            feedback.append((answer.status_code, time.monotonic() - started, answer.headers))
+            time.sleep(0.2)
+        holder.join()
+    assert not load.failures, load.failures[:5]
+    assert max(health) < 1, sorted(health)[-5:]
+    refused = [(status, took) for status, took, headers in feedback if status != 200]
+    assert refused, "the store was never seen locked"
+    assert {status for status, _ in refused} == {503}
+    # Its bound (1 s) and a little: PostgreSQL's client waits at least 2 s to connect.
+    bound = 1.5 if store["kind"] == "sqlite" else 2.5
+    assert max(took for _, took in refused) < bound, refused
+    assert all("Retry-After" in headers for status, _, headers in feedback if status == 503)
+    # Every answer given meanwhile is written once the store is back, with no restart.
+    counts = settled(service, len(load.answered) + 1)
+    assert counts == {"written": len(load.answered) + 1, "rejected": 0, "dropped": 0}
+    assert sorted(logged_ids(store["uri"], "locked-")) == sorted(load.answered)
+    assert post(service, {"id": "known", "price": 120}, path="/feedback").status_code == 200
+
+
+def test_workers_starting_together_on_a_new_store_make_its_tables_once(store, serve):
+    # Ten fresh starts, two at a time, each pair on a new store.
+    for start in range(5):
+        uri = fresh_uri(store, start)
+        services = [serve(uri) for _ in range(2)]
+        for service in services:
+            service.wait_ready()
+            assert post(service, {**CHALLENGE, "id": f"start-{start}"}).status_code == 200
+        for service in services:
+            service.stop()
+            log = service.log_path.read_text()
+            assert "OperationalError" not in log and "Traceback" not in log, log[-3000:]
+
+
+def fresh_uri(store: dict, start: int) -> str:
+    if store["kind"] == "sqlite":
+        return store["uri"].replace("predictions.db", f"predictions-{start}.db")
+    engine = create_engine(store["uri"])
+    try:
+        with engine.begin() as connection:
+            connection.exec_driver_sql("DROP TABLE IF EXISTS feedback, predictions")
+    finally:
+        engine.dispose()
+    return store["uri"]
