@@ -114,25 +114,36 @@ class PostgresCluster:
         shutil.rmtree(self.home, ignore_errors=True)
 
 
-class Service:
-    """The prediction service, as `make serve` runs it."""
+# The token the tests' services take for /feedback, as a deployment sets FEEDBACK_TOKEN; a test
+# that sets FEEDBACK_TOKEN="" gets what `make serve` does without it (a token file).
+FEEDBACK_TOKEN = "tests-feedback-token"
 
-    def __init__(self, environment: dict[str, str], log_path: Path):
+
+class Service:
+    """The prediction service, as `make serve` runs it (in `cwd`, the checkout by default)."""
+
+    def __init__(self, environment: dict[str, str], log_path: Path, cwd: Path | None = None):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = {key: value for key, value in os.environ.items() if not key.startswith("MLFLOW_")}
         # HOST is left to its default, loopback, as `make serve` leaves it.
         env.pop("HOST", None)
-        env.update({"PORT": str(self.port), "WEB_CONCURRENCY": "2"})
+        env.update(
+            {"PORT": str(self.port), "WEB_CONCURRENCY": "2", "FEEDBACK_TOKEN": FEEDBACK_TOKEN}
+        )
         # Each service logs its predictions to a file of its own, not to the checkout's.
         env["PREDICTION_LOG_URI"] = f"sqlite:///{log_path.parent / f'predictions-{self.port}.db'}"
         env.update(environment)
         env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+        if not env["FEEDBACK_TOKEN"]:
+            env.pop("FEEDBACK_TOKEN")
+        self.feedback_headers = {"Authorization": f"Bearer {env.get('FEEDBACK_TOKEN', '')}"}
         self.log_path = log_path
         with log_path.open("w") as log:
             self.process = subprocess.Popen(
                 [str(VENV_BIN / "mlops-lab"), "serve"],
                 env=env,
+                cwd=cwd,
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )

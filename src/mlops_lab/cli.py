@@ -132,9 +132,13 @@ def _refused(error: MlflowException) -> str | None:
 
 def _fail(message: str) -> None:
     """One line on stderr and exit status 1: the failures a user can act on."""
-    log.error("%s", message)
     click.echo(f"error: {message}", err=True)
     sys.exit(1)
+
+
+def _stop_as_interrupted(signal_number: int, _frame: object) -> None:
+    """SIGTERM ends a command as Ctrl-C does: what it was writing is removed on the way out."""
+    sys.exit(128 + signal_number)
 
 
 config_option = click.option(
@@ -158,6 +162,9 @@ def main(verbose: bool) -> None:
     )
     # MLflow's own INFO lines (run links, model-size notes) drown the stage's progress.
     logging.getLogger("mlflow").setLevel(logging.WARNING)
+    # `serve` leaves the signals to its server and its workers.
+    if click.get_current_context().invoked_subcommand != "serve":
+        signal.signal(signal.SIGTERM, _stop_as_interrupted)
     # Passwords given as files (the compose stack's secrets) become the variables MLflow's
     # client and `tune` read, for this process and every one it starts (dvc's stages, the
     # service's workers).
@@ -399,19 +406,14 @@ def replay(
     """Send listings of the prepared table to a running service, as traffic to monitor: the test
     part as it is, or a shifted sample (--where), with their true prices as feedback."""
     from mlops_lab.kernel.config import load_config
+    from mlops_lab.kernel.feedback_token import feedback_token
     from mlops_lab.replay import task
 
     try:
-        replayed = task.run(
-            load_config(config_path, tuned_params=False),
-            url,
-            part,
-            where,
-            limit,
-            seed,
-            batch_size,
-            feedback,
-        )
+        config = load_config(config_path, tuned_params=False)
+        token_path = Path.cwd() / config.monitoring.prediction_log.feedback_token_path
+        token = feedback_token(os.environ, token_path, create=False).value if feedback else None
+        replayed = task.run(config, url, part, where, limit, seed, batch_size, token)
     except UserError as error:
         _fail(str(error))
     click.echo(

@@ -115,7 +115,7 @@ def test_a_body_nested_100000_deep_is_a_4xx(local_service, path, opening):
     response = requests.post(
         f"{local_service.url}{path}",
         data=body,
-        headers={"Content-Type": "application/json"},
+        headers={"Content-Type": "application/json", **local_service.feedback_headers},
         timeout=30,
     )
     assert 400 <= response.status_code < 500, response.text[:300]

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 from browser import chromium, rendered_body, screenshot
 from mlflow import MlflowClient
-from services import ready_service
+from services import FEEDBACK_TOKEN, ready_service
 from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
 from sqlalchemy import create_engine, select
 
@@ -72,7 +72,10 @@ def runs(trained_lab, tmp_path_factory):
     }
     with ready_service(settings, home / "service.log") as service:
         too_few = monitor(trained_lab, settings, home / "empty")
-        replayed = trained_lab.run(["mlops-lab", "replay", "--url", service.url, "--feedback"])
+        replayed = trained_lab.run(
+            ["mlops-lab", "replay", "--url", service.url, "--feedback"],
+            {"FEEDBACK_TOKEN": FEEDBACK_TOKEN},
+        )
         assert replayed.returncode == 0, replayed.stderr[-3000:]
         unshifted = monitor(trained_lab, settings, home / "unshifted")
         predictions, feedback = logged(store)

@@ -3,28 +3,43 @@ PostgreSQL and on SQLite: nothing written is lost or forged, and every loss is c
 
 import json
 import re
+import shutil
+import signal
 import sqlite3
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
+import psutil
 import pytest
 import requests
 from projects import challenge_payload
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from prometheus_client.parser import text_string_to_metric_families
-from services import PostgresCluster
+from services import PostgresCluster, Service
 from sqlalchemy import create_engine, select
 
-from mlops_lab.kernel.prediction_store import PREDICTIONS, create_tables, store_engine
-from mlops_lab.service.prediction_log import AnsweredRequest, PredictionLog, PredictionLogSettings
+from mlops_lab.kernel.prediction_store import (
+    FEEDBACK,
+    PREDICTIONS,
+    create_tables,
+    latest_feedback,
+    store_engine,
+)
+from mlops_lab.service.prediction_log import (
+    AnsweredRequest,
+    LogMetrics,
+    PredictionLog,
+    PredictionLogSettings,
+)
 
 pytestmark = pytest.mark.integration
 
 CHALLENGE = challenge_payload()
-OUTCOMES = ("written", "rejected", "dropped")
+OUTCOMES = ("written", "rejected", "dropped", "lost")
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +73,7 @@ def serve(trained_lab, service_factory):
 
 def post(service, body, path="/predict", **headers) -> requests.Response:
     data = body if isinstance(body, str) else json.dumps(body)
-    headers = {"Content-Type": "application/json", **headers}
+    headers = {"Content-Type": "application/json", **service.feedback_headers, **headers}
     return requests.post(f"{service.url}{path}", data=data, headers=headers, timeout=30)
 
 
@@ -174,7 +189,7 @@ def test_odd_values_are_refused_or_written_and_every_answer_is_accounted_for(sto
     answered = len(load.answered) + 1
     counts = settled(service, answered)
     assert counts["written"] + counts["rejected"] + counts["dropped"] == answered, counts
-    assert counts == {"written": answered, "rejected": 0, "dropped": 0}
+    assert counts == {"written": answered, "rejected": 0, "dropped": 0, "lost": 0}
     assert sorted(logged_ids(store["uri"], "steady-")) == sorted(load.answered)
     assert requests.get(f"{service.url}/ready", timeout=10).status_code == 200
 
@@ -198,10 +213,15 @@ def test_a_record_the_store_refuses_is_set_aside_and_the_writer_goes_on(store):
     # Past the API's checks (a caller cannot send these): what each store itself refuses.
     refused_everywhere = ["lone\ud800surrogate"]
     refused_by_postgresql = ["nul\x00inside", "9" * 101]
-    records = Counter("records", "records", ["outcome"], registry=CollectorRegistry())
-    running = Gauge("running", "running", registry=CollectorRegistry())
+    registry = CollectorRegistry()
+    records = Counter("records", "records", ["outcome"], registry=registry)
+    metrics = LogMetrics(
+        Counter("answers", "answers", registry=registry),
+        records,
+        Gauge("running", "running", registry=registry),
+    )
     settings = PredictionLogSettings(store["uri"], retry_seconds=0.2)
-    log = PredictionLog(store_engine(store["uri"]), settings, records, running)
+    log = PredictionLog(store_engine(store["uri"]), settings, metrics)
     try:
         good = [f"good-{n}" for n in range(1200)]
         odd = refused_everywhere + refused_by_postgresql
@@ -270,7 +290,7 @@ def test_a_locked_or_stopped_store_holds_up_neither_health_nor_feedback(store, c
     assert all("Retry-After" in headers for status, _, headers in feedback if status == 503)
     # Every answer given meanwhile is written once the store is back, with no restart.
     counts = settled(service, len(load.answered) + 1)
-    assert counts == {"written": len(load.answered) + 1, "rejected": 0, "dropped": 0}
+    assert counts == {"written": len(load.answered) + 1, "rejected": 0, "dropped": 0, "lost": 0}
     assert sorted(logged_ids(store["uri"], "locked-")) == sorted(load.answered)
     assert post(service, {"id": "known", "price": 120}, path="/feedback").status_code == 200
 
@@ -299,3 +319,125 @@ def fresh_uri(store: dict, start: int) -> str:
     finally:
         engine.dispose()
     return store["uri"]
+
+
+def wait_logged(uri: str, listing_id: str) -> None:
+    deadline = time.monotonic() + 30
+    while listing_id not in logged_ids(uri, listing_id) and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+
+def test_feedback_needs_the_token_and_keeps_every_truth_sent(store, serve):
+    service = serve(store["uri"])
+    service.wait_ready()
+    assert post(service, {**CHALLENGE, "id": "truth"}).status_code == 200
+    wait_logged(store["uri"], "truth")
+    refused = {
+        "no token": {"Authorization": ""},
+        "another token": {"Authorization": "Bearer not-the-token"},
+        "another scheme": {"Authorization": "Basic " + service.feedback_headers["Authorization"]},
+    }
+    for name, headers in refused.items():
+        answer = post(service, {"id": "truth", "price": 50}, path="/feedback", **headers)
+        assert answer.status_code == 401, (name, answer.text)
+        assert answer.json()["details"][0]["field"] == "Authorization"
+        assert answer.headers["WWW-Authenticate"].startswith("Bearer")
+    for price in (50, 500):
+        assert post(service, {"id": "truth", "price": price}, path="/feedback").status_code == 200
+    engine = create_engine(store["uri"])
+    try:
+        with engine.connect() as connection:
+            query = select(FEEDBACK.c.price).where(FEEDBACK.c.listing_id == "truth")
+            assert sorted(connection.scalars(query)) == [50, 500]
+        # Both truths are kept; monitoring believes the latest.
+        assert latest_feedback(engine, ["truth"]) == {"truth": "lux"}
+    finally:
+        engine.dispose()
+
+
+def test_without_a_token_the_service_makes_one_that_replay_uses(trained_lab, tmp_path):
+    token_file = Path(trained_lab.path) / "mlruns" / "feedback-token"
+    token_file.unlink(missing_ok=True)
+    environment = {
+        "FEEDBACK_TOKEN": "",
+        "MODEL_URI": str(Path(trained_lab.path) / "models" / "price_category"),
+        "PREDICTION_LOG_URI": f"sqlite:///{tmp_path / 'predictions.db'}",
+    }
+    service = Service(environment, tmp_path / "service.log", cwd=Path(trained_lab.path))
+    try:
+        service.wait_ready()
+        assert token_file.stat().st_mode & 0o777 == 0o600
+        assert str(token_file) in service.log_path.read_text()
+        assert post(service, {"id": 1, "price": 50}, path="/feedback").status_code == 401
+        replayed = trained_lab.run(
+            ["mlops-lab", "replay", "--url", service.url, "--limit", "50", "--feedback"]
+        )
+        assert replayed.returncode == 0, replayed.stderr[-3000:]
+        assert "50 true prices posted as feedback" in replayed.stdout
+    finally:
+        service.stop()
+
+
+def test_a_worker_killed_mid_load_has_its_loss_counted(store, serve):
+    service = serve(store["uri"])
+    service.wait_ready()
+    workers = psutil.Process(service.process.pid).children()
+    assert len(workers) == 2, workers
+    with SteadyLoad(service, "killed") as load:
+        while len(load.answered) < 500:
+            time.sleep(0.05)
+        workers[0].send_signal(signal.SIGKILL)
+        # The server starts another worker; the load goes on through it.
+        deadline = time.monotonic() + 60
+        while len(psutil.Process(service.process.pid).children()) < 2:
+            assert time.monotonic() < deadline, "no worker took the killed one's place"
+            time.sleep(0.1)
+        service.wait_ready()
+        answered_before = len(load.answered)
+        while len(load.answered) < answered_before + 500:
+            time.sleep(0.05)
+    # Only connections the killed worker held may fail, unanswered (so never counted).
+    assert all(isinstance(failure, requests.ConnectionError) for failure in load.failures)
+    counts = settled(service, len(load.answered))
+    logged = logged_ids(store["uri"], "killed-")
+    assert set(logged) <= set(load.answered)
+    # Every answer is written or counted lost: nothing went missing without a count.
+    assert counts["written"] == len(logged)
+    assert counts["written"] + counts["lost"] == len(load.answered), counts
+    assert counts["lost"] > 0 and counts["dropped"] == counts["rejected"] == 0
+
+
+def chattr(flag: str, paths: list[Path]) -> subprocess.CompletedProcess:
+    return subprocess.run(["chattr", flag, *map(str, paths)], capture_output=True, text=True)
+
+
+def test_sqlite_files_made_unwritable_for_10_s_kill_no_worker_and_the_log_resumes(serve, tmp_path):
+    # Root ignores file modes; only the immutable attribute stops it writing.
+    if shutil.which("chattr") is None:
+        pytest.skip("chattr is missing: it makes the store unwritable, even to root")
+    uri = f"sqlite:///{tmp_path / 'predictions.db'}"
+    service = serve(uri)
+    service.wait_ready()
+    workers = {worker.pid for worker in psutil.Process(service.process.pid).children()}
+    with SteadyLoad(service, "frozen") as load:
+        while len(logged_ids(uri, "frozen-")) < 200:
+            time.sleep(0.1)
+        files = sorted(tmp_path.glob("predictions.db*"))
+        made = chattr("+i", files)
+        if made.returncode != 0:
+            pytest.skip(f"chattr +i is refused here: {made.stderr.strip()}")
+        try:
+            time.sleep(10)
+        finally:
+            assert chattr("-i", files).returncode == 0
+        answered_before = len(load.answered)
+        while len(load.answered) < answered_before + 500:
+            time.sleep(0.05)
+    assert not load.failures, load.failures[:5]
+    assert {worker.pid for worker in psutil.Process(service.process.pid).children()} == workers
+    counts = settled(service, len(load.answered))
+    assert sum(counts.values()) == len(load.answered), counts
+    assert counts["written"] == len(logged_ids(uri, "frozen-"))
+    # Written again once the files could be: the last answers are in the store.
+    assert set(load.answered[-100:]) <= set(logged_ids(uri, "frozen-"))
+    assert requests.get(f"{service.url}/ready", timeout=10).status_code == 200

@@ -28,6 +28,6 @@ def test_no_5xx_and_every_response_matches_the_documented_schema(local_service):
             suppress_health_check=list(HealthCheck),
         )
         def fuzz(case):
-            case.call_and_validate()
+            case.call_and_validate(headers=local_service.feedback_headers)
 
         fuzz()

@@ -312,6 +312,7 @@ class PredictionLogConfig(_Section):
     flush_seconds: float = Field(gt=0)
     retry_seconds: float = Field(gt=0)
     feedback_wait_seconds: float = Field(gt=0, le=30)
+    feedback_token_path: Path
 
 
 # Evidently's drift measures that are distances (drift at or past the threshold), not tests

@@ -37,8 +37,8 @@ SWITCH_VARIABLE = "PREDICTION_LOG"
 # Ids are bounded by the API (schema.ID_MAX_LENGTH); kept as text, whatever type was sent.
 ID_LENGTH = 100
 
-# Tries at switching a new SQLite store to WAL (50 ms apart) while other processes open it.
-WAL_ATTEMPTS = 100
+# Tries at switching a SQLite store out of WAL (50 ms apart) while other processes open it.
+JOURNAL_ATTEMPTS = 100
 METADATA = MetaData()
 # The PostgreSQL advisory lock that makes the tables one process at a time (any fixed number).
 TABLES_LOCK = 0x6D6C6F7073
@@ -104,8 +104,9 @@ def store_engine(uri: str, wait_seconds: float | None = None) -> Engine:
         engine = create_engine(
             uri, connect_args={"timeout": wait_seconds or 30.0}, json_serializer=json_text
         )
-        # WAL: the workers write while `mlops-lab monitor` reads, without locking each other out.
-        event.listen(engine, "connect", _write_ahead_log)
+        # Readers (monitor, /feedback) and the writers wait on each other's short transactions
+        # (the busy timeout): WAL would spare that, at the risk of a SIGBUS.
+        event.listen(engine, "connect", _rollback_journal)
         return engine
     connect_args: dict[str, Any] = {"connect_timeout": 5} if uri.startswith("postgresql") else {}
     if uri.startswith("postgresql") and wait_seconds is not None:
@@ -125,19 +126,21 @@ def store_engine(uri: str, wait_seconds: float | None = None) -> Engine:
     )
 
 
-def _write_ahead_log(connection: Any, _record: Any) -> None:
-    """WAL, set by the first process to open a new file: it is kept in the file. Switching takes
-    a lock that SQLite does not wait for, so the workers that open a new store with the first
-    one try again for a while."""
+def _rollback_journal(connection: Any, _record: Any) -> None:
+    """SQLite's rollback journal (its default), not WAL: WAL maps its index file (-shm) into
+    every process that opens the store, and a process that touches the map while the file
+    cannot be written dies of SIGBUS (measured: the files immutable for 10 s killed both
+    workers). A store an earlier version left in WAL is switched back by the first process
+    to open it: that takes a lock SQLite does not wait for, so the others try again a while."""
     cursor = connection.cursor()
     try:
-        for attempt in range(WAL_ATTEMPTS):
+        for attempt in range(JOURNAL_ATTEMPTS):
             try:
-                if cursor.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
-                    cursor.execute("PRAGMA journal_mode=WAL")
+                if cursor.execute("PRAGMA journal_mode").fetchone()[0] == "wal":
+                    cursor.execute("PRAGMA journal_mode=DELETE")
                 return
             except sqlite3.OperationalError as error:
-                if "locked" not in str(error) or attempt == WAL_ATTEMPTS - 1:
+                if "locked" not in str(error) or attempt == JOURNAL_ATTEMPTS - 1:
                     raise
                 time.sleep(0.05)
     finally:

@@ -10,11 +10,13 @@ from urllib.parse import quote, urlsplit, urlunsplit
 from mlops_lab.kernel.errors import UserError
 
 # The passwords the lab reads: MLflow's client's own variable, the one `mlops-lab tune` puts
-# into OPTUNA_STORAGE, and the one the prediction log puts into PREDICTION_LOG_URI.
+# into OPTUNA_STORAGE, the one the prediction log puts into PREDICTION_LOG_URI, and the token
+# /feedback takes (kernel/feedback_token.py).
 PASSWORD_VARIABLES = (
     "MLFLOW_TRACKING_PASSWORD",
     "OPTUNA_STORAGE_PASSWORD",
     "PREDICTION_LOG_PASSWORD",
+    "FEEDBACK_TOKEN",
 )
 
 

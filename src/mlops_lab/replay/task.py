@@ -4,6 +4,7 @@ and optionally their true prices as feedback: traffic for `mlops-lab monitor` to
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -54,6 +55,13 @@ def read_part(config: LabConfig, part: str) -> pd.DataFrame:
     return listings.loc[features.index]
 
 
+def why(error: requests.RequestException) -> str:
+    """The cause of a failed request in a few words (the OS's, when it has them), not the
+    chain of urllib3 objects that requests puts in its message."""
+    found = re.search(r"\[Errno -?\d+\] ([^'\"()]+)", str(error))
+    return found.group(1).strip() if found else error.__class__.__name__
+
+
 def post_json(session: requests.Session, url: str, body: Any, wait_for_log: bool = False) -> Any:
     """The service's JSON answer; ReplayError with its status and the fields it named. With
     `wait_for_log`, a 404 (predictions not in the log yet: each worker writes its own within
@@ -63,7 +71,7 @@ def post_json(session: requests.Session, url: str, body: Any, wait_for_log: bool
         try:
             response = session.post(url, json=body, timeout=120)
         except requests.RequestException as error:
-            raise ReplayError(f"cannot reach the service at {url}: {error}") from error
+            raise ReplayError(f"cannot reach the service at {url}: {why(error)}") from error
         if response.status_code not in (404, 503) or time.monotonic() >= deadline:
             break
         time.sleep(0.5)
@@ -88,9 +96,10 @@ def run(
     limit: int | None,
     seed: int,
     batch_size: int,
-    feedback: bool,
+    feedback_token: str | None,
 ) -> Replayed:
-    """Send the chosen listings to the service's /predict, then their prices to /feedback."""
+    """Send the chosen listings to the service's /predict, then, given the service's token,
+    their prices to /feedback."""
     conditions = parse_conditions(where)
     listings = sampled(shifted(read_part(config, part), conditions), limit, seed)
     bodies = payloads(listings[["id", *MODEL_INPUT_FIELDS]])
@@ -104,7 +113,8 @@ def run(
                 categories.update(p["price_category"] for p in answer["predictions"])
                 progress.update(len(batch))
         log.info("replayed %d listings of the %s part to %s/predict", len(bodies), part, url)
-        if feedback:
+        if feedback_token is not None:
+            session.headers["Authorization"] = f"Bearer {feedback_token}"
             for batch in batches(feedback_records(listings), batch_size):
                 answer = post_json(session, f"{url}/feedback", batch, wait_for_log=True)
                 sent += answer["received"]

@@ -42,6 +42,9 @@ def create_app(settings: ServiceSettings | None = None) -> Flask:
     app.json = OrjsonProvider(app)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     metrics = ServiceMetrics()
+    token = settings.prediction_log and settings.prediction_log.feedback_token
+    if token:
+        log.info("/feedback takes the bearer token from %s", token.source)
     service = ServiceState(
         settings=settings,
         slot=ModelSlot(),
@@ -55,8 +58,7 @@ def create_app(settings: ServiceSettings | None = None) -> Flask:
             PredictionLog(
                 store_engine(settings.prediction_log.store_uri),
                 settings.prediction_log,
-                metrics.prediction_log_records,
-                metrics.prediction_log_writers,
+                metrics.prediction_log,
             )
             if settings.prediction_log
             else None

@@ -18,6 +18,8 @@ from prometheus_client import (
 )
 from prometheus_client import multiprocess as prometheus_multiprocess
 
+from mlops_lab.service.prediction_log import LogMetrics
+
 # The exposition's content type, for the /metrics route.
 EXPOSITION_TYPE = CONTENT_TYPE_LATEST
 
@@ -46,20 +48,28 @@ class ServiceMetrics:
             ["price_category"],
             registry=self.registry,
         )
-        self.prediction_log_records = Counter(
-            "prediction_log_records",
-            "Answers the prediction log wrote to its store (written), set aside because the "
-            "store refused them (rejected), or dropped (buffer full, or the store unreachable "
-            "at shutdown).",
-            ["outcome"],
-            registry=self.registry,
-        )
-        self.prediction_log_writers = Gauge(
-            "prediction_log_writers",
-            "Live workers whose prediction log writer is running (one per worker; fewer: see "
-            "/ready).",
-            registry=self.registry,
-            multiprocess_mode="livesum",
+        self.prediction_log = LogMetrics(
+            answers=Counter(
+                "prediction_log_answers",
+                "Answers handed to the prediction log: each is then written, rejected, dropped "
+                "or lost (prediction_log_records_total).",
+                registry=self.registry,
+            ),
+            records=Counter(
+                "prediction_log_records",
+                "Answers the prediction log wrote to its store (written), set aside because the "
+                "store refused them (rejected), dropped (buffer full, or the store unreachable "
+                "at shutdown), or lost (held by a worker that died, counted after its death).",
+                ["outcome"],
+                registry=self.registry,
+            ),
+            writers=Gauge(
+                "prediction_log_writers",
+                "Live workers whose prediction log writer is running (one per worker; fewer: "
+                "see /ready).",
+                registry=self.registry,
+                multiprocess_mode="livesum",
+            ),
         )
         self.model_info = Gauge(
             "model_info",
@@ -72,13 +82,45 @@ class ServiceMetrics:
     def exposition(self) -> bytes:
         """The text format, merged across workers when PROMETHEUS_MULTIPROC_DIR is set."""
         if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
-            drop_dead_workers(Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]))
+            folder = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
+            self.count_losses_of_dead_workers(folder)
+            drop_dead_workers(folder)
             merged = CollectorRegistry()
             prometheus_multiprocess.MultiProcessCollector(merged)
             return generate_latest(merged)
         return generate_latest(self.registry)
 
+    def count_losses_of_dead_workers(self, folder: Path) -> None:
+        """Count as lost what each worker that died (SIGKILL, a crash) still held: the answers
+        handed to its log less those it settled. Once per dead worker, by the first worker
+        whose /metrics finds it."""
+        for path in folder.glob("counter_*.db"):
+            match = COUNTER_FILE.fullmatch(path.name)
+            if not match or psutil.pid_exists(int(match.group(1))):
+                continue
+            try:  # the mark that this worker's losses are counted
+                (folder / f"losses_counted_{match.group(1)}").touch(exist_ok=False)
+            except FileExistsError:
+                continue
+            lost = unsettled_answers(path)
+            if lost > 0:
+                self.prediction_log.records.labels("lost").inc(lost)
 
+
+def unsettled_answers(counters: Path) -> float:
+    """Answers one worker's counters file says were handed to its log and never settled."""
+    handed = settled = 0.0
+    for metric in prometheus_multiprocess.MultiProcessCollector.merge([str(counters)]):
+        for sample in metric.samples:
+            if sample.name == "prediction_log_answers_total":
+                handed += sample.value
+            elif sample.name == "prediction_log_records_total":
+                settled += sample.value
+    return handed - settled
+
+
+# A worker's counters file names the process that wrote it.
+COUNTER_FILE = re.compile(r"counter_(\d+)\.db")
 # A live gauge's file names the process that wrote it.
 LIVE_GAUGE_FILE = re.compile(r"gauge_live\w+_(\d+)\.db")
 

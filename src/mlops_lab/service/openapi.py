@@ -168,6 +168,7 @@ def openapi_document(settings: ServiceSettings) -> dict[str, Any]:
             "/feedback": {
                 "post": {
                     "operationId": "feedback",
+                    "security": [{"feedbackToken": []}],
                     "tags": ["predictions"],
                     "summary": (
                         "The truth about listings already priced: their true price or category, "
@@ -196,6 +197,7 @@ def openapi_document(settings: ServiceSettings) -> dict[str, Any]:
                             },
                         },
                         "400": _error("The body is not JSON."),
+                        "401": _error("No bearer token, or not the service's."),
                         "413": _error("Too many records, or the body is too large."),
                         "415": _error("The body is not sent as application/json."),
                         "404": _error(
@@ -234,5 +236,15 @@ def openapi_document(settings: ServiceSettings) -> dict[str, Any]:
                 }
             },
         },
-        "components": {"schemas": components},
+        "components": {
+            "schemas": components,
+            "securitySchemes": {
+                "feedbackToken": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "FEEDBACK_TOKEN, or the file config.yaml's "
+                    "`feedback_token_path` names (the service writes it on its first start).",
+                }
+            },
+        },
     }

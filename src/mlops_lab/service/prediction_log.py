@@ -17,6 +17,7 @@ from sqlalchemy import Engine, insert
 from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
+from mlops_lab.kernel.feedback_token import FeedbackToken
 from mlops_lab.kernel.prediction_store import PREDICTIONS, create_tables, listing_key
 from mlops_lab.service.threads import leave_signals_to_the_main_thread
 
@@ -39,8 +40,22 @@ class PredictionLogSettings:
     flush_seconds: float = 0.5
     retry_seconds: float = 2.0
     feedback_wait_seconds: float = 1.0
+    # The bearer token /feedback takes (kernel/feedback_token.py); without one, /feedback is
+    # refused to everyone.
+    feedback_token: FeedbackToken | None = None
     # At shutdown, how long the writer gets to write what is buffered.
     close_seconds: float = 10.0
+
+
+@dataclass(frozen=True)
+class LogMetrics:
+    """What the log counts: every answer handed to it, the outcome of each (written, rejected,
+    dropped; lost is counted for dead workers, service/metrics.py), and whether its writer
+    runs."""
+
+    answers: Counter
+    records: Counter
+    writers: Gauge
 
 
 @dataclass(frozen=True)
@@ -81,15 +96,15 @@ class PredictionLog:
         self,
         engine: Engine,
         settings: PredictionLogSettings,
-        records: Counter,
-        running: Gauge,
+        metrics: LogMetrics,
     ):
         self.engine = engine
         self.settings = settings
-        self._written = records.labels("written")
-        self._dropped = records.labels("dropped")
-        self._rejected = records.labels("rejected")
-        self._running = running
+        self._answers = metrics.answers
+        self._written = metrics.records.labels("written")
+        self._dropped = metrics.records.labels("dropped")
+        self._rejected = metrics.records.labels("rejected")
+        self._running = metrics.writers
         # Why the writer stopped, if it did: /ready reports it.
         self.failure: str | None = None
         self._buffer: deque[AnsweredRequest] = deque()
@@ -112,6 +127,7 @@ class PredictionLog:
         """Buffer a request's answers, or drop and count them when the buffer is full."""
         size = len(answered.predictions)
         with self._lock:
+            self._answers.inc(size)
             if self._closing.is_set() or self._buffered + size > self.settings.buffer_size:
                 self._dropped.inc(size)
                 return

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 import json
 import sys
 import threading
@@ -22,6 +23,7 @@ from sqlalchemy import Engine, insert
 from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from mlops_lab.kernel.feedback_token import FeedbackToken
 from mlops_lab.kernel.prediction_store import (
     FEEDBACK,
     listing_key,
@@ -214,6 +216,7 @@ def feedback() -> Response:
             "the prediction log is off, so there is nothing to give feedback on",
             [{"field": "prediction_log", "problem": "off (PREDICTION_LOG or config.yaml)"}],
         )
+    require_token(prediction_log.settings.feedback_token)
     items, one = read_items(
         SINGLE_FEEDBACK, FEEDBACK_BATCH, service.settings.max_batch_size, "feedback records"
     )
@@ -239,6 +242,26 @@ def feedback() -> Response:
     finally:
         service.feedback_threads.release()
     return jsonify({"received": len(items)})
+
+
+def require_token(token: FeedbackToken | None) -> None:
+    """A 401 unless the request carries `Authorization: Bearer <token>`."""
+    if token is None:
+        raise RequestError(
+            503,
+            "feedback is closed: the service has no token for it",
+            [{"field": "Authorization", "problem": "set FEEDBACK_TOKEN on the service"}],
+        )
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(
+        given.strip().encode(), token.value.encode()
+    ):
+        raise RequestError(
+            401,
+            "feedback needs the service's bearer token",
+            [{"field": "Authorization", "problem": "missing, or not the service's token"}],
+            {"WWW-Authenticate": 'Bearer realm="feedback"'},
+        )
 
 
 def store_truths(

@@ -12,6 +12,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from mlops_lab.kernel.config import LabConfig, PredictionLogConfig, load_config
+from mlops_lab.kernel.errors import UserError
+from mlops_lab.kernel.feedback_token import feedback_token
 from mlops_lab.kernel.prediction_store import SWITCH_VARIABLE, prediction_store_uri
 from mlops_lab.kernel.registry import CHAMPION, alias_uri
 from mlops_lab.kernel.secrets import SecretFileError
@@ -69,6 +71,10 @@ def prediction_log_settings(
         store_uri = prediction_store_uri(environment, Path.cwd(), config.embedded_store_path)
     except SecretFileError as error:
         raise SettingsError(f"the service cannot start: PREDICTION_LOG_URI: {error}") from error
+    try:
+        token = feedback_token(environment, Path.cwd() / config.feedback_token_path, create=True)
+    except (UserError, OSError) as error:
+        raise SettingsError(f"the service cannot start: {error}") from error
     return PredictionLogSettings(
         store_uri=store_uri,
         buffer_size=config.buffer_size,
@@ -76,6 +82,7 @@ def prediction_log_settings(
         flush_seconds=config.flush_seconds,
         retry_seconds=config.retry_seconds,
         feedback_wait_seconds=config.feedback_wait_seconds,
+        feedback_token=token,
     )
 
 

@@ -11,6 +11,7 @@ from sqlalchemy import Engine, create_engine, func, select
 from mlops_lab.kernel.prediction_store import PREDICTIONS, store_engine
 from mlops_lab.service.prediction_log import (
     AnsweredRequest,
+    LogMetrics,
     PredictionLog,
     PredictionLogSettings,
     prediction_rows,
@@ -39,8 +40,13 @@ def records() -> Counter:
 def writer_log(
     engine: Engine, settings: PredictionLogSettings, counter: Counter, running: Gauge | None = None
 ) -> PredictionLog:
-    running = running or Gauge("running", "running", registry=CollectorRegistry())
-    return PredictionLog(engine, settings, counter, running)
+    registry = CollectorRegistry()
+    metrics = LogMetrics(
+        answers=Counter("answers", "answers", registry=registry),
+        records=counter,
+        writers=running or Gauge("running", "running", registry=registry),
+    )
+    return PredictionLog(engine, settings, metrics)
 
 
 def counted(counter: Counter, outcome: str) -> float:
