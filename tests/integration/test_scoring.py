@@ -2,11 +2,15 @@
 the same listings, bad rows set aside with where they are and why, bad files refused."""
 
 import math
+import shutil
+import signal
+import subprocess
+import time
 
 import pandas as pd
 import pytest
 import requests
-from projects import challenge_payload
+from projects import VENV_BIN, challenge_payload
 
 from mlops_lab.kernel.inside_airbnb import parse_listings, read_raw_listings
 
@@ -77,15 +81,65 @@ def test_bad_rows_are_set_aside_with_their_line_and_the_rest_scored(trained_lab)
         ("listings.xlsx", b"PK", "listings.xlsx: a file to score or a scores file is"),
         ("empty.csv", b"", "empty.csv is empty"),
         ("broken.parquet", b"not parquet", "broken.parquet cannot be read"),
+        ("header.csv", b"id,accommodates,room_type\n", "header.csv has no rows to score"),
+        (
+            "cut.csv.gz",
+            "half of the shipped raw file",
+            "cut.csv.gz is truncated",
+        ),
     ],
 )
 def test_a_file_that_cannot_be_scored_is_refused_and_nothing_is_written(
     trained_lab, source, content, message
 ):
+    if content == "half of the shipped raw file":
+        whole = (trained_lab.path / "data" / "raw" / "listings.csv.gz").read_bytes()
+        content = whole[: len(whole) // 2]
     if content is not None:
         (trained_lab.path / source).write_bytes(content)
     result = trained_lab.run(["mlops-lab", "score", source, "refused.csv"])
     assert result.returncode == 1
     assert f"error: {message}" in result.stderr
+    # Said once: no log line repeats it.
+    assert result.stderr.count(message) == 1, result.stderr
     assert "Traceback" not in result.stderr
     assert not (trained_lab.path / "refused.csv").exists()
+
+
+def test_an_output_folder_that_cannot_be_written_is_refused_before_any_scoring(trained_lab):
+    if shutil.which("chattr") is None:
+        pytest.skip("chattr is missing: it makes the folder unwritable, even to root")
+    folder = trained_lab.path / "locked-scores"
+    folder.mkdir(exist_ok=True)
+    made = subprocess.run(["chattr", "+i", str(folder)], capture_output=True, text=True)
+    if made.returncode != 0:
+        pytest.skip(f"chattr +i is refused here: {made.stderr.strip()}")
+    try:
+        source = str(trained_lab.path / "data" / "raw" / "listings.csv.gz")
+        result = trained_lab.run(["mlops-lab", "score", source, "locked-scores/scores.csv"])
+    finally:
+        subprocess.run(["chattr", "-i", str(folder)], check=True)
+    assert result.returncode == 1
+    assert "error: " in result.stderr and "cannot be written there" in result.stderr
+    assert "scoring" not in result.stderr and "read " not in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
+    assert list(folder.iterdir()) == []
+
+
+def test_sigterm_while_writing_leaves_no_output_and_no_temporary_file(trained_lab):
+    rows = pd.DataFrame([{**CHALLENGE, "id": n} for n in range(200_000)])
+    rows.to_csv(trained_lab.path / "many.csv", index=False)
+    folder = trained_lab.path / "stopped-scores"
+    folder.mkdir(exist_ok=True)
+    command = [str(VENV_BIN / "mlops-lab"), "score", "many.csv", "stopped-scores/scores.csv.gz"]
+    process = subprocess.Popen(
+        command, cwd=trained_lab.path, env=trained_lab.environment(), stderr=subprocess.PIPE
+    )
+    deadline = time.monotonic() + 300
+    while not list(folder.glob(".scores.csv.gz.*.tmp")):
+        assert process.poll() is None, "it finished before it was seen writing"
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=60) == 128 + signal.SIGTERM
+    assert list(folder.iterdir()) == []

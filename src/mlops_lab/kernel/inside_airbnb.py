@@ -183,11 +183,14 @@ def read_listings_csv(
         return pd.read_csv(path, usecols=columns, dtype=str, keep_default_na=False, na_values=[""])
     except pd.errors.EmptyDataError as error:
         raise RawDataError(f"{name} is empty") from error
+    except EOFError as error:
+        raise RawDataError(
+            f"{name} is truncated: its compressed data ends early (copied or downloaded in part?)"
+        ) from error
     except (
         pd.errors.ParserError,
         UnicodeDecodeError,
         BadGzipFile,
-        EOFError,
         zlib.error,
     ) as error:
         raise RawDataError(f"{name} is not a readable CSV: {error}") from error

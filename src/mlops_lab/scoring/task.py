@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import tempfile
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -61,13 +62,28 @@ def read_listings(path: Path) -> tuple[pd.DataFrame, str]:
 
 def write_table(frame: pd.DataFrame, path: Path, kind: str) -> None:
     """The table at `path`, whole or not at all."""
-    with atomic_path(path) as temporary:
-        if kind == "parquet":
-            frame.to_parquet(temporary, index=False)
-        else:
-            frame.to_csv(
-                temporary, index=False, compression="gzip" if path.suffix == ".gz" else None
-            )
+    try:
+        with atomic_path(path) as temporary:
+            if kind == "parquet":
+                frame.to_parquet(temporary, index=False)
+            else:
+                frame.to_csv(
+                    temporary, index=False, compression="gzip" if path.suffix == ".gz" else None
+                )
+    except OSError as error:
+        raise ScoringInputError(f"{path} cannot be written: {error.strerror}") from error
+
+
+def check_writable(folder: Path) -> None:
+    """ScoringInputError now, not after the scoring, if the outputs cannot be written here."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as error:
+        raise ScoringInputError(
+            f"{folder}: the scores cannot be written there ({error.strerror})"
+        ) from error
 
 
 def run(
@@ -82,11 +98,14 @@ def run(
     output_kind = file_kind(output_path)
     if output_path.resolve() == input_path.resolve():
         raise ScoringInputError(f"{output_path}: the scores would overwrite the listings")
+    check_writable(output_path.parent)
     settings = ServiceSettings.from_config(config, environment)
     uri = model_uri or settings.model_uri
     mlflow.set_tracking_uri(settings.tracking_uri)
     mlflow.set_registry_uri(settings.tracking_uri)
     listings, input_kind = read_listings(input_path)
+    if listings.empty:
+        raise ScoringInputError(f"{input_path} has no rows to score, only a header")
     ignored = columns_the_api_ignores(list(listings.columns))
     if ignored:
         log.warning("ignoring columns that are no field of the API: %s", ", ".join(ignored))
