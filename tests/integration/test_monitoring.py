@@ -101,6 +101,9 @@ def test_the_unshifted_test_part_drifts_nowhere_and_exits_0(runs):
     assert unshifted.returncode == 0, unshifted.stderr[-3000:]
     summary = unshifted.summary
     assert summary["window"]["predictions"] == len(runs["predictions"]) > 1000
+    # Every answer of the window was kept: the log lost none.
+    assert summary["window"]["missing"] == {}
+    assert "the log misses" not in unshifted.stdout
     assert summary["drift"]["drifted_fields"] == []
     assert len(summary["drift"]["fields"]) == 19
     assert not summary["predicted_categories"]["drifted"]

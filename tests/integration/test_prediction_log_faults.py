@@ -10,6 +10,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -27,6 +28,7 @@ from mlops_lab.kernel.prediction_store import (
     PREDICTIONS,
     create_tables,
     latest_feedback,
+    logged_losses,
     store_engine,
 )
 from mlops_lab.service.prediction_log import (
@@ -238,24 +240,24 @@ def test_a_record_the_store_refuses_is_set_aside_and_the_writer_goes_on(store):
     assert log.failure is None
 
 
-def lock_store(store: dict, cluster: PostgresCluster, seconds: float) -> threading.Thread:
-    """SQLite held under an exclusive lock, or PostgreSQL stopped, for `seconds`, in a thread."""
-
-    def hold() -> None:
-        if store["kind"] == "sqlite":
-            connection = sqlite3.connect(store["uri"].removeprefix("sqlite:///"))
-            connection.execute("BEGIN EXCLUSIVE")
-            time.sleep(seconds)
+@contextmanager
+def store_out_of_reach(store: dict, cluster: PostgresCluster) -> Iterator[None]:
+    """SQLite under an exclusive lock (readers and writers wait), or PostgreSQL stopped, while
+    the block runs."""
+    if store["kind"] == "sqlite":
+        connection = sqlite3.connect(store["uri"].removeprefix("sqlite:///"), timeout=60)
+        connection.execute("BEGIN EXCLUSIVE")
+        try:
+            yield
+        finally:
             connection.rollback()
             connection.close()
-        else:
-            cluster.stop()
-            time.sleep(seconds)
+    else:
+        cluster.stop()
+        try:
+            yield
+        finally:
             cluster.start()
-
-    holder = threading.Thread(target=hold)
-    holder.start()
-    return holder
 
 
 def test_a_locked_or_stopped_store_holds_up_neither_health_nor_feedback(store, cluster, serve):
@@ -267,18 +269,16 @@ def test_a_locked_or_stopped_store_holds_up_neither_health_nor_feedback(store, c
         time.sleep(0.1)
     assert post(service, {"id": "known", "price": 120}, path="/feedback").status_code == 200
     health, feedback = [], []
-    with SteadyLoad(service, "locked") as load:
-        holder = lock_store(store, cluster, 12 if store["kind"] == "sqlite" else 10)
-        time.sleep(1)
-        while holder.is_alive():
+    with SteadyLoad(service, "locked") as load, store_out_of_reach(store, cluster):
+        held_until = time.monotonic() + (12 if store["kind"] == "sqlite" else 10)
+        while time.monotonic() < held_until:
             started = time.monotonic()
             assert requests.get(f"{service.url}/health", timeout=5).status_code == 200
             health.append(time.monotonic() - started)
             started = time.monotonic()
             answer = post(service, {"id": "known", "price": 120}, path="/feedback")
             feedback.append((answer.status_code, time.monotonic() - started, answer.headers))
-            time.sleep(0.2)
-        holder.join()
+            time.sleep(0.2)  # probes, not load: five a second
     assert not load.failures, load.failures[:5]
     assert max(health) < 1, sorted(health)[-5:]
     refused = [(status, took) for status, took, headers in feedback if status != 200]
@@ -405,6 +405,16 @@ def test_a_worker_killed_mid_load_has_its_loss_counted(store, serve):
     assert counts["written"] == len(logged)
     assert counts["written"] + counts["lost"] == len(load.answered), counts
     assert counts["lost"] > 0 and counts["dropped"] == counts["rejected"] == 0
+    # And in the store, where `mlops-lab monitor` reports what its window misses.
+    engine = create_engine(store["uri"])
+    try:
+        deadline = time.monotonic() + 30
+        while logged_losses(engine, None, None).get("lost", 0) < counts["lost"]:
+            assert time.monotonic() < deadline, logged_losses(engine, None, None)
+            time.sleep(0.1)
+        assert logged_losses(engine, None, None) == {"lost": counts["lost"]}
+    finally:
+        engine.dispose()
 
 
 def chattr(flag: str, paths: list[Path]) -> subprocess.CompletedProcess:

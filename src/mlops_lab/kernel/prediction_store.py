@@ -74,6 +74,18 @@ FEEDBACK = Table(
 )
 
 
+# Answers the log could not keep (dropped, rejected, lost), counted where monitoring reads
+# them: how many, and when the log knew.
+LOSSES = Table(
+    "prediction_losses",
+    METADATA,
+    Column("record_id", _KEY, primary_key=True, autoincrement=True),
+    Column("recorded_at", DateTime(timezone=True), nullable=False, index=True),
+    Column("outcome", String(20), nullable=False),
+    Column("answers", Integer, nullable=False),
+)
+
+
 def prediction_store_uri(
     environment: Mapping[str, str], project_root: Path, embedded_store_path: Path
 ) -> str:
@@ -134,10 +146,12 @@ def _rollback_journal(connection: Any, _record: Any) -> None:
     to open it: that takes a lock SQLite does not wait for, so the others try again a while."""
     cursor = connection.cursor()
     try:
+        # Waits for a lock as long as the connection's busy timeout, no longer.
+        if cursor.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+            return
         for attempt in range(JOURNAL_ATTEMPTS):
             try:
-                if cursor.execute("PRAGMA journal_mode").fetchone()[0] == "wal":
-                    cursor.execute("PRAGMA journal_mode=DELETE")
+                cursor.execute("PRAGMA journal_mode=DELETE")
                 return
             except sqlite3.OperationalError as error:
                 if "locked" not in str(error) or attempt == JOURNAL_ATTEMPTS - 1:
@@ -200,6 +214,19 @@ def logged_versions(
     )
     with engine.connect() as connection:
         return {(name, version): count for name, version, count in connection.execute(query)}
+
+
+def logged_losses(engine: Engine, since: datetime | None, until: datetime | None) -> dict[str, int]:
+    """How many answers the log could not keep in the time range, by outcome."""
+    table = LOSSES.c
+    query = _in_range(
+        select(table.outcome, func.sum(table.answers)).group_by(table.outcome),
+        table.recorded_at,
+        since,
+        until,
+    )
+    with engine.connect() as connection:
+        return {outcome: int(count) for outcome, count in connection.execute(query)}
 
 
 def read_predictions(

@@ -24,6 +24,7 @@ from mlops_lab.kernel.files import write_json_atomically, write_text_atomically
 from mlops_lab.kernel.listing import MODEL_INPUT_FIELDS
 from mlops_lab.kernel.prediction_store import (
     latest_feedback,
+    logged_losses,
     logged_versions,
     prediction_store_uri,
     read_predictions,
@@ -274,6 +275,8 @@ def run(
         )
         window = window_of(rows, categories)
         feedback = latest_feedback(engine, [key for key in window.listing_ids if key])
+        # What the log could not keep since the window began: answers missing from it.
+        missing = logged_losses(engine, start or rows[0]["predicted_at"], end)
     finally:
         engine.dispose()
     log.info(
@@ -301,6 +304,7 @@ def run(
             "most_recent": last or monitoring.window_size,
             "share_with_optional_fields": round(optional_share, 6),
             "other_versions": others,
+            "missing": missing,
         },
         reference={
             "fields": f"the notebook split's training part, {len(split.train_target)} listings",
@@ -341,6 +345,12 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
                 for name, value in window_quality.items()
                 if value is not None and test.get(name) is not None
             )
+        )
+    missing = summary["window"]["missing"]
+    if missing:
+        lines.append(
+            f"the log misses {sum(missing.values())} answers of this time range: "
+            + ", ".join(f"{outcome} {count}" for outcome, count in sorted(missing.items()))
         )
     lines += [f"ALERT: {alert}" for alert in summary["alerts"]] or ["no alert"]
     return lines

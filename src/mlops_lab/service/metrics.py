@@ -70,6 +70,7 @@ class ServiceMetrics:
                 registry=self.registry,
                 multiprocess_mode="livesum",
             ),
+            count_dead_workers_losses=self.count_losses_of_dead_workers,
         )
         self.model_info = Gauge(
             "model_info",
@@ -82,18 +83,19 @@ class ServiceMetrics:
     def exposition(self) -> bytes:
         """The text format, merged across workers when PROMETHEUS_MULTIPROC_DIR is set."""
         if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
-            folder = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
-            self.count_losses_of_dead_workers(folder)
-            drop_dead_workers(folder)
+            drop_dead_workers(Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]))
             merged = CollectorRegistry()
             prometheus_multiprocess.MultiProcessCollector(merged)
             return generate_latest(merged)
         return generate_latest(self.registry)
 
-    def count_losses_of_dead_workers(self, folder: Path) -> None:
+    def count_losses_of_dead_workers(self) -> float:
         """Count as lost what each worker that died (SIGKILL, a crash) still held: the answers
-        handed to its log less those it settled. Once per dead worker, by the first worker
-        whose /metrics finds it."""
+        handed to its log less those it settled. Once per dead worker, by the first live
+        worker's prediction log to look (every flush); returns how many it counted now."""
+        if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+            return 0.0
+        folder, counted = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]), 0.0
         for path in folder.glob("counter_*.db"):
             match = COUNTER_FILE.fullmatch(path.name)
             if not match or psutil.pid_exists(int(match.group(1))):
@@ -105,6 +107,8 @@ class ServiceMetrics:
             lost = unsettled_answers(path)
             if lost > 0:
                 self.prediction_log.records.labels("lost").inc(lost)
+                counted += lost
+        return counted
 
 
 def unsettled_answers(counters: Path) -> float:

@@ -4,12 +4,14 @@ request waits on the database, and a full buffer drops (and counts) instead of b
 
 from __future__ import annotations
 
+import collections
 import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from prometheus_client import Counter, Gauge
@@ -18,7 +20,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from mlops_lab.kernel.feedback_token import FeedbackToken
-from mlops_lab.kernel.prediction_store import PREDICTIONS, create_tables, listing_key
+from mlops_lab.kernel.prediction_store import LOSSES, PREDICTIONS, create_tables, listing_key
 from mlops_lab.service.threads import leave_signals_to_the_main_thread
 
 log = logging.getLogger("mlops_lab.service")
@@ -56,6 +58,8 @@ class LogMetrics:
     answers: Counter
     records: Counter
     writers: Gauge
+    # Counts (as lost) what workers that died held, once each; returns how many.
+    count_dead_workers_losses: Callable[[], float] = lambda: 0.0
 
 
 @dataclass(frozen=True)
@@ -100,6 +104,9 @@ class PredictionLog:
     ):
         self.engine = engine
         self.settings = settings
+        self.metrics = metrics
+        # Losses counted in /metrics and not yet in the store's losses table.
+        self._unrecorded_losses: collections.Counter[str] = collections.Counter()
         self._answers = metrics.answers
         self._written = metrics.records.labels("written")
         self._dropped = metrics.records.labels("dropped")
@@ -130,6 +137,7 @@ class PredictionLog:
             self._answers.inc(size)
             if self._closing.is_set() or self._buffered + size > self.settings.buffer_size:
                 self._dropped.inc(size)
+                self._unrecorded_losses["dropped"] += size
                 return
             self._buffer.append(answered)
             self._buffered += size
@@ -201,6 +209,8 @@ class PredictionLog:
             pending += [row for item in self._gather(len(pending)) for row in prediction_rows(item)]
             if pending:
                 pending = self._store(pending)
+            if not pending:
+                self._store_losses()
             if pending and self._stopping():
                 # The store cannot be reached and the service is stopping: what is left, these
                 # rows included, is counted as dropped (_count_left).
@@ -273,12 +283,38 @@ class PredictionLog:
         self._failing = True
         self.engine.dispose()
 
+    def _store_losses(self) -> None:
+        """Put in the store, for `mlops-lab monitor`, the losses not yet there: dropped,
+        rejected, and what dead workers held (counted here, by whichever worker sees it
+        first). What the store cannot take now waits for the next try."""
+        lost = self.metrics.count_dead_workers_losses()
+        with self._lock:
+            self._unrecorded_losses["lost"] += lost
+            taken = {outcome: count for outcome, count in self._unrecorded_losses.items() if count}
+        if not taken:
+            return
+        now = datetime.now(UTC)
+        rows = [
+            {"recorded_at": now, "outcome": outcome, "answers": round(count)}
+            for outcome, count in taken.items()
+        ]
+        try:
+            with self.engine.begin() as connection:
+                connection.execute(insert(LOSSES), rows)
+        except SQLAlchemyError as error:
+            self._unreachable(error, 0)
+            return
+        with self._lock:
+            self._unrecorded_losses.subtract(taken)
+
     def _reject(self, row: dict[str, Any], error: Exception) -> None:
         log.error(
             "prediction log: the store refused a record; set aside: %s",
             error.__class__.__name__ + ": " + (str(error).splitlines() or [""])[0][:500],
             extra={"request_id": row["request_id"], "listing_id": repr(row["listing_id"])[:120]},
         )
+        with self._lock:
+            self._unrecorded_losses["rejected"] += 1
         self._settle(1, self._rejected)
 
     def _settle(self, size: int, outcome: Any) -> None:

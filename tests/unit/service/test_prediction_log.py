@@ -1,5 +1,6 @@
 """The prediction log's buffer and writer, on a real SQLite store."""
 
+import sqlite3
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -8,7 +9,7 @@ import pytest
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from sqlalchemy import Engine, create_engine, func, select
 
-from mlops_lab.kernel.prediction_store import PREDICTIONS, store_engine
+from mlops_lab.kernel.prediction_store import PREDICTIONS, logged_losses, store_engine
 from mlops_lab.service.prediction_log import (
     AnsweredRequest,
     LogMetrics,
@@ -127,6 +128,11 @@ def test_a_record_the_store_refuses_is_set_aside_and_counted_and_the_rest_writte
     assert log.flush(timeout=10)
     assert (counted(counter, "written"), counted(counter, "rejected")) == (600, 1)
     assert rows_in(log) == 600
+    # The loss is in the store too, for `mlops-lab monitor`.
+    deadline = time.monotonic() + 10
+    while logged_losses(log.engine, None, None) != {"rejected": 1}:
+        assert time.monotonic() < deadline, logged_losses(log.engine, None, None)
+        time.sleep(0.05)
     log.record(answered(5))
     assert log.flush(timeout=10) and rows_in(log) == 605
     log.close()
@@ -149,3 +155,16 @@ def test_a_writer_that_stops_says_why_and_what_it_dropped(store_uri):
     assert counted(counter, "dropped") == 3
     log.record(answered(2))
     assert counted(counter, "dropped") == 5
+
+
+def test_a_store_left_in_wal_gets_the_rollback_journal_back(store_uri):
+    # WAL maps its index into every process: a worker touching it while the file cannot be
+    # written dies of SIGBUS (tests/integration/test_prediction_log_faults.py).
+    path = store_uri.removeprefix("sqlite:///")
+    legacy = sqlite3.connect(path)
+    assert legacy.execute("PRAGMA journal_mode=WAL").fetchone()[0] == "wal"
+    legacy.close()
+    engine = store_engine(store_uri)
+    with engine.connect() as connection:
+        assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "delete"
+    engine.dispose()
