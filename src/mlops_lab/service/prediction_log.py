@@ -155,11 +155,11 @@ class PredictionLog:
                     return self._settled >= target
             return True
 
-    def ensure_tables(self) -> None:
-        """The store's tables, made by the first call that reaches the store, then never
-        asked for again."""
+    def ensure_tables(self, engine: Engine | None = None) -> None:
+        """The store's tables, made by the first call that reaches the store (through
+        `engine`, the log's own by default), then never asked for again."""
         if not self._tables_ready:
-            create_tables(self.engine)
+            create_tables(engine or self.engine)
             self._tables_ready = True
 
     def close(self) -> None:

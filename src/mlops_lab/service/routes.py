@@ -44,7 +44,6 @@ SINGLE = TypeAdapter(Listing)
 BATCH = TypeAdapter(list[Listing])
 SINGLE_FEEDBACK = TypeAdapter(Feedback)
 FEEDBACK_BATCH = TypeAdapter(list[Feedback])
-# How long feedback waits for this worker's buffered predictions to be written.
 
 
 @dataclass(frozen=True)
@@ -328,7 +327,8 @@ def truth_categories(
 def unknown_listing_ids(prediction_log: PredictionLog, store: Engine, keys: list[str]) -> set[str]:
     """The ids with no logged prediction; this worker's buffer is written first (waiting at
     most feedback_wait_seconds), so feedback sent right after its prediction is not refused."""
-    prediction_log.ensure_tables()
+    # Through the feedback store: its waits are bounded, the writer's are not.
+    prediction_log.ensure_tables(store)
     unknown = set(keys) - logged_listing_ids(store, keys)
     if unknown and prediction_log.flush(prediction_log.settings.feedback_wait_seconds):
         unknown -= logged_listing_ids(store, unknown)
