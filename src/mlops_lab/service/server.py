@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from mlops_lab.service.environment import METRICS_VARIABLE, SLOTS_VARIABLE
+from mlops_lab.service.threads import repeat_stop_signals_to_the_main_thread
 
 ONE_THREAD = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
@@ -31,8 +32,7 @@ class ServerOptions:
 
 @contextmanager
 def shared_folder(variable: str, prefix: str) -> Iterator[None]:
-    """The folder the variable names, emptied (counters restart with the service), else a new
-    one that goes with the service."""
+    """The variable's folder, emptied (counters restart with the service), else a temporary one."""
     given = os.environ.get(variable)
     folder = os.environ[variable] = given or tempfile.mkdtemp(prefix=prefix)
     for name in os.listdir(folder):
@@ -48,6 +48,7 @@ def serve(options: ServerOptions) -> None:
     """Serve the app until SIGTERM or SIGINT; exit 1 with one line on a bad setting."""
     # Before numpy and prometheus_client are imported: each reads its variables once.
     os.environ.update(ONE_THREAD)
+    repeat_stop_signals_to_the_main_thread()
     with (
         shared_folder(METRICS_VARIABLE, "mlops-lab-metrics-"),
         shared_folder(SLOTS_VARIABLE, "mlops-lab-explanations-"),

@@ -19,12 +19,13 @@ def leave_signals_to_the_main_thread() -> None:
 
 
 def repeat_stop_signals_to_the_main_thread() -> None:
-    """Signal the main thread once more a second after the first SIGTERM (or SIGINT): granian
-    2.8's workers miss one in about eight (docs/serving.md). Call from the main thread."""
+    """Signal the main thread again a second after the first SIGTERM (or SIGINT): granian 2.8's
+    processes, workers and main, sometimes miss one (docs/serving.md). Call from the main thread."""
     read_end, write_end = os.pipe()
     os.set_blocking(write_end, False)
     signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
-    main = threading.main_thread().ident
+    # Else a worker stopped before it sets up its own repeater would stop the server through ours.
+    os.register_at_fork(after_in_child=lambda: signal.set_wakeup_fd(-1))
     repeated: set[int] = set()
 
     def repeat() -> None:
@@ -33,6 +34,6 @@ def repeat_stop_signals_to_the_main_thread() -> None:
             if received[0] in {signal.SIGTERM, signal.SIGINT} - repeated:
                 repeated.add(received[0])
                 time.sleep(REPEAT_AFTER_SECONDS)
-                signal.pthread_kill(main, received[0])
+                signal.pthread_kill(threading.main_thread().ident, received[0])
 
     threading.Thread(target=repeat, name="stop-signal-repeater", daemon=True).start()
