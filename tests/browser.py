@@ -3,22 +3,18 @@ and the rendered page (after its scripts ran) as a screenshot or as its DOM."""
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
+from waiting import skip_or_fail
 
 
 def chromium(profile: Path) -> list[str]:
     """The command line of a headless Chromium; a skip (a failure in CI) where there is none."""
     found = shutil.which("chromium")
     if found is None:
-        missing = "no chromium to open the page in: apt-get install chromium (.ci/run does)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(missing)
-        pytest.skip(missing)
+        skip_or_fail("no chromium to open the page in: apt-get install chromium (.ci/run does)")
     return [
         found,
         *("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run"),

@@ -7,12 +7,13 @@ import shutil
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import requests
 import yaml
+from mlflow import MlflowClient
+from waiting import poll_until
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
@@ -23,18 +24,19 @@ def wait_until_ok(
 ) -> requests.Response:
     """The first 200 answer of `url` from a server `process` started; fail, showing its log, if
     it exits or does not answer in time."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
+
+    def answer() -> requests.Response | None:
         if process.poll() is not None:
             pytest.fail(f"{what} exited {process.returncode}: {log_path.read_text()[-3000:]}")
         try:
             response = requests.get(url, timeout=2)
-            if response.status_code == 200:
-                return response
         except requests.RequestException:
-            pass
-        time.sleep(0.3)
-    pytest.fail(f"{what} did not answer {url} in {seconds} s: {log_path.read_text()[-3000:]}")
+            return None
+        return response if response.status_code == 200 else None
+
+    return poll_until(
+        answer, seconds, f"{what} to answer {url}", lambda: log_path.read_text()[-3000:]
+    )
 
 
 def challenge_payload() -> dict:
@@ -95,6 +97,11 @@ class LabProject:
         return subprocess.run(
             command, cwd=self.path, env=self.environment(settings), capture_output=True, text=True
         )
+
+    def embedded_client(self) -> MlflowClient:
+        """A client of the project's embedded tracking store and registry (MLflow on SQLite)."""
+        store = f"sqlite:///{self.path / 'mlruns' / 'mlflow.db'}"
+        return MlflowClient(tracking_uri=store, registry_uri=store)
 
 
 def small_run(config: dict) -> None:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from waiting import skip_or_fail
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 # The sandbox's engine installer, next to the project as its README says; SANDBOX_DOCKER_UP
@@ -35,13 +36,6 @@ def engine_answers() -> bool:
     if shutil.which("docker") is None:
         return False
     return subprocess.run(["docker", "info"], capture_output=True).returncode == 0
-
-
-def skip_or_fail(reason: str) -> None:
-    """Skip the tier saying why on a developer's machine; under CI=true, fail."""
-    if os.environ.get("CI") == "true":
-        pytest.fail(reason)
-    pytest.skip(reason)
 
 
 def start_engine() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import secrets
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -84,6 +86,27 @@ def second_mlflow_server(postgres_uri: str, mlflow_server: dict, tmp_path: Path)
         if process.poll() is None:
             process.terminate()
             process.wait(timeout=30)
+
+
+@pytest.fixture(scope="session")
+def store_cluster() -> Iterator[PostgresCluster]:
+    """A PostgreSQL cluster for prediction logs alone, that a test may stop and start."""
+    cluster = PostgresCluster()
+    try:
+        yield cluster
+    finally:
+        cluster.remove()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def prediction_store(request, store_cluster: PostgresCluster, tmp_path: Path) -> dict:
+    """An empty store of each kind users run: a SQLite file, or a PostgreSQL database of its
+    own. Its `kind` and SQLAlchemy `uri`."""
+    if request.param == "sqlite":
+        return {"kind": "sqlite", "uri": f"sqlite:///{tmp_path / 'predictions.db'}"}
+    # Named after the test, for whoever reads the cluster's log; unique whatever the test.
+    name = re.sub(r"\W", "_", request.node.name).lower()[-30:] + secrets.token_hex(4)
+    return {"kind": "postgresql", "uri": store_cluster.database(f"p_{name}", f"u_{name}")}
 
 
 @pytest.fixture()

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from locks import normalized, pinned
 from projects import PROJECT_ROOT
+from waiting import skip_or_fail
 
 pytestmark = pytest.mark.integration
 
@@ -44,7 +45,7 @@ def make(checkout: Path, target: str) -> None:
 
 def test_the_test_environment_is_exactly_the_lock():
     if not (PROJECT_ROOT / ".uv" / "bin" / "uv").exists():
-        pytest.skip("SKIPPED: this environment was not made by `make setup`")
+        skip_or_fail("this environment was not made by `make setup`")
     assert installed(PROJECT_ROOT, Path(sys.executable)) == locked(
         PROJECT_ROOT / "requirements" / "dev.lock"
     )
