@@ -1,26 +1,46 @@
-"""Property-based fuzz of the service from its own OpenAPI document (schemathesis)."""
+"""Property-based fuzz of the service from its own OpenAPI document (schemathesis): requests
+that fit the document and requests that break it, with the prediction log on PostgreSQL."""
 
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
+from schemathesis import GenerationMode
+from services import ready_service
 
 pytestmark = pytest.mark.integration
 
 EXAMPLES_PER_OPERATION = 60
+# What a caller can get wrong: the bodies of the operations that take one.
+TAKES_A_BODY = {"POST /predict", "POST /feedback"}
 
 
-def test_no_5xx_and_every_response_matches_the_documented_schema(local_service):
-    schema = schemathesis.openapi.from_url(f"{local_service.url}/openapi.json")
-    operations = [result.ok() for result in schema.get_all_operations()]
-    assert {f"{op.method.upper()} {op.path}" for op in operations} >= {
-        "POST /predict",
-        "POST /feedback",
-        "GET /ready",
-        "GET /metrics",
+@pytest.fixture(scope="module")
+def logging_to_postgres(trained_lab, store_cluster, tmp_path_factory):
+    """The service logging to a PostgreSQL database, as the stack runs it."""
+    with ready_service(
+        {
+            "MODEL_URI": str(trained_lab.path / "models" / "price_category"),
+            "PREDICTION_LOG_URI": store_cluster.database("fuzzed", "fuzzed"),
+        },
+        tmp_path_factory.mktemp("fuzzed-service") / "service.log",
+    ) as service:
+        yield service
+
+
+@pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
+def test_no_5xx_and_every_response_matches_the_documented_schema(logging_to_postgres, mode):
+    # Negative cases must also be refused with a 4xx (schemathesis's negative_data_rejection).
+    service = logging_to_postgres
+    schema = schemathesis.openapi.from_url(f"{service.url}/openapi.json")
+    operations = {
+        f"{operation.method.upper()} {operation.path}": operation
+        for operation in (result.ok() for result in schema.get_all_operations())
     }
-    for operation in operations:
+    assert set(operations) >= TAKES_A_BODY | {"GET /ready", "GET /metrics"}
+    fuzzed = operations if mode is GenerationMode.POSITIVE else TAKES_A_BODY
+    for name in sorted(fuzzed):
 
-        @given(case=operation.as_strategy())
+        @given(case=operations[name].as_strategy(generation_mode=mode))
         @settings(
             max_examples=EXAMPLES_PER_OPERATION,
             deadline=None,
@@ -28,6 +48,6 @@ def test_no_5xx_and_every_response_matches_the_documented_schema(local_service):
             suppress_health_check=list(HealthCheck),
         )
         def fuzz(case):
-            case.call_and_validate(headers=local_service.feedback_headers)
+            case.call_and_validate(headers=service.feedback_headers)
 
         fuzz()

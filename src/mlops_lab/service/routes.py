@@ -162,7 +162,7 @@ def predict() -> Response:
         raise RequestError(
             503, "model not loaded yet", [{"field": "model", "problem": slot.problem}]
         )
-    explain = request.args.get("explain", "false").lower() in ("1", "true", "yes")
+    explain = explain_asked(request.args.get("explain", "false"))
     # The whole body is read and checked before an explanation slot is taken: a client that
     # sends its body slowly, or never finishes it, holds no slot meanwhile.
     listings, one = read_items(SINGLE, BATCH, settings.max_batch_size, "listings")
@@ -352,6 +352,17 @@ def store_feedback(
     ]
     with engine.begin() as connection:
         connection.execute(insert(FEEDBACK), rows)
+
+
+def explain_asked(value: str) -> bool:
+    """The explain parameter, as the document says it: true or false."""
+    asked = {"true": True, "false": False}.get(value.lower())
+    if asked is None:
+        problem = f"{value[:50]!r} is neither true nor false"
+        raise RequestError(
+            422, "explain must be true or false", [{"field": "explain", "problem": problem}]
+        )
+    return asked
 
 
 @contextmanager

@@ -67,9 +67,13 @@ def _storable_id(value: object) -> object:
 
 
 WholeNumber = BeforeValidator(_whole_number)
-StorableText = AfterValidator(_storable_text)
+# Said in the document too, so that any text it allows is text the service takes.
+WITHOUT_NUL = r"^[^\u0000]*$"
+StorableText = Annotated[
+    str, AfterValidator(_storable_text), Field(json_schema_extra={"pattern": WITHOUT_NUL})
+]
 ListingId = Annotated[
-    int | Annotated[str, Field(max_length=ID_MAX_LENGTH)],
+    int | Annotated[StorableText, Field(max_length=ID_MAX_LENGTH)],
     BeforeValidator(_storable_id),
 ]
 Flag = Annotated[
@@ -121,7 +125,7 @@ class Listing(BaseModel):
     latitude: float = Field(ge=NYC_LATITUDE_RANGE[0], le=NYC_LATITUDE_RANGE[1])
     longitude: float = Field(ge=NYC_LONGITUDE_RANGE[0], le=NYC_LONGITUDE_RANGE[1])
     # Constraints of optional fields go inside the type, so the JSON Schema states them too.
-    property_type: Annotated[str, Field(max_length=100), StorableText] | None = Field(
+    property_type: Annotated[StorableText, Field(max_length=100)] | None = Field(
         default=None,
         description="Inside Airbnb's free-text property type, e.g. 'Entire rental unit'.",
     )
@@ -190,7 +194,7 @@ class Feedback(BaseModel):
         default=None, description="The listing's true nightly price, in dollars."
     )
     # One of config.yaml's price categories: the OpenAPI document lists them (openapi.py).
-    price_category: Annotated[str, Field(max_length=50), StorableText] | None = Field(
+    price_category: Annotated[StorableText, Field(max_length=50)] | None = Field(
         default=None, description="The listing's true price category, when the price is not known."
     )
 
