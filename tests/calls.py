@@ -6,10 +6,13 @@ import json
 import threading
 from collections.abc import Callable
 
+import pytest
 import requests
+from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
-from waiting import poll_until
+from waiting import poll_until, read_until
 
+LOG_OUTCOMES = ("written", "rejected", "dropped", "lost")
 MetricSamples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 
@@ -21,12 +24,16 @@ def post(service, body, path: str = "/predict", timeout: float = 30, **headers):
     return requests.post(f"{service.url}{path}", data=data, headers=headers, timeout=timeout)
 
 
+def metric_families(url: str) -> list[Metric]:
+    """The metric families of a /metrics page, parsed."""
+    return list(text_string_to_metric_families(requests.get(f"{url}/metrics", timeout=10).text))
+
+
 def metric_samples(url: str) -> MetricSamples:
     """Every sample of a /metrics page, by name and labels."""
-    text = requests.get(f"{url}/metrics", timeout=10).text
     return {
         (sample.name, tuple(sorted(sample.labels.items()))): sample.value
-        for family in text_string_to_metric_families(text)
+        for family in metric_families(url)
         for sample in family.samples
     }
 
@@ -37,6 +44,23 @@ def metric_sum(samples: MetricSamples, name: str, **labels: str) -> float:
         value
         for (sample, sample_labels), value in samples.items()
         if sample == name and labels.items() <= dict(sample_labels).items()
+    )
+
+
+def log_outcomes(url: str) -> dict[str, float]:
+    """prediction_log_records_total by outcome, from /metrics."""
+    samples = metric_samples(url)
+    return {
+        outcome: metric_sum(samples, "prediction_log_records_total", outcome=outcome)
+        for outcome in LOG_OUTCOMES
+    }
+
+
+def settled_outcomes(url: str, answered: int, seconds: float = 60) -> dict[str, float]:
+    """The log's outcomes once each of `answered` answers has one."""
+    what = f"an outcome for each of {answered} answers"
+    return read_until(
+        lambda: log_outcomes(url), lambda counts: sum(counts.values()) >= answered, seconds, what
     )
 
 
@@ -92,3 +116,17 @@ class Callers:
             thread.join(timeout=240)
         stuck = [thread.name for thread in self.threads if thread.is_alive()]
         assert not stuck, f"callers still waiting for an answer: {stuck}"
+
+
+def allow_only_closures_by_a_reload(callers: Callers) -> None:
+    """Fail on any failure but the one granian 2.8 is known for (docs/serving.md): a worker
+    that a reload stops may close a connection it has just accepted, unanswered. That one is
+    let through visibly, as an expected failure."""
+    failures = callers.failures()
+    closed = [failure for failure in failures if "without response" in str(failure)]
+    assert failures == closed, failures[:5]
+    if closed:
+        pytest.xfail(
+            f"granian closed {len(closed)} of {callers.calls} connections unanswered as the "
+            "reload stopped the old workers"
+        )

@@ -1,10 +1,18 @@
-"""The prediction log's store as the tests read it: what was written, straight from the table."""
+"""The prediction log's store as the tests read it and break it: what was written, straight from
+the table, and the store out of reach."""
 
 from __future__ import annotations
 
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+
+from services import PostgresCluster
 from sqlalchemy import create_engine, func, select
 
 from mlops_lab.kernel.prediction_store import PREDICTIONS, create_tables
+from mlops_lab.service.prediction_log import AnsweredRequest
 
 
 def logged_ids(uri: str, prefix: str = "") -> list[str]:
@@ -29,3 +37,39 @@ def logged_count(uri: str) -> int:
             return connection.scalar(select(func.count()).select_from(PREDICTIONS))
     finally:
         engine.dispose()
+
+
+@contextmanager
+def store_out_of_reach(store: dict, cluster: PostgresCluster) -> Iterator[None]:
+    """SQLite under an exclusive lock (readers and writers wait), or PostgreSQL stopped, while
+    the block runs."""
+    if store["kind"] == "sqlite":
+        connection = sqlite3.connect(store["uri"].removeprefix("sqlite:///"), timeout=60)
+        connection.execute("BEGIN EXCLUSIVE")
+        try:
+            yield
+        finally:
+            connection.rollback()
+            connection.close()
+    else:
+        cluster.stop()
+        try:
+            yield
+        finally:
+            cluster.start()
+
+
+def answered_request(listing_ids: list[str]) -> AnsweredRequest:
+    """A request the service answered, one listing an id, as the log's writer takes it."""
+    return AnsweredRequest(
+        request_id="request-1",
+        predicted_at=datetime.now(UTC),
+        model_name="airbnb-price-category",
+        model_version="3",
+        latency_ms=1.5,
+        inputs=[{"accommodates": 2, "borough": "Bronx"}] * len(listing_ids),
+        predictions=[
+            {"id": listing_id, "price_category": "low", "probabilities": {"low": 1.0}}
+            for listing_id in listing_ids
+        ],
+    )

@@ -21,10 +21,22 @@ def poll_until(
 ) -> Value:
     """The condition's first true value within `seconds`; else the test fails, saying what it
     waited for, the last value seen, and the context (a log, say) if one is given."""
+    return read_until(condition, bool, seconds, what, context)
+
+
+def read_until(
+    read: Callable[[], Value],
+    accept: Callable[[Value], bool],
+    seconds: float,
+    what: str,
+    context: Callable[[], str] = str,
+) -> Value:
+    """The first value read that `accept` takes, within `seconds`; else the test fails, saying
+    what it waited for, the last value read, and the context if one is given."""
     deadline = time.monotonic() + seconds
     while True:
-        value = condition()
-        if value:
+        value = read()
+        if accept(value):
             return value
         if time.monotonic() > deadline:
             pytest.fail(f"waited {seconds:g} s for {what}; last seen: {value!r:.1000}\n{context()}")

@@ -14,6 +14,7 @@ from projects import VENV_BIN, LabProject, free_port, routed_run, small_run, wai
 from services import PostgresCluster, Service, ready_service
 
 DATABASE_USER = "mlflow"
+STORE_KINDS = ["sqlite", "postgresql"]
 
 
 @pytest.fixture(scope="session")
@@ -98,15 +99,29 @@ def store_cluster() -> Iterator[PostgresCluster]:
         cluster.remove()
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def prediction_store(request, store_cluster: PostgresCluster, tmp_path: Path) -> dict:
-    """An empty store of each kind users run: a SQLite file, or a PostgreSQL database of its
-    own. Its `kind` and SQLAlchemy `uri`."""
-    if request.param == "sqlite":
-        return {"kind": "sqlite", "uri": f"sqlite:///{tmp_path / 'predictions.db'}"}
+def empty_store(kind: str, cluster: PostgresCluster, folder: Path, name: str) -> dict:
+    """An empty store of a kind users run: a SQLite file, or a PostgreSQL database of its own.
+    Its `kind` and SQLAlchemy `uri`."""
+    if kind == "sqlite":
+        return {"kind": kind, "uri": f"sqlite:///{folder / 'predictions.db'}"}
     # Named after the test, for whoever reads the cluster's log; unique whatever the test.
-    name = re.sub(r"\W", "_", request.node.name).lower()[-30:] + secrets.token_hex(4)
-    return {"kind": "postgresql", "uri": store_cluster.database(f"p_{name}", f"u_{name}")}
+    name = re.sub(r"\W", "_", name).lower()[-30:] + secrets.token_hex(4)
+    return {"kind": kind, "uri": cluster.database(f"p_{name}", f"u_{name}")}
+
+
+@pytest.fixture(params=STORE_KINDS)
+def prediction_store(request, store_cluster: PostgresCluster, tmp_path: Path) -> dict:
+    """An empty store of each kind, for one test."""
+    return empty_store(request.param, store_cluster, tmp_path, request.node.name)
+
+
+@pytest.fixture(scope="module", params=STORE_KINDS)
+def module_prediction_store(
+    request, store_cluster: PostgresCluster, tmp_path_factory: pytest.TempPathFactory
+) -> dict:
+    """An empty store of each kind, for the tests of one module."""
+    folder = tmp_path_factory.mktemp("store")
+    return empty_store(request.param, store_cluster, folder, request.module.__name__)
 
 
 @pytest.fixture()

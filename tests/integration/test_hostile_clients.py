@@ -7,6 +7,7 @@ import time
 
 import pytest
 import requests
+from calls import metric_families
 from hostile import (
     answer_of,
     chunked,
@@ -15,7 +16,6 @@ from hostile import (
     status_and_json,
 )
 from projects import challenge_payload
-from prometheus_client.parser import text_string_to_metric_families
 
 pytestmark = pytest.mark.integration
 
@@ -29,25 +29,26 @@ def head(path: str, *headers: str) -> bytes:
     return ("\r\n".join([*lines, *headers]) + "\r\n\r\n").encode()
 
 
-def assert_refused_as_too_large(answer: bytes, seconds: float) -> None:
-    assert answer, "no answer: the connection was closed or reset before the 413"
+# How long a client waits for the 413 after its last byte (the front door's promise).
+REFUSED_WITHIN_SECONDS = 2
+
+
+def assert_refused_as_too_large(answer: bytes) -> None:
+    assert answer, "no answer in time: the connection was closed, reset or left waiting"
     status, body = status_and_json(answer)
     assert status == 413, answer[:300]
     assert body["details"][0]["field"] == "body" and body["request_id"]
-    assert seconds < 2, seconds
 
 
-def test_a_body_over_the_cap_in_one_go_gets_a_json_413_at_once(local_service):
-    started = time.monotonic()
+def test_a_body_over_the_cap_in_one_go_gets_a_json_413(local_service):
     response = requests.post(
         f"{local_service.url}/predict",
         data=b"[" + b" " * OVER_CAP + b"]",
         headers={"Content-Type": "application/json"},
-        timeout=10,
+        timeout=REFUSED_WITHIN_SECONDS,
     )
     assert response.status_code == 413
     assert response.json()["details"][0]["field"] == "body"
-    assert time.monotonic() - started < 2
 
 
 def test_a_body_over_the_cap_sent_slowly_gets_its_413_before_it_ends(local_service):
@@ -55,8 +56,9 @@ def test_a_body_over_the_cap_sent_slowly_gets_its_413_before_it_ends(local_servi
         connection.sendall(head("/predict", f"Content-Length: {OVER_CAP}"))
         # 3 MiB at 64 KiB every 50 ms would take 2.4 s to send.
         pieces = [b" " * 65536] * (OVER_CAP // 65536)
-        answer, seconds = send_until_answered(connection, pieces, 0.05, 5)
-    assert_refused_as_too_large(answer, seconds)
+        answer, sent = send_until_answered(connection, pieces, 0.05, REFUSED_WITHIN_SECONDS)
+    assert_refused_as_too_large(answer)
+    assert sent < len(pieces), "answered only once the whole body was sent"
 
 
 @pytest.mark.parametrize("pause", [0.0, 0.02], ids=["in-one-go", "slowly"])
@@ -66,8 +68,11 @@ def test_a_chunked_body_over_the_cap_gets_a_413_not_a_truncated_200(local_servic
     pieces = [json.dumps(CHALLENGE).encode()] + [b" " * 65536] * (OVER_CAP // 65536)
     with socket.create_connection(("127.0.0.1", local_service.port), timeout=10) as connection:
         connection.sendall(head("/predict", "Transfer-Encoding: chunked"))
-        answer, seconds = send_until_answered(connection, chunked(pieces), pause, 5)
-    assert_refused_as_too_large(answer, seconds)
+        pieces = chunked(pieces)
+        answer, sent = send_until_answered(connection, pieces, pause, REFUSED_WITHIN_SECONDS)
+    assert_refused_as_too_large(answer)
+    if pause:
+        assert sent < len(pieces), "answered only once the whole body was sent"
 
 
 def test_a_chunked_body_under_the_cap_is_answered(local_service):
@@ -86,11 +91,11 @@ def test_an_unfinished_explanation_holds_no_slot(local_service):
 
 
 def series(url: str) -> set[tuple]:
-    """Every series /metrics shows: a metric and its labels (a histogram's buckets are one)."""
-    text = requests.get(f"{url}/metrics", timeout=10).text
+    """Every series /metrics shows: a metric family and its labels (a histogram's buckets, sum
+    and count are one)."""
     return {
         (family.name, tuple(sorted((k, v) for k, v in sample.labels.items() if k != "le")))
-        for family in text_string_to_metric_families(text)
+        for family in metric_families(url)
         for sample in family.samples
     }
 
@@ -122,20 +127,18 @@ def test_a_body_nested_100000_deep_is_a_4xx(local_service, path, opening):
     assert response.json()["details"][0]["field"] == "body"
 
 
-def test_the_service_answers_while_a_client_holds_a_connection_mid_headers(local_service):
+def test_the_service_stays_available_while_clients_hold_connections_mid_headers(local_service):
     stalled = []
     try:
         for _ in range(32):
             connection = socket.create_connection(("127.0.0.1", local_service.port), timeout=10)
             connection.sendall(b"POST /predict HTTP/1.1\r\nHost: hostile\r\n")
             stalled.append(connection)
-        slowest = 0.0
+        # Fresh callers over two seconds of the stall, each answered within the front door's
+        # promise (1 s) or the test fails.
         for _ in range(10):
-            started = time.monotonic()
-            assert requests.get(f"{local_service.url}/health", timeout=5).status_code == 200
-            slowest = max(slowest, time.monotonic() - started)
-            time.sleep(0.2)
-        assert slowest < 1, slowest
+            assert requests.get(f"{local_service.url}/health", timeout=1).status_code == 200
+            time.sleep(0.2)  # probes spread over the stall, not a wait for the server
     finally:
         for connection in stalled:
             connection.close()

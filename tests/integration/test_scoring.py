@@ -5,12 +5,12 @@ import math
 import shutil
 import signal
 import subprocess
-import time
 
 import pandas as pd
 import pytest
 import requests
 from projects import VENV_BIN, challenge_payload
+from waiting import poll_until, skip_or_fail
 
 from mlops_lab.kernel.inside_airbnb import parse_listings, read_raw_listings
 
@@ -108,12 +108,12 @@ def test_a_file_that_cannot_be_scored_is_refused_and_nothing_is_written(
 
 def test_an_output_folder_that_cannot_be_written_is_refused_before_any_scoring(trained_lab):
     if shutil.which("chattr") is None:
-        pytest.skip("chattr is missing: it makes the folder unwritable, even to root")
+        skip_or_fail("chattr is missing: it makes the folder unwritable, even to root")
     folder = trained_lab.path / "locked-scores"
     folder.mkdir(exist_ok=True)
     made = subprocess.run(["chattr", "+i", str(folder)], capture_output=True, text=True)
     if made.returncode != 0:
-        pytest.skip(f"chattr +i is refused here: {made.stderr.strip()}")
+        skip_or_fail(f"chattr +i is refused here: {made.stderr.strip()}")
     try:
         source = str(trained_lab.path / "data" / "raw" / "listings.csv.gz")
         result = trained_lab.run(["mlops-lab", "score", source, "locked-scores/scores.csv"])
@@ -135,11 +135,12 @@ def test_sigterm_while_writing_leaves_no_output_and_no_temporary_file(trained_la
     process = subprocess.Popen(
         command, cwd=trained_lab.path, env=trained_lab.environment(), stderr=subprocess.PIPE
     )
-    deadline = time.monotonic() + 300
-    while not list(folder.glob(".scores.csv.gz.*.tmp")):
-        assert process.poll() is None, "it finished before it was seen writing"
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
+    poll_until(
+        lambda: process.poll() is not None or list(folder.glob(".scores.csv.gz.*.tmp")),
+        300,
+        "the scores' temporary file",
+    )
+    assert process.poll() is None, "it finished before it was seen writing"
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=60) == 128 + signal.SIGTERM
     assert list(folder.iterdir()) == []

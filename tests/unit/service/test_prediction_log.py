@@ -1,13 +1,13 @@
 """The prediction log's buffer and writer, on a real SQLite store."""
 
 import sqlite3
-import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from sqlalchemy import Engine, create_engine, func, select
+from stores import answered_request
+from waiting import poll_until, read_until
 
 from mlops_lab.kernel.prediction_store import PREDICTIONS, logged_losses, store_engine
 from mlops_lab.service.prediction_log import (
@@ -20,18 +20,7 @@ from mlops_lab.service.prediction_log import (
 
 
 def answered(listings: int, prefix: str = "listing") -> AnsweredRequest:
-    return AnsweredRequest(
-        request_id="request-1",
-        predicted_at=datetime.now(UTC),
-        model_name="airbnb-price-category",
-        model_version="3",
-        latency_ms=1.5,
-        inputs=[{"accommodates": 2, "borough": "Bronx"}] * listings,
-        predictions=[
-            {"id": f"{prefix}-{n}", "price_category": "low", "probabilities": {"low": 1.0}}
-            for n in range(listings)
-        ],
-    )
+    return answered_request([f"{prefix}-{n}" for n in range(listings)])
 
 
 def records() -> Counter:
@@ -129,10 +118,12 @@ def test_a_record_the_store_refuses_is_set_aside_and_counted_and_the_rest_writte
     assert (counted(counter, "written"), counted(counter, "rejected")) == (600, 1)
     assert rows_in(log) == 600
     # The loss is in the store too, for `mlops-lab monitor`.
-    deadline = time.monotonic() + 10
-    while logged_losses(log.engine, None, None) != {"rejected": 1}:
-        assert time.monotonic() < deadline, logged_losses(log.engine, None, None)
-        time.sleep(0.05)
+    read_until(
+        lambda: logged_losses(log.engine, None, None),
+        lambda losses: losses == {"rejected": 1},
+        10,
+        "the rejected record counted in the store",
+    )
     log.record(answered(5))
     assert log.flush(timeout=10) and rows_in(log) == 605
     log.close()
@@ -146,10 +137,8 @@ def test_a_writer_that_stops_says_why_and_what_it_dropped(store_uri):
     broken = answered(3)
     broken.predictions[1].pop("price_category")  # a defect of ours, not a caller's value
     log.record(broken)
-    deadline = time.monotonic() + 10
-    while log.failure is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert log.failure and "KeyError" in log.failure
+    failure = poll_until(lambda: log.failure, 10, "the writer to say why it stopped")
+    assert "KeyError" in failure
     log.close()
     assert running._value.get() == 0
     assert counted(counter, "dropped") == 3
