@@ -1,24 +1,28 @@
-"""`mlops-lab monitor` on the log of the service, fed by `mlops-lab replay`: the
-test part as it is drifts nowhere, a shifted sample drifts where it was shifted, the quality
-figures are those of the logged answers, and the report opens in a real browser."""
+"""`mlops-lab monitor` on the log of the service, fed by `mlops-lab replay`, on each store users
+run (SQLite and PostgreSQL): the test part as it is drifts nowhere, a shifted sample drifts
+where it was shifted, the quality figures are those of the logged answers, --since and --until
+keep exactly the predictions between them, and the report opens in a real browser."""
 
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 from browser import chromium, rendered_body, screenshot
-from mlflow import MlflowClient
 from services import FEEDBACK_TOKEN, ready_service
 from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
-from sqlalchemy import create_engine, select
+from sqlalchemy import insert, select
+from stores import logged_count, logged_ids
+from waiting import poll_until
 
-from mlops_lab.kernel.prediction_store import FEEDBACK, PREDICTIONS
+from mlops_lab.kernel.prediction_store import FEEDBACK, PREDICTIONS, store_engine
 
 pytestmark = pytest.mark.integration
 
@@ -48,28 +52,27 @@ def monitor(lab, settings: dict[str, str], keep: Path, *options: str) -> Monitor
     return Monitored(result.returncode, result.stdout, result.stderr, summary, keep / "report.html")
 
 
-def logged(store: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    engine = create_engine(f"sqlite:///{store}")
-    try:
-        with engine.connect() as connection:
-            return tuple(
-                pd.DataFrame(connection.execute(select(table)).mappings().all())
-                for table in (PREDICTIONS, FEEDBACK)
-            )
-    finally:
-        engine.dispose()
+def replayed_count(stdout: str) -> int:
+    """How many listings `mlops-lab replay` says it sent."""
+    return int(re.search(r"replayed (\d+) listings", stdout)[1])
+
+
+def now_ms() -> int:
+    return int(datetime.now(UTC).timestamp() * 1000)
 
 
 @pytest.fixture(scope="module")
-def runs(trained_lab, tmp_path_factory):
-    """The service logging to a store of its own; the test part replayed with feedback and
-    monitored, then a shifted sample replayed and monitored on its own."""
-    home = tmp_path_factory.mktemp("monitoring")
-    store = home / "predictions.db"
+def runs(trained_lab, module_prediction_store, tmp_path_factory):
+    """The service logging to the store; the test part replayed with feedback and monitored,
+    then a shifted sample replayed and monitored on its own. Each replay is waited for until
+    the log holds at least what it sent; the tests check that it holds exactly that."""
+    home = tmp_path_factory.mktemp(f"monitoring-{module_prediction_store['kind']}")
+    uri = module_prediction_store["uri"]
     settings = {
         "MODEL_URI": str(trained_lab.path / "models" / "price_category"),
-        "PREDICTION_LOG_URI": f"sqlite:///{store}",
+        "PREDICTION_LOG_URI": uri,
     }
+    started_ms = now_ms()
     with ready_service(settings, home / "service.log") as service:
         too_few = monitor(trained_lab, settings, home / "empty")
         replayed = trained_lab.run(
@@ -77,8 +80,11 @@ def runs(trained_lab, tmp_path_factory):
             {"FEEDBACK_TOKEN": FEEDBACK_TOKEN},
         )
         assert replayed.returncode == 0, replayed.stderr[-3000:]
+        sent = replayed_count(replayed.stdout)
+        poll_until(lambda: logged_count(uri) >= sent, 30, f"the {sent} replayed answers logged")
         unshifted = monitor(trained_lab, settings, home / "unshifted")
-        predictions, feedback = logged(store)
+        predictions = pd.read_sql(select(PREDICTIONS), uri)
+        feedback = pd.read_sql(select(FEEDBACK), uri)
         shifted_replay = trained_lab.run(
             [
                 *("mlops-lab", "replay", "--url", service.url),
@@ -86,21 +92,45 @@ def runs(trained_lab, tmp_path_factory):
             ]
         )
         assert shifted_replay.returncode == 0, shifted_replay.stderr[-3000:]
+        shifted_sent = replayed_count(shifted_replay.stdout)
+        poll_until(
+            lambda: logged_count(uri) >= sent + shifted_sent,
+            30,
+            f"the {shifted_sent} shifted answers logged",
+        )
         shifted = monitor(trained_lab, settings, home / "shifted", "--last", "600")
+        shifted_logged = logged_count(uri) - len(predictions)
     return {
+        "uri": uri,
+        "settings": settings,
+        "sent": sent,
+        "feedback_sent": int(re.search(r"(\d+) true prices posted", replayed.stdout)[1]),
+        "shifted_sent": shifted_sent,
+        "shifted_logged": shifted_logged,
         "too_few": too_few,
         "unshifted": unshifted,
         "shifted": shifted,
         "predictions": predictions,
         "feedback": feedback,
+        "monitored_ms": (started_ms, now_ms()),
     }
+
+
+def test_each_replayed_listing_is_logged_once_with_its_feedback(runs):
+    predictions, feedback = runs["predictions"], runs["feedback"]
+    ids = list(predictions["listing_id"])
+    assert len(ids) == len(set(ids)) == runs["sent"] > 1000
+    assert len(feedback) == feedback["listing_id"].nunique() == runs["feedback_sent"]
+    assert set(feedback["listing_id"]) == set(ids)
+    # The shifted replay's answers, once each (its sample may repeat the test part's ids).
+    assert runs["shifted_logged"] == runs["shifted_sent"] == 600
 
 
 def test_the_unshifted_test_part_drifts_nowhere_and_exits_0(runs):
     unshifted = runs["unshifted"]
     assert unshifted.returncode == 0, unshifted.stderr[-3000:]
     summary = unshifted.summary
-    assert summary["window"]["predictions"] == len(runs["predictions"]) > 1000
+    assert summary["window"]["predictions"] == len(runs["predictions"]) == runs["sent"]
     # Every answer of the window was kept: the log lost none.
     assert summary["window"]["missing"] == {}
     assert "the log misses" not in unshifted.stdout
@@ -111,7 +141,7 @@ def test_the_unshifted_test_part_drifts_nowhere_and_exits_0(runs):
     assert "no alert" in unshifted.stdout
 
 
-def test_a_shifted_sample_drifts_in_the_shifted_fields_and_exits_non_zero(runs):
+def test_a_shifted_sample_drifts_in_the_shifted_fields_and_exits_3(runs):
     shifted = runs["shifted"]
     assert shifted.returncode == 3, shifted.stderr[-3000:]
     drifted = set(shifted.summary["drift"]["drifted_fields"])
@@ -144,9 +174,15 @@ def test_quality_equals_the_figures_of_the_logged_answers_and_their_feedback(run
 
 
 def test_each_run_is_logged_to_mlflow_with_the_model_version(trained_lab, runs):
-    client = MlflowClient(f"sqlite:///{trained_lab.path / 'mlruns' / 'mlflow.db'}")
+    client = trained_lab.embedded_client()
     experiment = client.get_experiment_by_name("airbnb-price-category-monitoring")
-    logged_runs = client.search_runs([experiment.experiment_id], order_by=["start_time ASC"])
+    # The lab's runs of this store's monitoring: other stores' and tests' are the lab's too.
+    first, last = runs["monitored_ms"]
+    logged_runs = [
+        run
+        for run in client.search_runs([experiment.experiment_id], order_by=["start_time ASC"])
+        if first <= run.info.start_time <= last
+    ]
     assert len(logged_runs) == 2
     unshifted, shifted = logged_runs
     version = runs["unshifted"].summary["model"]["version"]
@@ -166,6 +202,67 @@ def test_too_few_predictions_is_one_line_and_exit_1(runs):
     assert "the window holds 0 predictions of" in too_few.stderr
     assert "at least 100 are needed (monitoring.minimum_window)" in too_few.stderr
     assert "Traceback" not in too_few.stderr
+
+
+# A day long before the service's own answers, in three blocks of the served model's answers:
+# before --since, between --since and --until, and from --until on. Each block's first answer
+# is at its start, its last a microsecond before the next block's.
+SINCE = datetime(2021, 3, 4, 10, 0, tzinfo=UTC)
+UNTIL = datetime(2021, 3, 4, 11, 0, tzinfo=UTC)
+BLOCKS = {
+    "before": (SINCE - timedelta(hours=1), SINCE, 120),
+    "inside": (SINCE, UNTIL, 150),
+    "after": (UNTIL, UNTIL + timedelta(hours=1), 130),
+}
+
+
+def test_since_and_until_keep_exactly_the_predictions_between_them(trained_lab, runs, tmp_path):
+    uri, answers = runs["uri"], runs["predictions"].to_dict("records")
+    rows = []
+    for block, (start, end, count) in BLOCKS.items():
+        moments = [start + (end - start) * number / count for number in range(count - 1)]
+        for number, moment in enumerate([*moments, end - timedelta(microseconds=1)]):
+            assert start <= moment < end
+            answer = answers[len(rows)]
+            rows.append(
+                {
+                    "request_id": f"window-{block}",
+                    "predicted_at": moment,
+                    "model_name": answer["model_name"],
+                    "model_version": answer["model_version"],
+                    "listing_id": f"window-{block}-{number}",
+                    "listing": answer["listing"],
+                    "price_category": answer["price_category"],
+                    "probabilities": answer["probabilities"],
+                    "latency_ms": 1.0,
+                }
+            )
+    engine = store_engine(uri)
+    try:
+        with engine.begin() as connection:
+            # Latest first: the window goes by the times, not by the order rows were written.
+            connection.execute(insert(PREDICTIONS), rows[::-1])
+    finally:
+        engine.dispose()
+    written = logged_ids(uri, "window-")
+    assert len(written) == len(set(written)) == 400
+
+    # The same moments in other zones, UTC-1 and UTC+1: read as UTC, they would take in all.
+    window = monitor(
+        trained_lab,
+        runs["settings"],
+        tmp_path / "window",
+        *("--since", "2021-03-04T09:00:00-01:00", "--until", "2021-03-04T12:00+01:00"),
+    )
+    assert window.returncode in (0, 3), window.stderr[-3000:]
+    summary = window.summary["window"]
+    assert summary["predictions"] == 150
+    assert (summary["since"], summary["until"]) == (SINCE.isoformat(), UNTIL.isoformat())
+    assert (summary["first"], summary["last"]) == (
+        "2021-03-04T10:00:00+00:00",
+        "2021-03-04T10:59:59+00:00",
+    )
+    assert "150 predictions from 2021-03-04T10:00:00+00:00 to" in window.stdout
 
 
 def test_the_report_opens_offline_in_chromium_with_its_drift_table(runs, tmp_path):
