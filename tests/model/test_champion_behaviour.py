@@ -1,11 +1,11 @@
 """Behaviour of the champion, in the manner of Made-With-ML's tests/model: invariance,
 directional expectations and minimum functionality.
 
-The champion is the candidate `metrics/training.json` names as the pipeline's winner, fitted
-as training fits it (the notebook's training part of the shipped data), and served through
-the same compiled path as the service. The tests read its probabilities, so the candidate's
-probability model is fitted without its decision step (which only relabels; see
-tests/unit/test_decision.py)."""
+The champion is the candidate `metrics/training.json` names as the pipeline's winner, trained
+as the training stage trains it (the notebook's training part of the shipped data, the same
+folds, each decision step's weights learnt on its members' held-out predictions), and asked
+through the service's own path: each listing validated by the API's schema, answered by the
+model the service would serve (compiled when it matches), labelled as the API labels it."""
 
 import json
 
@@ -13,12 +13,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlops_lab.kernel.compiled import CompiledModel, compile_model
 from mlops_lab.kernel.config import CandidateConfig
-from mlops_lab.kernel.features import resolve_features
+from mlops_lab.kernel.evaluation import stratified_folds
+from mlops_lab.kernel.features import conform_records
 from mlops_lab.kernel.listing import MODEL_INPUT_FIELDS, REQUIRED_FIELDS
-from mlops_lab.kernel.modelling import build_model
 from mlops_lab.kernel.prepared import Split, split_like_notebook
+from mlops_lab.service.loading import ServedModel, choose_predictor, complete_listings
+from mlops_lab.service.schema import Listing
+from mlops_lab.training.transform import input_example, train_candidates
 
 CATEGORIES = ["low", "mid", "high", "lux"]
 # Representative points: the Grand Concourse in the Bronx, Midtown Manhattan.
@@ -33,25 +35,27 @@ def split(lab_config, prepared_listings) -> Split:
     )
 
 
-def probability_model(candidate: CandidateConfig):
-    """The candidate's model with every decision step left out: it only relabels."""
-    if candidate.estimator != "field_router":
-        return build_model(
-            candidate.estimator, resolve_features(candidate.features), candidate.params
-        )
-    members = {
-        name: {**member, "decision": "most_probable"}
-        for name, member in candidate.params["members"].items()
-    }
-    return build_model("field_router", (), {"members": members})
+def with_members(name: str, candidates: dict[str, CandidateConfig]) -> set[str]:
+    """A candidate's name and those of its members, theirs, and so on."""
+    members = candidates[name].members or []
+    return {name}.union(*(with_members(member, candidates) for member in members))
 
 
 @pytest.fixture(scope="module")
-def champion(lab_config, split, project_root) -> CompiledModel:
-    winner = json.loads((project_root / lab_config.training.metrics_path).read_text())["winner"]
-    candidate = next(c for c in lab_config.training.candidates if c.name == winner)
-    model = probability_model(candidate)
-    return compile_model(model.fit(split.train_features, split.train_target))
+def champion(lab_config, split, project_root) -> ServedModel:
+    training = lab_config.training
+    winner = json.loads((project_root / training.metrics_path).read_text())["winner"]
+    needed = with_members(winner, {c.name: c for c in training.candidates})
+    # Members come before their ensembles in the config, so the winner is trained last.
+    candidates = [c for c in training.candidates if c.name in needed]
+    folds = stratified_folds(split.train_target, training.cv_folds, training.cv_random_state)
+    *_, (trained, _) = train_candidates(candidates, split, folds, {}, training.fit_processes)
+    model = trained.model
+    example = input_example(split.test_features)
+    predictor = choose_predictor(model, example)
+    return ServedModel(
+        model, predictor, winner, winner, "trained here", CATEGORIES, complete_listings(example)
+    )
 
 
 # Both the listings callers mostly send (the required fields) and complete listings.
@@ -66,18 +70,20 @@ def held_out(split, request) -> list[dict]:
     ]
 
 
-def probabilities(champion: CompiledModel, listings: list[dict]) -> np.ndarray:
-    order = [list(champion.classes).index(name) for name in CATEGORIES]
-    return champion.predict_proba(listings)[:, order]
+def probabilities(champion: ServedModel, listings: list[dict]) -> np.ndarray:
+    """The served probabilities, columns in CATEGORIES order."""
+    return champion.answer(conform_records(listings))[0]
 
 
-def expected_category(champion: CompiledModel, listings: list[dict]) -> np.ndarray:
+def expected_category(champion: ServedModel, listings: list[dict]) -> np.ndarray:
     """0 for low … 3 for lux, weighted by the probabilities: a price level per listing."""
     return probabilities(champion, listings) @ np.arange(len(CATEGORIES))
 
 
-def category(champion: CompiledModel, listing: dict) -> str:
-    return CATEGORIES[int(np.argmax(probabilities(champion, [listing])[0]))]
+def served_category(champion: ServedModel, listing: dict) -> str:
+    """The category /predict answers: the listing validated as the API does, then labelled."""
+    [answer] = champion.predict([Listing.model_validate(listing)])
+    return answer["price_category"]
 
 
 # Invariance: what must not matter
@@ -136,32 +142,81 @@ def test_an_entire_home_is_not_cheaper_than_a_shared_room_in_it(champion, held_o
 
 
 BASE = {"tv": 0, "elevator": 0, "internet": 1, "bathrooms": 1}
+BRONX_SHARED_ROOM = {
+    **BASE,
+    **BRONX,
+    "room_type": "Shared room",
+    "accommodates": 1,
+    "beds": 1,
+    "bedrooms": 1,
+    "bathrooms": 1,
+    "shared_bathroom": 1,
+}
+MANHATTAN_BIG_HOME = {
+    **BASE,
+    **MANHATTAN,
+    "room_type": "Entire home/apt",
+    "accommodates": 10,
+    "beds": 5,
+    "bedrooms": 4,
+    "bathrooms": 3,
+    "tv": 1,
+    "elevator": 1,
+}
+QUEENS_PRIVATE_ROOM = {
+    **BASE,
+    "borough": "Queens",
+    "latitude": 40.7282,
+    "longitude": -73.7949,
+    "room_type": "Private room",
+    "accommodates": 1,
+    "beds": 1,
+    "bedrooms": 1,
+}
+MIDTOWN_ONE_BEDROOM = {
+    **BASE,
+    **MANHATTAN,
+    "room_type": "Entire home/apt",
+    "accommodates": 2,
+    "beds": 1,
+    "bedrooms": 1,
+    "tv": 1,
+    "elevator": 1,
+}
+OBVIOUS_CASES = [
+    pytest.param(BRONX_SHARED_ROOM, {"low"}, id="bronx-shared-room"),
+    pytest.param(MANHATTAN_BIG_HOME, {"high", "lux"}, id="manhattan-big-home"),
+    pytest.param(QUEENS_PRIVATE_ROOM, {"low"}, id="queens-private-room"),
+    pytest.param(MIDTOWN_ONE_BEDROOM, {"mid", "high"}, id="midtown-one-bedroom"),
+]
 
 
+@pytest.mark.parametrize(("listing", "allowed"), OBVIOUS_CASES)
+def test_obvious_cases_are_most_probable_in_an_expected_category(champion, listing, allowed):
+    [most_probable] = np.argmax(probabilities(champion, [listing]), axis=1)
+    assert CATEGORIES[most_probable] in allowed
+
+
+# The label the API answers: the decision step's weights can move it off the most probable
+# category (towards the rarer ones, for macro F1).
 @pytest.mark.parametrize(
     ("listing", "allowed"),
     [
-        (
-            {**BASE, **BRONX, "room_type": "Shared room", "accommodates": 1, "beds": 1,
-             "bedrooms": 1, "bathrooms": 1, "shared_bathroom": 1},
-            {"low"},
-        ),
-        (
-            {**BASE, **MANHATTAN, "room_type": "Entire home/apt", "accommodates": 10,
-             "beds": 5, "bedrooms": 4, "bathrooms": 3, "tv": 1, "elevator": 1},
-            {"high", "lux"},
-        ),
-        (
-            {**BASE, "borough": "Queens", "latitude": 40.7282, "longitude": -73.7949,
-             "room_type": "Private room", "accommodates": 1, "beds": 1, "bedrooms": 1},
-            {"low"},
-        ),
-        (
-            {**BASE, **MANHATTAN, "room_type": "Entire home/apt", "accommodates": 2, "beds": 1,
-             "bedrooms": 1, "tv": 1, "elevator": 1},
+        *OBVIOUS_CASES[:3],
+        pytest.param(
+            MIDTOWN_ONE_BEDROOM,
             {"mid", "high"},
+            id="midtown-one-bedroom",
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason=(
+                    "served as lux: high is the most probable (0.42, lux 0.34, for the champion "
+                    "trained on the shipped data), but its weights (high 0.85, lux 1.35) label "
+                    "it lux"
+                ),
+            ),
         ),
     ],
-)  # fmt: skip
-def test_obvious_cases(champion, listing, allowed):
-    assert category(champion, listing) in allowed
+)
+def test_obvious_cases_are_served_an_expected_category(champion, listing, allowed):
+    assert served_category(champion, listing) in allowed
