@@ -3,6 +3,7 @@ import pandas as pd
 import pytest
 from sklearn.pipeline import Pipeline
 
+from mlops_lab.kernel.config import SelectionConfig
 from mlops_lab.kernel.features import ALL_FEATURES
 from mlops_lab.kernel.modelling import build_model
 
@@ -23,3 +24,15 @@ def boosted(split) -> Pipeline:
     train, _ = split
     model = build_model("hist_gradient_boosting", ALL_FEATURES, {"max_iter": 40, "random_state": 0})
     return model.fit(train, train["price_category"])
+
+
+@pytest.fixture(scope="session")
+def categories() -> list[str]:
+    """The four price categories, cheapest first, as config.yaml names them."""
+    return ["low", "mid", "high", "lux"]
+
+
+@pytest.fixture(scope="session")
+def required_mostly() -> SelectionConfig:
+    """Selection by ROC AUC, the required view weighing three times the full view."""
+    return SelectionConfig(metric="roc_auc_ovr", view_weights={"required": 0.75, "full": 0.25})

@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 import skops.io
 from sklearn.metrics import f1_score
+from sklearn.tree import DecisionTreeClassifier
 
 from mlops_lab.kernel.decision import (
     MacroF1Decision,
@@ -37,8 +38,11 @@ def test_macro_f1_weights_favour_a_rare_class_the_argmax_never_names():
     # The rare listings get 0.4: the argmax calls all of them common (macro F1 0.44).
     probabilities = np.array([[0.9, 0.1]] * 8 + [[0.6, 0.4]] * 2)
     truth = np.array(["common"] * 8 + ["rare"] * 2)
-    weights = macro_f1_weights(probabilities, truth, CLASSES)
-    assert list(weighted_labels(probabilities, weights, CLASSES)) == list(truth)
+    common, rare = macro_f1_weights(probabilities, truth, CLASSES)
+    # Every listing labelled right: 0.4 × rare beats 0.6 × common, 0.1 × rare does not beat
+    # 0.9 × common.
+    assert 0.6 * common < 0.4 * rare
+    assert 0.1 * rare < 0.9 * common
 
 
 @pytest.fixture(scope="module")
@@ -55,12 +59,20 @@ def test_the_decision_step_leaves_the_probabilities_of_its_classifier(fitted, li
     assert np.array_equal(fitted.predict_proba(head), plain.predict_proba(head))
 
 
-def test_the_decision_step_labels_with_its_learnt_weights(fitted, listing_sample):
-    weights = decision_weights(fitted[-1])
-    assert weights.shape == (4,)
-    probabilities = fitted.predict_proba(listing_sample)
-    expected = weighted_labels(probabilities, weights, fitted.classes_)
-    assert np.array_equal(fitted.predict(listing_sample), expected)
+def test_the_decision_step_labels_with_its_learnt_weights():
+    # A tree on one number whose leaves hold the class shares of its rows: 1.0 / 0.6 / 0.0
+    # common for x = 0 / 1 / 2.
+    x = np.array([[0]] * 10 + [[1]] * 10 + [[2]] * 5)
+    truth = np.array(["common"] * 16 + ["rare"] * 4 + ["rare"] * 5)
+    # Held-out predictions that call every rare listing 0.6 common: the weights learnt on them
+    # must favour rare at 0.6 against 0.4.
+    held_out = np.where((truth == "rare")[:, None], [0.6, 0.4], [0.9, 0.1])
+    step = MacroF1Decision(DecisionTreeClassifier(random_state=0))
+    step.fit(x, truth, held_out_probabilities=held_out)
+    asked = np.array([[0], [1], [2]])
+    assert step.predict_proba(asked).tolist() == [[1.0, 0.0], [0.6, 0.4], [0.0, 1.0]]
+    # The most probable class would say common for x = 1; the learnt weights say rare.
+    assert list(step.predict(asked)) == ["common", "rare", "rare"]
 
 
 def test_a_plain_classifier_decides_by_the_most_probable_class(listing_sample):

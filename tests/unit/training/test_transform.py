@@ -27,11 +27,6 @@ from mlops_lab.training.transform import (
     train_candidates,
 )
 
-CATEGORIES = ["low", "mid", "high", "lux"]
-REQUIRED_MOSTLY = SelectionConfig(
-    metric="roc_auc_ovr", view_weights={"required": 0.75, "full": 0.25}
-)
-
 
 def result(name: str, full: float, required: float) -> CandidateResult:
     def view(score: float) -> ViewScores:
@@ -41,32 +36,32 @@ def result(name: str, full: float, required: float) -> CandidateResult:
     return CandidateResult(name, {"full": view(full), "required": view(required)}, seconds=1.0)
 
 
-def test_choose_winner_by_the_weighted_cv_score_and_first_on_ties():
+def test_choose_winner_by_the_weighted_cv_score_and_first_on_ties(required_mostly):
     # a is better on the required view, b and c (tied) on the full view.
     results = [result("a", 0.80, 0.90), result("b", 0.85, 0.80), result("c", 0.85, 0.80)]
-    assert choose_winner(results, REQUIRED_MOSTLY).name == "a"
+    assert choose_winner(results, required_mostly).name == "a"
     full_only = SelectionConfig(metric="roc_auc_ovr", view_weights={"full": 1})
     assert choose_winner(results, full_only).name == "b"
 
 
-def test_results_table_frame_and_metrics_show_both_views():
+def test_results_table_frame_and_metrics_show_both_views(required_mostly):
     results = [result("notebook", 0.81, 0.81), result("router", 0.88, 0.87)]
-    table = results_table(results, "router", REQUIRED_MOSTLY)
+    table = results_table(results, "router", required_mostly)
     assert "required 0.75" in table.splitlines()[0]
     assert "router" in table.splitlines()[-1] and "winner" in table.splitlines()[-1]
-    frame = candidates_frame(results, "router", REQUIRED_MOSTLY)
+    frame = candidates_frame(results, "router", required_mostly)
     assert frame["winner"].tolist() == [False, True]
     assert {"cv_required_roc_auc_ovr", "test_full_macro_f1", "cv_selection_score"} <= set(
         frame.columns
     )
-    document = metrics_document(results, results[1], "notebook", REQUIRED_MOSTLY)
+    document = metrics_document(results, results[1], "notebook", required_mostly)
     assert document["required"]["test"]["roc_auc_ovr"] == 0.87
     assert document["reference"]["full"]["test"]["roc_auc_ovr"] == 0.81
     assert set(document["candidates"]["notebook"]) == {"full", "required"}
     assert document["selection"]["cv_score"] == pytest.approx(0.8725)
 
 
-def test_an_ensemble_reuses_its_members_and_scores_as_if_fitted_whole(listing_sample):
+def test_an_ensemble_reuses_its_members_and_scores_as_if_fitted_whole(listing_sample, categories):
     split = split_like_notebook(listing_sample, 0.2, 1)
     folds = stratified_folds(split.train_target, 3, 0)
     candidates = [
@@ -120,7 +115,7 @@ def test_an_ensemble_reuses_its_members_and_scores_as_if_fitted_whole(listing_sa
         fitted_vote.predict_proba(split.test_features),
     )
     scores = {
-        name: candidate_result(name, trained[name], split, folds, CATEGORIES)
+        name: candidate_result(name, trained[name], split, folds, categories)
         for name in ("vote", "required_only", "router")
     }
     # The router is the vote on complete listings and the required-fields model otherwise.
