@@ -23,15 +23,15 @@ def runs_of(client: MlflowClient, experiment_id: str, pipeline_id: str) -> dict[
 
 
 def test_dvc_repro_registers_tracks_and_keeps_the_better_champion(
-    small_project, mlflow_server, challenge_payload, lab_config
+    small_project, mlflow_server, challenge_payload, lab_config, tmp_path
 ):
     environment = {"MLFLOW_TRACKING_URI": mlflow_server["uri"]}
     first = small_project.run(["dvc", "repro"], environment)
     assert first.returncode == 0, first.stdout + first.stderr
     assert "→ CHAMPION" in first.stdout
 
-    mlflow.set_tracking_uri(mlflow_server["uri"])
-    client = MlflowClient(mlflow_server["uri"])
+    # The server is named to each call: MLflow's process-wide URIs are left as they are.
+    client = MlflowClient(mlflow_server["uri"], registry_uri=mlflow_server["uri"])
     champion = client.get_model_version_by_alias(MODEL_NAME, "champion")
     assert champion.version == "1"
 
@@ -80,7 +80,13 @@ def test_dvc_repro_registers_tracks_and_keeps_the_better_champion(
     assert stored >= PLOTS
 
     # The registered model loads as a client would load it and answers the challenge payload.
-    model = mlflow.sklearn.load_model(f"models:/{MODEL_NAME}@champion")
+    # (MLflow 3 looks a models:/ URI up in the process-wide registry, whatever URI it is given.)
+    downloaded = mlflow.artifacts.download_artifacts(
+        artifact_uri=client.get_model_version_download_uri(MODEL_NAME, champion.version),
+        dst_path=str(tmp_path / "champion"),
+        tracking_uri=mlflow_server["uri"],
+    )
+    model = mlflow.sklearn.load_model(downloaded)
     assert model.predict(pd.DataFrame([challenge_payload]))[0] in {"low", "mid", "high", "lux"}
     smoke = json.loads((small_project.path / "reports" / "prediction_smoke.json").read_text())
     assert smoke["model_version"] == "1"

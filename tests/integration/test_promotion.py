@@ -60,13 +60,12 @@ def test_make_serve_serves_the_champion_after_a_worse_rerun(small_project):
     }
 
     # The champion's folder holds the registered champion's bytes; the challenger has its own.
-    store = f"sqlite:///{small_project.path / 'mlruns' / 'mlflow.db'}"
-    client = MlflowClient(tracking_uri=store, registry_uri=store)
+    client = small_project.embedded_client()
     registered = Path(
         mlflow.artifacts.download_artifacts(
             artifact_uri=client.get_model_version_download_uri("airbnb-price-category", "1"),
             dst_path=str(small_project.path.parent / "registered"),
-            tracking_uri=store,
+            tracking_uri=client.tracking_uri,
         )
     )
     champion_dir = small_project.path / "models" / "price_category"

@@ -6,13 +6,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import optuna
 import pytest
 import yaml
 from mlflow import MlflowClient
+from waiting import poll_until
 
 pytestmark = pytest.mark.integration
 
@@ -83,8 +83,9 @@ def test_two_workers_spend_one_budget_without_duplicates(tuning_lab, mlflow_serv
     # Each worker waited for the other's last trial, so both logged the study's final best.
     finals = {stderr.strip().splitlines()[-1].split(" best ", 1)[1] for _, stderr in logs}
     assert len(finals) == 1, finals
-    experiment = MlflowClient(mlflow_server["uri"]).get_experiment_by_name("airbnb-price-category")
-    trial_runs = MlflowClient(mlflow_server["uri"]).search_runs(
+    client = MlflowClient(mlflow_server["uri"])
+    experiment = client.get_experiment_by_name("airbnb-price-category")
+    trial_runs = client.search_runs(
         [experiment.experiment_id], filter_string="tags.`mlops_lab.study` = '" + STUDY + "'"
     )
     assert len([run for run in trial_runs if run.info.run_name.startswith("trial-")]) == len(done)
@@ -93,22 +94,21 @@ def test_two_workers_spend_one_budget_without_duplicates(tuning_lab, mlflow_serv
 def test_a_killed_worker_leaves_the_study_usable(tuning_lab):
     lab, environment = tuning_lab
     first, second = worker(lab, environment), worker(lab, environment)
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        running = [
-            trial
-            for trial in trials_or_none(environment)
-            if trial.state == optuna.trial.TrialState.RUNNING
-        ]
-        if len(running) == 2:
-            break
-        time.sleep(0.2)
-    else:
-        pytest.fail("the two workers never ran trials at the same time")
+    poll_until(
+        lambda: len(in_state(environment, optuna.trial.TrialState.RUNNING)) == 2,
+        300,
+        "the two workers to run trials at the same time",
+    )
     first.send_signal(signal.SIGKILL)
     first.wait(timeout=30)
-    # The survivor goes on; a worker restarted once the dead one's heartbeat is stale joins.
-    time.sleep(4)
+    # The survivor goes on, and fails the dead worker's trial once its heartbeat is stale (a
+    # worker fails stale trials before each trial, and while it waits for the others' last).
+    poll_until(
+        lambda: in_state(environment, optuna.trial.TrialState.FAIL),
+        120,
+        "the killed worker's trial to be failed as stale",
+    )
+    # A worker restarted after that joins.
     restarted = worker(lab, environment)
     for process in (second, restarted):
         _stdout, stderr = process.communicate(timeout=600)
@@ -125,9 +125,9 @@ def test_a_killed_worker_leaves_the_study_usable(tuning_lab):
     assert not [trial for trial in done if trial.state == optuna.trial.TrialState.RUNNING]
 
 
-def trials_or_none(environment) -> list[optuna.trial.FrozenTrial]:
-    """The study's trials, or none before the first worker has created it."""
+def in_state(environment, state: optuna.trial.TrialState) -> list[optuna.trial.FrozenTrial]:
+    """The study's trials in one state (none before the first worker has created the study)."""
     try:
-        return trials(environment)
+        return [trial for trial in trials(environment) if trial.state == state]
     except KeyError:
         return []
