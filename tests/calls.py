@@ -12,6 +12,8 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 from waiting import poll_until, read_until
 
+# Generous for these machines: a call that waits longer finds the service unavailable.
+AVAILABLE_WITHIN_SECONDS = 5
 LOG_OUTCOMES = ("written", "rejected", "dropped", "lost")
 LOG_RECORDS = "prediction_log_records_total"
 MetricSamples = dict[tuple[str, tuple[tuple[str, str], ...]], float]

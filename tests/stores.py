@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 
 from services import PostgresCluster
 from sqlalchemy import create_engine, func, select
+from waiting import read_until
 
 from mlops_lab.kernel.prediction_store import PREDICTIONS, create_tables
 from mlops_lab.service.prediction_log import AnsweredRequest
@@ -26,6 +27,16 @@ def logged_ids(uri: str, prefix: str = "") -> list[str]:
             return list(connection.scalars(select(column).where(column.like(f"{prefix}%"))))
     finally:
         engine.dispose()
+
+
+def wait_for_logged(uri: str, prefix: str, count: int = 1) -> list[str]:
+    """The ids logged under `prefix` once there are at least `count` of them."""
+    return read_until(
+        lambda: logged_ids(uri, prefix),
+        lambda ids: len(ids) >= count,
+        60,
+        f"{count} records of {prefix}* in the log",
+    )
 
 
 def logged_count(uri: str) -> int:

@@ -10,7 +10,7 @@ from calls import Callers, log_outcomes, post, settled_outcomes
 from projects import challenge_payload
 from services import ready_service
 from sqlalchemy import create_engine, select
-from stores import logged_ids, store_out_of_reach
+from stores import logged_ids, store_out_of_reach, wait_for_logged
 from waiting import read_until
 
 from mlops_lab.kernel.prediction_store import FEEDBACK, PREDICTIONS
@@ -68,16 +68,6 @@ def logged_rows(store, prefix: str) -> dict[str, dict]:
             return {row["listing_id"]: dict(row) for row in rows}
     finally:
         engine.dispose()
-
-
-def wait_for_logged(store, prefix: str, count: int) -> list[str]:
-    """The ids logged under `prefix` once there are `count` of them."""
-    return read_until(
-        lambda: logged_ids(store["uri"], prefix),
-        lambda ids: len(ids) >= count,
-        60,
-        f"{count} records of {prefix}* in the log",
-    )
 
 
 def test_2000_concurrent_predictions_are_each_in_the_log_once(shared_service, store):
@@ -150,7 +140,7 @@ def test_with_the_store_out_of_reach_the_service_answers_counts_drops_and_resume
     assert counts["written"] + counts["dropped"] == 45_000, counts
     assert len(logged_rows(store, "down-")) == counts["written"]
     assert post(service, {**CHALLENGE, "id": "after-outage"}).status_code == 200
-    assert wait_for_logged(store, "after-outage", 1) == ["after-outage"]
+    assert wait_for_logged(store["uri"], "after-outage") == ["after-outage"]
 
 
 def feedback_rows(store, listing_ids: list[str]) -> list[dict]:
@@ -167,7 +157,7 @@ def test_feedback_joins_the_log_by_listing_id(shared_service, store):
     service = shared_service
     batch = [{**CHALLENGE, "id": f"truth-{n}"} for n in range(3)]
     assert post(service, batch).status_code == 200
-    wait_for_logged(store, "truth-", 3)
+    wait_for_logged(store["uri"], "truth-", 3)
     response = post(
         service,
         [

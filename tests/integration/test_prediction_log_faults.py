@@ -10,12 +10,12 @@ from pathlib import Path
 import psutil
 import pytest
 import requests
-from calls import Callers, post, settled_outcomes
+from calls import AVAILABLE_WITHIN_SECONDS, Callers, post, settled_outcomes
 from projects import challenge_payload
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from services import Service
 from sqlalchemy import create_engine, select
-from stores import answered_request, logged_ids, store_out_of_reach
+from stores import answered_request, logged_ids, store_out_of_reach, wait_for_logged
 from waiting import poll_until, read_until, skip_or_fail
 
 from mlops_lab.kernel.prediction_store import (
@@ -33,8 +33,6 @@ from mlops_lab.service.prediction_log import (
 pytestmark = pytest.mark.integration
 
 CHALLENGE = challenge_payload()
-# Generous for these machines: a probe that waits longer than this finds the service unavailable.
-AVAILABLE_WITHIN_SECONDS = 5
 
 
 @pytest.fixture()
@@ -62,10 +60,6 @@ def steady_load(service, prefix: str) -> Callers:
 
 def answered_ids(load: Callers) -> list[str]:
     return [answer["id"] for answer in load.answered()]
-
-
-def wait_logged(uri: str, listing_id: str) -> None:
-    poll_until(lambda: listing_id in logged_ids(uri, listing_id), 30, f"{listing_id} in the log")
 
 
 # The raw JSON of each odd id, and the field its 422 names: a lone surrogate stops the JSON
@@ -152,7 +146,7 @@ def test_a_locked_or_stopped_store_leaves_health_and_feedback_available(
     service = serve(store["uri"])
     service.wait_ready()
     assert post(service, {**CHALLENGE, "id": "known"}).status_code == 200
-    wait_logged(store["uri"], "known")
+    wait_for_logged(store["uri"], "known")
     assert post(service, {"id": "known", "price": 120}, path="/feedback").status_code == 200
     feedback = []
     with steady_load(service, "locked") as load, store_out_of_reach(store, store_cluster):
@@ -213,7 +207,7 @@ def test_feedback_needs_the_token_and_keeps_every_truth_sent(store, serve):
     service = serve(store["uri"])
     service.wait_ready()
     assert post(service, {**CHALLENGE, "id": "truth"}).status_code == 200
-    wait_logged(store["uri"], "truth")
+    wait_for_logged(store["uri"], "truth")
     refused = {
         "no token": {"Authorization": ""},
         "another token": {"Authorization": "Bearer not-the-token"},
