@@ -39,7 +39,7 @@ $(VENV)/.installed: $(UV) requirements/dev.lock pyproject.toml
 
 ## test: formatting, lint, then every test tier (integration starts its own PostgreSQL and MLflow)
 test: setup lint
-	$(BIN)/pytest --durations=40
+	$(BIN)/pytest --numprocesses 2 --dist loadfile --no-loadscope-reorder --durations=40
 
 DOCKERFILES := Dockerfile mlflow_docker/Dockerfile postgres_docker/Dockerfile nginx_docker/Dockerfile
 
