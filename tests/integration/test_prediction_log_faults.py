@@ -276,7 +276,8 @@ def test_a_worker_killed_mid_load_has_its_loss_counted(store, serve):
         service.wait_ready()
         load.wait_for_calls(500)
     # Only connections the killed worker held may fail.
-    assert all(isinstance(failure, requests.ConnectionError) for failure in load.failures())
+    failures = load.failures()
+    assert all(isinstance(failure, requests.ConnectionError) for failure in failures), failures
     answered = answered_ids(load)
     # The worker may have answered some of those before it died, unsent: the service counts
     # them, the client never got them.
