@@ -299,6 +299,10 @@ class PredictionAppConfig(_Section):
         return [self.challenge_payload, *self.examples]
 
 
+class ServingConfig(_Section):
+    model_refresh_seconds: float = Field(gt=0)
+
+
 class ScoringConfig(_Section):
     # Listings validated and scored at a time by `mlops-lab score`: its progress moves per chunk.
     chunk_size: int = Field(gt=0)
@@ -363,6 +367,7 @@ class LabConfig(_Section):
     explainability: ExplainabilityConfig
     prediction_app: PredictionAppConfig
     promotion: PromotionConfig
+    serving: ServingConfig
     scoring: ScoringConfig
     monitoring: MonitoringConfig
 

@@ -4,10 +4,11 @@ the service up while it cannot be loaded."""
 from __future__ import annotations
 
 import logging
+import math
 import shutil
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import astuple, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +56,18 @@ class PipelinePredictor:
 
 
 @dataclass(frozen=True)
+class ModelIdentity:
+    """Which model a URI names: another identity is another model to load."""
+
+    name: str
+    version: str
+    model_id: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.name} v{self.version}"
+
+
+@dataclass(frozen=True)
 class ServedModel:
     """A loaded price-category model and which registered version it is."""
 
@@ -69,6 +82,12 @@ class ServedModel:
     # Why this is the copy last loaded from the registry rather than what it names now ("" if
     # it is fresh).
     stale: str = ""
+    # A local folder's MLmodel id: tells apart two folders of one version, or of none.
+    model_id: str = ""
+
+    @property
+    def identity(self) -> ModelIdentity:
+        return ModelIdentity(self.name, self.version, self.model_id)
 
     def answer(self, listings: Columns) -> tuple[np.ndarray, np.ndarray]:
         """Probabilities and label weights per listing, columns in category order."""
@@ -143,6 +162,33 @@ def resolve_version(uri: str) -> tuple[str, str]:
     return name, version
 
 
+def folder_identity(local: Path) -> ModelIdentity:
+    """The registered name and version of a local model folder (its own name and
+    "unregistered" if none), and its MLmodel id."""
+    name, version = local_version(local) or (local.name, "unregistered")
+    return ModelIdentity(name, version, MlflowModel.load(local).model_uuid or "")
+
+
+def named_identity(uri: str) -> ModelIdentity:
+    """What a model URI names now, without loading it: the version an alias or a number
+    picks in the registry, or what a local folder holds."""
+    if uri.startswith("models:/"):
+        return ModelIdentity(*resolve_version(uri))
+    local = Path(uri)
+    if not (local / "MLmodel").is_file():
+        raise ModelNotFound(
+            f"no model at {local}: `dvc repro` (or `make run`) trains one and puts the "
+            "champion there; MODEL_URI or --model-uri names another"
+        )
+    return folder_identity(local)
+
+
+def can_move(uri: str) -> bool:
+    """Whether what the URI names can change while the service runs: an alias or a local
+    folder can, a registry version number cannot."""
+    return not uri.startswith("models:/") or "@" in uri
+
+
 def complete_listings(example: pd.DataFrame) -> Columns:
     """The listings of a model's input example that carry every field (all, if none does)."""
     listings = conform_listings(example)
@@ -193,17 +239,12 @@ def load_served_model(
     when the registry cannot be reached) or a local model directory. With `parallel`, large
     batches use every core (batch scoring; never in the service's threads); with `threads`,
     they are spread over those (the service's)."""
-    stale = ""
+    stale, model_id = "", ""
     if uri.startswith("models:/"):
         local, name, version, stale = fetch(uri, cache_dir, fall_back)
     else:
         local = Path(uri)
-        if not (local / "MLmodel").is_file():
-            raise ModelNotFound(
-                f"no model at {local}: `dvc repro` (or `make run`) trains one and puts the "
-                "champion there; MODEL_URI or --model-uri names another"
-            )
-        name, version = local_version(local) or (local.name, "unregistered")
+        name, version, model_id = astuple(named_identity(uri))
     model = mlflow.sklearn.load_model(str(local))
     example = pd.DataFrame(MlflowModel.load(local).load_input_example(str(local)))
     unknown = sorted(set(model.classes_) - set(categories))
@@ -211,7 +252,15 @@ def load_served_model(
         raise ValueError(f"model {uri} predicts categories {unknown} not in {categories}")
     predictor = choose_predictor(model, example, parallel, threads)
     served = ServedModel(
-        model, predictor, uri, name, version, categories, complete_listings(example), stale
+        model,
+        predictor,
+        uri,
+        name,
+        version,
+        categories,
+        complete_listings(example),
+        stale,
+        model_id,
     )
     # The first call compiles the tree walk and SHAP's code: pay it before reporting ready.
     served.predict_listings(example.to_dict("records"), list(example.index), explain=True)
@@ -219,13 +268,53 @@ def load_served_model(
     return served
 
 
+@dataclass(frozen=True)
+class Refusal:
+    """A model the service would not serve, and why."""
+
+    model: ModelIdentity
+    reason: str
+
+
 @dataclass
 class ModelSlot:
-    """The loaded model, or why there is none yet; filled by a background loader."""
+    """The loaded model, or why there is none yet; filled by a background loader, and swapped
+    whole when the model it follows changes (a request keeps the one it started with)."""
 
     model: ServedModel | None = None
     problem: str = "loading"
     ready: threading.Event = field(default_factory=threading.Event)
+    # The last model the follower would not serve: not tried again while the URI names it.
+    refused: Refusal | None = None
+
+
+def check_answers(model: ServedModel, payloads: tuple[dict[str, Any], ...]) -> None:
+    """ValueError unless the model answers each payload, validated as the API validates it,
+    with one of its categories and finite probabilities that sum to one."""
+    answers = model.predict([Listing.model_validate(payload) for payload in payloads])
+    for answer in answers:
+        probabilities = list(answer["probabilities"].values())
+        if not (
+            answer["price_category"] in model.categories
+            and all(math.isfinite(p) and 0 <= p <= 1 for p in probabilities)
+            and math.isclose(sum(probabilities), 1, abs_tol=1e-4)
+        ):
+            raise ValueError(f"listing {answer['id']} was answered {answer}")
+
+
+def serve_model(slot: ModelSlot, model: ServedModel, metrics: ServiceMetrics) -> None:
+    """Put the model in the slot at once; the one it replaces stops showing in /metrics."""
+    previous = slot.model
+    slot.model = model
+    slot.problem = model.stale
+    if previous is not None and previous.identity != model.identity:
+        metrics.model_info.labels(previous.name, previous.version, previous.uri).set(0)
+    metrics.model_info.labels(model.name, model.version, model.uri).set(1)
+    slot.ready.set()
+    log.info(
+        "model loaded",
+        extra={"model_uri": model.uri, "model_version": model.version, "stale": model.stale},
+    )
 
 
 def try_loading(
@@ -248,20 +337,60 @@ def try_loading(
             fall_back=slot.model is None,
             threads=threads,
         )
+        check_answers(model, settings.check_payloads)
     except Exception as error:  # any failure leaves the service up, and not ready if empty
         problem = f"cannot load model {settings.model_uri}: {error}"
         slot.problem = slot.model.stale if slot.model is not None else problem
         log.error("model not loaded", extra={"problem": problem}, exc_info=True)
         return False
-    slot.model = model
-    slot.problem = model.stale
-    metrics.model_info.labels(model.name, model.version, model.uri).set(1)
-    slot.ready.set()
-    log.info(
-        "model loaded",
-        extra={"model_uri": model.uri, "model_version": model.version, "stale": model.stale},
-    )
+    serve_model(slot, model, metrics)
     return not model.stale
+
+
+def follow(
+    settings: ServiceSettings,
+    slot: ModelSlot,
+    metrics: ServiceMetrics,
+    threads: RowThreads | None = None,
+) -> None:
+    """If MODEL_URI names another model than the one served, load and check it aside, then
+    serve it; one that fails is refused, and not tried again while the URI names it."""
+    try:
+        named = named_identity(settings.model_uri)
+    except Exception as error:  # the registry out of reach: keep serving what is loaded
+        log.warning(
+            "cannot look up the model to follow",
+            extra={"model_uri": settings.model_uri, "problem": f"{type(error).__name__}: {error}"},
+        )
+        return
+    if slot.model is None or named == slot.model.identity:
+        slot.refused = None
+        return
+    if slot.refused is not None and slot.refused.model == named:
+        return
+    log.info("following %s to %s", settings.model_uri, named)
+    try:
+        model = load_served_model(
+            settings.model_uri,
+            list(settings.categories),
+            settings.model_cache_dir,
+            fall_back=False,
+            threads=threads,
+        )
+        check_answers(model, settings.check_payloads)
+    except Exception as error:  # whatever is wrong with it, the model served stays
+        slot.refused = Refusal(named, f"{type(error).__name__}: {error}")
+        metrics.model_refusals.labels(named.name, named.version).inc()
+        log.error(
+            "model refused",
+            extra={"model_uri": settings.model_uri, "problem": slot.refused.reason},
+            exc_info=True,
+        )
+        return
+    # Moved again while it loaded (or a folder replaced mid-read): the next look takes the newest.
+    if named_identity(settings.model_uri) == model.identity:
+        slot.refused = None
+        serve_model(slot, model, metrics)
 
 
 def load_into(
@@ -271,19 +400,23 @@ def load_into(
     threads: RowThreads | None = None,
 ) -> None:
     """Load before serving; if that fails, or gives only the copy last loaded, serve what there
-    is (nothing: not ready; the copy: ready, and stale) and retry in the background.
+    is (nothing: not ready; the copy: ready, and stale) and retry in the background. Then, if
+    MODEL_URI is an alias or a folder, follow it every model_refresh_seconds.
 
     A worker that loaded its model before accepting requests never answers 503 next to a
     ready sibling; a model that cannot load is a log line and a not-ready service, not a
     crash loop; and a registry that is down on a reload does not take the model away."""
-    if try_loading(settings, slot, metrics, threads):
-        return
+    fresh = try_loading(settings, slot, metrics, threads)
 
-    def retry() -> None:
+    def keep_loaded() -> None:
         leave_signals_to_the_main_thread()
-        while True:
+        loaded = fresh
+        while not loaded:
             time.sleep(settings.load_retry_seconds)
-            if try_loading(settings, slot, metrics, threads):
-                return
+            loaded = try_loading(settings, slot, metrics, threads)
+        while can_move(settings.model_uri):
+            time.sleep(settings.model_refresh_seconds)
+            follow(settings, slot, metrics, threads)
 
-    threading.Thread(target=retry, name="model-loader", daemon=True).start()
+    if not fresh or can_move(settings.model_uri):
+        threading.Thread(target=keep_loaded, name="model-loader", daemon=True).start()

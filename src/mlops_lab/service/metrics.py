@@ -79,6 +79,13 @@ class ServiceMetrics:
             registry=self.registry,
             multiprocess_mode="livemostrecent",
         )
+        self.model_refusals = Counter(
+            "model_refusals",
+            "New models that MODEL_URI named but a worker would not serve (they failed to load "
+            "or to answer the check payloads): once per worker and model; see /ready.",
+            ["model_name", "model_version"],
+            registry=self.registry,
+        )
 
     def exposition(self) -> bytes:
         """The text format, merged across workers when PROMETHEUS_MULTIPROC_DIR is set."""

@@ -222,7 +222,10 @@ def openapi_document(settings: ServiceSettings) -> dict[str, Any]:
                     "tags": ["operations"],
                     "summary": "Readiness: the model is loaded",
                     "responses": {
-                        "200": {"description": "Ready, with the model's name and version."},
+                        "200": {
+                            "description": "Ready, with the model's name and version, and the "
+                            "newer model it would not serve (`refused`), if any."
+                        },
                         "503": {"description": "Not ready, with the reason."},
                     },
                 }

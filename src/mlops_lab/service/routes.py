@@ -397,6 +397,15 @@ def ready() -> Response | tuple[Response, int]:
     if slot.ready.is_set() and model is not None:
         # Stale: it serves the copy last loaded because the registry cannot be reached.
         state_of_model = {"status": "stale", "reason": model.stale} if model.stale else {}
+        # A newer model the worker would not serve: this one goes on serving.
+        refusal = slot.refused
+        refused = refusal and {
+            "refused": {
+                "model_name": refusal.model.name,
+                "model_version": refusal.model.version,
+                "reason": refusal.reason,
+            }
+        }
         return jsonify(
             {
                 "status": "ready",
@@ -404,6 +413,7 @@ def ready() -> Response | tuple[Response, int]:
                 "model_version": model.version,
                 "model_uri": model.uri,
                 **state_of_model,
+                **(refused or {}),
             }
         )
     return jsonify({"status": "not ready", "reason": slot.problem}), 503

@@ -36,9 +36,11 @@ class Limits(BaseModel):
     MAX_EXPLAIN_LISTINGS: int = Field(default=100, gt=0)
     MAX_CONCURRENT_EXPLANATIONS: int = Field(default=1, gt=0)
     MODEL_LOAD_RETRY_SECONDS: float = Field(default=10.0, gt=0)
+    # config.yaml's serving.model_refresh_seconds when unset.
+    MODEL_REFRESH_SECONDS: float | None = Field(default=None, gt=0)
 
 
-def limits(environment: Mapping[str, str]) -> dict[str, Any]:
+def limits(environment: Mapping[str, str], model_refresh_seconds: float) -> dict[str, Any]:
     """The service's limits from the environment; SettingsError naming each bad variable."""
     try:
         read = Limits.model_validate(dict(environment))
@@ -53,6 +55,7 @@ def limits(environment: Mapping[str, str]) -> dict[str, Any]:
         "max_explain_listings": read.MAX_EXPLAIN_LISTINGS,
         "max_concurrent_explanations": read.MAX_CONCURRENT_EXPLANATIONS,
         "load_retry_seconds": read.MODEL_LOAD_RETRY_SECONDS,
+        "model_refresh_seconds": read.MODEL_REFRESH_SECONDS or model_refresh_seconds,
     }
 
 
@@ -109,6 +112,11 @@ class ServiceSettings:
     # Where the workers share their explanation slots (server.py makes one).
     explanation_slots_dir: Path = Path(tempfile.gettempdir()) / "mlops-lab-explanations"
     load_retry_seconds: float = 10.0
+    # How often each worker looks for a new champion where MODEL_URI points.
+    model_refresh_seconds: float = 30.0
+    # What a model must answer, as the API validates it, before it is served: the smoke
+    # stage's payloads.
+    check_payloads: tuple[dict[str, Any], ...] = ()
     # Where every answer is recorded; None: not recorded.
     prediction_log: PredictionLogSettings | None = None
 
@@ -136,7 +144,8 @@ class ServiceSettings:
                 environment.get("MODEL_CACHE_DIR", Path.home() / ".cache" / "mlops-lab" / "models")
             ),
             prediction_log=prediction_log_settings(config.monitoring.prediction_log, environment),
-            **limits(environment),
+            check_payloads=tuple(config.prediction_app.payloads()),
+            **limits(environment, config.serving.model_refresh_seconds),
         )
 
     @classmethod

@@ -16,7 +16,10 @@ from mlops_lab.kernel.registry import signature
 from mlops_lab.service.loading import (
     ModelNotFound,
     PipelinePredictor,
+    ServedModel,
+    check_answers,
     choose_predictor,
+    complete_listings,
     load_served_model,
 )
 
@@ -99,3 +102,21 @@ def test_a_compiled_model_that_disagrees_is_logged_and_the_pipeline_answers(
 def test_a_folder_without_a_model_says_how_to_make_one(tmp_path):
     with pytest.raises(ModelNotFound, match=r"no model at .*models: `dvc repro` \(or `make run`\)"):
         load_served_model(str(tmp_path / "models"), CATEGORIES)
+
+
+def test_the_check_passes_a_sound_model_and_refuses_answers_that_do_not_add_up(
+    boosted, split, challenge_payload
+):
+    _, test = split
+    example = test[list(MODEL_INPUT_FIELDS)].head(5)
+    predictor = choose_predictor(boosted, example)
+
+    def served(categories: list[str]) -> ServedModel:
+        return ServedModel(
+            boosted, predictor, "m", "m", "1", categories, complete_listings(example)
+        )
+
+    check_answers(served(CATEGORIES), (challenge_payload,))
+    # Served as if it knew three categories: the fourth's probability is missing from its sums.
+    with pytest.raises(ValueError, match="listing 1001 was answered"):
+        check_answers(served(CATEGORIES[:3]), (challenge_payload,))
