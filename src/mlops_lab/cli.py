@@ -481,6 +481,35 @@ def monitor(
         sys.exit(RETRAINING_ADVISED)
 
 
+@main.command("rollback")
+@config_option
+@click.option(
+    "--to",
+    "version",
+    default=None,
+    metavar="VERSION",
+    help="The version to make champion again; by default the latest before the champion that "
+    "passed the promotion gate.",
+)
+@click.option("--reason", required=True, help="Why: kept on both versions in the registry.")
+def rollback(config_path: Path, version: str | None, reason: str) -> None:
+    """Move the registry's champion alias back to an earlier version that passed the gate, with
+    models/ in step. Running services serve it within serving.model_refresh_seconds."""
+    from mlflow.exceptions import MlflowException
+
+    from mlops_lab.kernel.config import load_config
+    from mlops_lab.rollback import task
+
+    _client_settings()
+    try:
+        target = task.run(load_config(config_path, tuned_params=False), os.environ, version, reason)
+    except MlflowException as error:
+        _fail(_lost_server(error) or _refused(error) or str(error))
+    except UserError as error:
+        _fail(str(error))
+    click.echo(f"champion: v{target}")
+
+
 @main.command("ui")
 @config_option
 @click.option("--port", default=5000, show_default=True, help="Where the UI listens.")

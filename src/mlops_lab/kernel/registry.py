@@ -27,6 +27,11 @@ from mlops_lab.kernel.modelling import MODEL_MODULES, SKOPS_TRUSTED_TYPES, Model
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
+# Set by promote on a version it makes champion: only those may be rolled back to.
+GATE_TAG = "mlops_lab.gate"
+GATE_PASSED = "passed"
+# Set by rollback on the version it leaves and the one it goes back to: who, when and why.
+ROLLBACK_TAG = "mlops_lab.rollback"
 # What loading and serving the model needs. The package's own modules travel with the model
 # (`code_paths`), so it loads where mlops-lab is not installed.
 MODEL_PACKAGES = ("mlflow", "numpy", "pandas", "scikit-learn", "scipy", "skops")

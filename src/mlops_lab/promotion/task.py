@@ -23,6 +23,8 @@ from mlops_lab.kernel.prepared import read_split
 from mlops_lab.kernel.registry import (
     CHALLENGER,
     CHAMPION,
+    GATE_PASSED,
+    GATE_TAG,
     alias_version,
     download_version,
     load_version,
@@ -160,6 +162,8 @@ def run(context: StageContext) -> None:
         write_json_atomically(config.promotion.registration_path, registration)
         client = MlflowClient()
         client.set_model_version_tag(model_name, version, "mlops_lab.promotion", reason)
+        if promoted:
+            client.set_model_version_tag(model_name, version, GATE_TAG, GATE_PASSED)
         mlflow.set_tags(
             {"mlops_lab.promoted": str(promoted).lower(), "mlops_lab.champion": champion}
         )
