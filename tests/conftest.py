@@ -1,3 +1,4 @@
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -8,6 +9,15 @@ from mlops_lab.kernel.config import LabConfig, load_config
 from mlops_lab.kernel.inside_airbnb import read_raw_listings
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def restored_import_path():
+    """sys.path as each test found it: loading a logged model in a test puts the model's copy
+    of the kernel first (MLflow's code_paths), which would break later tests' subprocesses."""
+    path = list(sys.path)
+    yield
+    sys.path = path
 
 
 @pytest.fixture(scope="session")

@@ -37,6 +37,7 @@ from mlops_lab.kernel.features import conform_listings
 from mlops_lab.kernel.files import atomic_path, save_figure, write_json_atomically
 from mlops_lab.kernel.listing import VIEWS
 from mlops_lab.kernel.prepared import read_split
+from mlops_lab.kernel.registry import load_logged_model
 from mlops_lab.kernel.tracking import stage_run
 
 log = logging.getLogger(__name__)
@@ -53,7 +54,7 @@ def run(context: StageContext) -> None:
     categories = config.data_prep.price_categories
     reports = settings.reports
     challenger = json.loads(config.training.challenger_path.read_text())
-    model = mlflow.sklearn.load_model(str(config.training.model_dir))
+    model = load_logged_model(str(config.training.model_dir))
     split = read_split(config, "explaining")
 
     with stage_run(

@@ -8,6 +8,7 @@ champion on the same test part; otherwise it gets `challenger`.
 from __future__ import annotations
 
 import shutil
+import sys
 import tempfile
 from importlib.metadata import version
 from pathlib import Path
@@ -117,9 +118,23 @@ def version_tag(client: MlflowClient, model_name: str, model_version: str, tag: 
     return registered.tags.get(tag)
 
 
+def load_logged_model(uri: str) -> Model:
+    """A logged model, loaded as a scikit-learn model by this installed package's code.
+
+    MLflow puts the model's copy of our code (`code_paths`, the kernel only) first on sys.path,
+    so that it loads where mlops-lab is not installed. Here it is installed; left there, the
+    copy would hide the rest of the package from every process started afterwards (training's
+    worker processes failed with "No module named 'mlops_lab.training'")."""
+    path = list(sys.path)
+    try:
+        return mlflow.sklearn.load_model(uri)
+    finally:
+        sys.path = path
+
+
 def load_version(model_name: str, model_version: str) -> Model:
     """One registered version, loaded as a scikit-learn model."""
-    return mlflow.sklearn.load_model(version_uri(model_name, model_version))
+    return load_logged_model(version_uri(model_name, model_version))
 
 
 def download_version(model_name: str, model_version: str, target: Path) -> None:

@@ -26,7 +26,7 @@ from mlops_lab.kernel.evaluation import ordered_probabilities
 from mlops_lab.kernel.features import Columns, conform_listings, conform_records, present_fields
 from mlops_lab.kernel.files import replace_directory_atomically
 from mlops_lab.kernel.modelling import Model
-from mlops_lab.kernel.registry import local_version
+from mlops_lab.kernel.registry import load_logged_model, local_version
 from mlops_lab.service.answers import format_predictions
 from mlops_lab.service.metrics import ServiceMetrics
 from mlops_lab.service.schema import Listing
@@ -245,7 +245,7 @@ def load_served_model(
     else:
         local = Path(uri)
         name, version, model_id = astuple(named_identity(uri))
-    model = mlflow.sklearn.load_model(str(local))
+    model = load_logged_model(str(local))
     example = pd.DataFrame(MlflowModel.load(local).load_input_example(str(local)))
     unknown = sorted(set(model.classes_) - set(categories))
     if unknown:
