@@ -217,8 +217,20 @@ class PredictionLog:
                 return
             if pending:
                 self._closing.wait(self.settings.retry_seconds)
-            elif self._stopping():
+            elif self._stopping() and self._quiet(self.settings.flush_seconds):
                 return
+
+    def _quiet(self, seconds: float) -> bool:
+        """Whether nothing came into the buffer for `seconds`. granian ends a worker's main
+        thread while its request threads still finish what they hold: their answers come in
+        after the stop, and are written before the writer stops."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            with self._lock:
+                if self._buffer:
+                    return False
+            time.sleep(POLL_SECONDS)
+        return True
 
     def _gather(self, size: int) -> list[AnsweredRequest]:
         """Requests from the buffer: up to a batch's worth of rows beyond the `size` pending, or
