@@ -302,6 +302,22 @@ def check_answers(model: ServedModel, payloads: tuple[dict[str, Any], ...]) -> N
             raise ValueError(f"listing {answer['id']} was answered {answer}")
 
 
+def load_checked(
+    settings: ServiceSettings, fall_back: bool, threads: RowThreads | None
+) -> ServedModel:
+    """The model MODEL_URI names, loaded as the service serves it and checked on the smoke
+    stage's payloads (the copy last loaded only with `fall_back`)."""
+    model = load_served_model(
+        settings.model_uri,
+        list(settings.categories),
+        settings.model_cache_dir,
+        fall_back=fall_back,
+        threads=threads,
+    )
+    check_answers(model, settings.check_payloads)
+    return model
+
+
 def serve_model(slot: ModelSlot, model: ServedModel, metrics: ServiceMetrics) -> None:
     """Put the model in the slot at once; the one it replaces stops showing in /metrics."""
     previous = slot.model
@@ -330,14 +346,7 @@ def try_loading(
     mlflow.set_tracking_uri(settings.tracking_uri)
     mlflow.set_registry_uri(settings.tracking_uri)
     try:
-        model = load_served_model(
-            settings.model_uri,
-            list(settings.categories),
-            settings.model_cache_dir,
-            fall_back=slot.model is None,
-            threads=threads,
-        )
-        check_answers(model, settings.check_payloads)
+        model = load_checked(settings, fall_back=slot.model is None, threads=threads)
     except Exception as error:  # any failure leaves the service up, and not ready if empty
         problem = f"cannot load model {settings.model_uri}: {error}"
         slot.problem = slot.model.stale if slot.model is not None else problem
@@ -370,14 +379,7 @@ def follow(
         return
     log.info("following %s to %s", settings.model_uri, named)
     try:
-        model = load_served_model(
-            settings.model_uri,
-            list(settings.categories),
-            settings.model_cache_dir,
-            fall_back=False,
-            threads=threads,
-        )
-        check_answers(model, settings.check_payloads)
+        model = load_checked(settings, fall_back=False, threads=threads)
     except Exception as error:  # whatever is wrong with it, the model served stays
         slot.refused = Refusal(named, f"{type(error).__name__}: {error}")
         metrics.model_refusals.labels(named.name, named.version).inc()
