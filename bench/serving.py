@@ -178,6 +178,8 @@ def front_door(scratch: Path, port: int, service_port: int) -> subprocess.Popen:
     values = {
         "LISTEN_PORT": str(port),
         "SERVICE_ADDRESS": f"127.0.0.1:{service_port}",
+        # An address, not a name: nothing is looked up, but the directive needs a server.
+        "NGINX_LOCAL_RESOLVERS": "127.0.0.1",
         "MAX_BODY_BYTES": str(2 * 1024 * 1024),
         "FRONT_DOOR_CONNECTIONS_PER_CLIENT": "64",
         "FRONT_DOOR_RATE_PER_SECOND": "5000",

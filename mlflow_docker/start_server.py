@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import secrets
 import sys
+import time
 from pathlib import Path
 from urllib.parse import quote
 
@@ -18,6 +19,9 @@ SECRETS_DIR = Path(os.environ.get("MLFLOW_SECRETS_DIR", "/run/secrets"))
 # Users and permissions: SQLite on a volume of their own (never under /mlartifacts, which the
 # server hands out to clients).
 AUTH_DIR = Path(os.environ.get("MLFLOW_AUTH_DIR", "/mlflow-auth"))
+# How long to wait for PostgreSQL to take MLflow's login: compose starts MLflow once it is
+# healthy, but a swarm starts every service at once.
+DATABASE_WAIT_SECONDS = 180
 # The accounts: the variable naming each, the secret holding its password, whether it is admin.
 # Every account reads everything (default_permission READ); the lab writes what it creates
 # (its experiment and registered model, on which it becomes MANAGE); the prediction service
@@ -57,6 +61,28 @@ def backend_store_uri() -> str:
     host = os.environ.get("MLFLOW_DB_HOST", "postgres")
     # psycopg2 named explicitly: SQLAlchemy 2.1 maps a bare postgresql:// to psycopg 3.
     return f"postgresql+psycopg2://{user}:{password}@{host}:5432/{database}"
+
+
+def wait_for_database(database_uri: str, seconds: float) -> None:
+    """Return once MLflow's login reaches its database; exit saying why after `seconds`."""
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(database_uri)
+    deadline = time.monotonic() + seconds
+    next_report = 0.0
+    while True:
+        try:
+            with engine.connect():
+                engine.dispose()
+                return
+        except sqlalchemy.exc.OperationalError as error:
+            reason = str(error.orig).strip().splitlines()[0]
+            if time.monotonic() > deadline:
+                fail(f"PostgreSQL did not take MLflow's login within {seconds:.0f} s: {reason}")
+            if time.monotonic() >= next_report:
+                print(f"mlflow: waiting for PostgreSQL ({reason})", flush=True)
+                next_report = time.monotonic() + 10
+            time.sleep(1)
 
 
 def write_auth_config(database_uri: str, admin: str) -> Path:
@@ -115,6 +141,7 @@ def main() -> None:
         for user_variable, secret_name, is_admin in ACCOUNTS
     ]
     os.environ["MLFLOW_BACKEND_STORE_URI"] = backend_store_uri()
+    wait_for_database(os.environ["MLFLOW_BACKEND_STORE_URI"], DATABASE_WAIT_SECONDS)
     auth_database = f"sqlite:///{AUTH_DIR / 'basic_auth.db'}"
     ensure_accounts(auth_database, accounts)
     admin, admin_password, _ = accounts[0]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import pytest
 import requests
@@ -34,9 +34,18 @@ def metric_families(url: str) -> list[Metric]:
 
 def metric_samples(url: str) -> MetricSamples:
     """Every sample of a /metrics page, by name and labels."""
+    return samples_of(metric_families(url))
+
+
+def metric_text_samples(exposition: str) -> MetricSamples:
+    """Every sample of a /metrics page's text, by name and labels."""
+    return samples_of(text_string_to_metric_families(exposition))
+
+
+def samples_of(families: Iterable[Metric]) -> MetricSamples:
     return {
         (sample.name, tuple(sorted(sample.labels.items()))): sample.value
-        for family in metric_families(url)
+        for family in families
         for sample in family.samples
     }
 

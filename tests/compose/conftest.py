@@ -11,13 +11,14 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from waiting import skip_or_fail
+from waiting import poll_until, skip_or_fail
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 # The sandbox's engine installer, next to the project as its README says; SANDBOX_DOCKER_UP
@@ -69,13 +70,17 @@ class Lab:
     path: Path
     timings: dict[str, float] = field(default_factory=dict)
 
-    @staticmethod
-    def built_image(service: str) -> str:
-        """The image compose builds for a service that names none itself."""
-        return f"{PROJECT_NAME}-{service}"
+    def image(self, service: str) -> str:
+        """The image docker-compose.yml names for a service (every service names its own)."""
+        return self.configuration()["services"][service]["image"]
+
+    def configuration(self) -> dict:
+        """docker-compose.yml with its serve profile, as compose resolves it."""
+        shown = self.run("docker", "compose", "--profile", "serve", "config", "--format", "json")
+        return json.loads(shown.stdout)
 
     def run(
-        self, *arguments: str, timeout: float = 1200, check: bool = True
+        self, *arguments: str, timeout: float = 1200, check: bool = True, input: str | None = None
     ) -> subprocess.CompletedProcess:
         environment = {**os.environ, "COMPOSE_PROJECT_NAME": PROJECT_NAME}
         environment.pop("MLFLOW_TRACKING_URI", None)
@@ -83,6 +88,7 @@ class Lab:
             list(arguments),
             cwd=self.path,
             env=environment,
+            input=input,
             capture_output=True,
             text=True,
             timeout=timeout,
@@ -140,6 +146,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     }
     before = {name: os.environ.get(name) for name in login}
     os.environ.update(login)
+    services = lab.configuration()["services"]
     try:
         yield lab
     finally:
@@ -161,12 +168,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
             check=False,
         )
         sizes = {}
-        for image in (
-            "mlops-lab:latest",
-            "mlops-lab-serve:latest",
-            Lab.built_image("mlflow"),
-            Lab.built_image("postgres"),
-        ):
+        for image in sorted({service["image"] for service in services.values()}):
             inspected = subprocess.run(
                 ["docker", "image", "inspect", "--format", "{{.Size}}", image],
                 capture_output=True,
@@ -176,3 +178,101 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
                 sizes[image] = f"{int(inspected.stdout) / 1e6:.0f} MB"
         RESULTS_PATH.parent.mkdir(parents=True, exist_ok=True)
         RESULTS_PATH.write_text(json.dumps({"seconds": lab.timings, "images": sizes}, indent=2))
+
+
+@dataclass
+class Swarm:
+    """The lab's stack deployed on a one-node swarm, under compose's project name (so on the
+    compose stack's own volumes), and the docker commands the tests ask it with."""
+
+    lab: Lab
+    stack: str = PROJECT_NAME
+
+    def service(self, name: str) -> str:
+        return f"{self.stack}_{name}"
+
+    def containers(self, name: str) -> list[str]:
+        """The running containers of one of the stack's services."""
+        listed = self.lab.run(
+            *("docker", "ps", "--quiet", "--filter"),
+            f"label=com.docker.swarm.service.name={self.service(name)}",
+        )
+        return listed.stdout.split()
+
+    def replicas(self, name: str) -> str:
+        """`docker service ls`'s REPLICAS of a service, such as "3/3"."""
+        listed = self.lab.run(
+            *("docker", "service", "ls", "--filter", f"name={self.service(name)}"),
+            *("--format", "{{.Replicas}}"),
+        )
+        return listed.stdout.strip()
+
+    def ask(self, container: str, path: str) -> str:
+        """The body a prediction replica answers on its own loopback (the slim image has no
+        curl, so Python asks)."""
+        code = (
+            "import urllib.request; "
+            f"print(urllib.request.urlopen('http://127.0.0.1:8000{path}', timeout=10).read()"
+            ".decode())"
+        )
+        return self.lab.run("docker", "exec", container, "python", "-c", code).stdout
+
+    def logs(self) -> str:
+        services = self.lab.run(
+            *("docker", "service", "ls", "--quiet", "--filter"),
+            f"label=com.docker.stack.namespace={self.stack}",
+            check=False,
+        ).stdout.split()
+        return "\n".join(
+            self.lab.run(
+                "docker", "service", "logs", "--no-color", "--timestamps", service, check=False
+            ).stdout
+            for service in services
+        )
+
+
+def swarm_state() -> str:
+    shown = subprocess.run(
+        ["docker", "info", "--format", "{{.Swarm.LocalNodeState}}"], capture_output=True, text=True
+    )
+    return shown.stdout.strip()
+
+
+@pytest.fixture(scope="module")
+def swarm(lab: Lab) -> Iterator[Swarm]:
+    """The compose stack stopped (its volumes kept), a one-node swarm made, and the stack
+    deployed on it as the README says; at the end the stack removed and the swarm left, even
+    when a test or the deploy failed."""
+    if swarm_state() != "inactive":
+        skip_or_fail(
+            f"swarm tier: this engine is already in a swarm ({swarm_state()}); the tier makes "
+            "its own and leaves it, so it does not touch one it did not make"
+        )
+    lab.run("docker", "compose", "--profile", "serve", "down")
+    initialised = lab.run("docker", "swarm", "init", "--advertise-addr", "127.0.0.1", check=False)
+    if initialised.returncode != 0:
+        skip_or_fail(f"swarm tier: `docker swarm init` failed: {initialised.stderr.strip()}")
+    swarm = Swarm(lab)
+    try:
+        lab.timed(
+            "swarm_deploy_to_running",
+            str(Path(sys.executable).with_name("mlops-lab")),
+            *("swarm", "deploy", "--timeout", "600"),
+        )
+        yield swarm
+    finally:
+        try:
+            (lab.path.parent / "swarm.log").write_text(swarm.logs())
+            lab.run("docker", "stack", "rm", swarm.stack, check=False)
+            # The compose tier's `down --volumes` removes the volumes once no container holds
+            # them.
+            poll_until(
+                lambda: not lab.run(
+                    *("docker", "ps", "--all", "--quiet", "--filter"),
+                    f"label=com.docker.stack.namespace={swarm.stack}",
+                ).stdout.strip(),
+                120,
+                "the stack's containers to be removed",
+            )
+        finally:
+            lab.run("docker", "swarm", "leave", "--force")
