@@ -1,0 +1,1 @@
+"""swarm: the compose stack rendered for, and deployed on, a Docker Swarm."""
