@@ -8,7 +8,7 @@ PORT ?= 8000
 # Stage commands (mlops-lab, dvc, mlflow) come from the project's environment.
 export PATH := $(BIN):$(PATH)
 
-.PHONY: run setup test lint format serve ui bench lock clean
+.PHONY: run setup test lint format serve swarm ui bench lock clean
 
 ## run: set up the environment from the lock file, run the whole pipeline, show its metrics
 run: setup
@@ -55,6 +55,11 @@ format: setup
 ## serve: the prediction service on 127.0.0.1:PORT (default 8000); MODEL_URI picks the model
 serve: setup
 	PORT=$(PORT) mlops-lab serve
+
+## swarm: the compose stack on this Docker Swarm manager, on the compose stack's volumes
+## (README, "More than one machine")
+swarm: setup
+	mlops-lab swarm deploy
 
 ## ui: the MLflow UI on the embedded store (config.yaml's), at http://127.0.0.1:5000
 ui: setup

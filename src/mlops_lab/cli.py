@@ -545,3 +545,42 @@ def ui(config_path: Path, port: int) -> None:
             str(port),
         ],
     )
+
+
+@main.group("swarm")
+def swarm() -> None:
+    """The compose stack on a Docker Swarm: docker-compose.yml with docker-compose.swarm.yml
+    layered on (README, "More than one machine")."""
+
+
+@swarm.command("render")
+def swarm_render() -> None:
+    """Print the stack file `docker stack deploy` would get, for this node."""
+    from mlops_lab.swarm import task
+
+    try:
+        click.echo(task.render(), nl=False)
+    except UserError as error:
+        _fail(str(error))
+
+
+@swarm.command("deploy")
+@click.option("--stack", default=None, help="The stack's name; by default compose's project name.")
+@click.option("--build/--no-build", default=True, show_default=True, help="Build the images first.")
+@click.option(
+    "--timeout",
+    "timeout_seconds",
+    default=600.0,
+    show_default=True,
+    help="Seconds to wait for every service to run.",
+)
+def swarm_deploy(stack: str | None, build: bool, timeout_seconds: float) -> None:
+    """Build the images, make .env's passwords Swarm secrets, deploy or update the stack, and
+    wait until every service runs."""
+    from mlops_lab.swarm import task
+
+    try:
+        name = task.deploy(stack, build, timeout_seconds)
+    except UserError as error:
+        _fail(str(error))
+    click.echo(f"stack {name}: running")
