@@ -16,7 +16,9 @@ import yaml
 
 from mlops_lab.swarm.transform import (
     STORAGE_LABEL,
+    ServiceUpdate,
     SwarmError,
+    failed_updates,
     missing_secret_values,
     secret_variables,
     stack_file,
@@ -111,18 +113,45 @@ def create_secrets(compose_model: Mapping[str, Any], environment: Mapping[str, s
         log.info("secret %s made from .env's %s", name, variable)
 
 
+def service_states(stack: str) -> tuple[dict[str, str], dict[str, ServiceUpdate]]:
+    """Each service's REPLICAS column, and the last update of those that had one."""
+    listed = docker(
+        *("service", "ls", "--filter", f"label=com.docker.stack.namespace={stack}"),
+        *("--format", "{{.Name}} {{.Replicas}}"),
+    )
+    replicas = dict(line.split(" ", 1) for line in listed.splitlines() if line)
+    if not replicas:
+        return replicas, {}
+    shown = docker(
+        *("service", "inspect", "--format"),
+        "{{.Spec.Name}}|{{if .UpdateStatus}}{{.UpdateStatus.State}}|"
+        "{{.UpdateStatus.StartedAt.Unix}}|{{.UpdateStatus.Message}}{{end}}",
+        *replicas,
+    )
+    updates = {}
+    for line in shown.splitlines():
+        name, _, rest = line.partition("|")
+        if rest:
+            state, started, message = rest.split("|", 2)
+            updates[name] = ServiceUpdate(state, float(started), message)
+    return replicas, updates
+
+
 def wait_until_running(stack: str, timeout_seconds: float) -> None:
     """Return once every service of the stack has all its tasks running (healthy, where it
-    has a healthcheck); SwarmError naming the ones that have not, after `timeout_seconds`."""
+    has a healthcheck) and no update under way; SwarmError naming what has not after
+    `timeout_seconds`, or an update begun now that the swarm rolled back."""
+    began = time.time() - POLL_SECONDS
     deadline = time.monotonic() + timeout_seconds
     shown_last: dict[str, str] = {}
     while True:
-        listed = docker(
-            *("service", "ls", "--filter", f"label=com.docker.stack.namespace={stack}"),
-            *("--format", "{{.Name}} {{.Replicas}}"),
-        )
-        replicas = dict(line.split(" ", 1) for line in listed.splitlines() if line)
-        waiting = unconverged(replicas)
+        replicas, updates = service_states(stack)
+        failed = failed_updates(updates, began)
+        if failed:
+            raise SwarmError(
+                "\n".join(f"{name}: {said}\n{task_errors(name)}" for name, said in failed.items())
+            )
+        waiting = unconverged(replicas, updates)
         if not waiting:
             log.info("stack %s: every service runs (%s)", stack, ", ".join(sorted(replicas)))
             return
@@ -132,6 +161,14 @@ def wait_until_running(stack: str, timeout_seconds: float) -> None:
         if time.monotonic() > deadline:
             raise SwarmError(not_running_message(stack, waiting, timeout_seconds))
         time.sleep(POLL_SECONDS)
+
+
+def task_errors(service: str) -> str:
+    """The swarm's last word on a service's most recent tasks that ended."""
+    return docker(
+        *("service", "ps", service, "--no-trunc", "--filter", "desired-state=shutdown"),
+        *("--format", "  {{.Name}} {{.Image}}: {{.CurrentState}} {{.Error}}"),
+    ).rstrip()
 
 
 def not_running_message(stack: str, waiting: Mapping[str, str], timeout_seconds: float) -> str:
@@ -152,6 +189,24 @@ def not_running_message(stack: str, waiting: Mapping[str, str], timeout_seconds:
     )
 
 
+def rebuilt_services(stack: str, services: Mapping[str, Any]) -> list[str]:
+    """The services whose containers on this node run an older build of their image than the
+    one its tag names here now. Without a registry the stack names images by tag alone, so a
+    rebuild under the same tag changes nothing `docker stack deploy` compares."""
+    rebuilt = []
+    for name, service in services.items():
+        containers = docker(
+            *("ps", "--quiet", "--filter"), f"label=com.docker.swarm.service.name={stack}_{name}"
+        ).split()
+        if not containers:
+            continue
+        current = docker("image", "inspect", "--format", "{{.Id}}", service["image"]).strip()
+        running = docker("inspect", "--format", "{{.Image}}", *containers).split()
+        if set(running) - {current}:
+            rebuilt.append(name)
+    return rebuilt
+
+
 def deploy(stack: str | None, build: bool, timeout_seconds: float) -> str:
     """Deploy (or update) the stack and wait for it; the stack's name."""
     node = this_node()
@@ -167,13 +222,18 @@ def deploy(stack: str | None, build: bool, timeout_seconds: float) -> str:
             compose("push", quiet=False)
     label_storage_node()
     create_secrets(compose_model, environment)
-    stack_yaml = yaml.safe_dump(stack_file(compose_model, node), sort_keys=False)
+    stack_model = stack_file(compose_model, node)
+    rebuilt = [] if registry else rebuilt_services(stack, stack_model["services"])
     # Several hosts pull from the registry by digest; one host runs its own images as tagged.
     resolve = "always" if registry else "never"
     docker(
-        *("stack", "deploy", "--resolve-image", resolve, "--compose-file", "-", stack),
-        stdin=stack_yaml,
+        *("stack", "deploy", "--detach=true", "--resolve-image", resolve),
+        *("--compose-file", "-", stack),
+        stdin=yaml.safe_dump(stack_model, sort_keys=False),
         quiet=False,
     )
+    for name in rebuilt:
+        log.info("%s: rolling its replicas onto the image rebuilt here", name)
+        docker("service", "update", "--detach", "--force", "--no-resolve-image", f"{stack}_{name}")
     wait_until_running(stack, timeout_seconds)
     return stack

@@ -5,7 +5,7 @@ reads (compose file format 3), and the checks a deploy makes first."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 from mlops_lab.kernel.errors import UserError
 
@@ -117,12 +117,42 @@ def storage_node_to_label(nodes: Mapping[str, Mapping[str, str]]) -> str | None:
     )
 
 
-def unconverged(replicas: Mapping[str, str]) -> dict[str, str]:
+class ServiceUpdate(NamedTuple):
+    """A service's last update, as `docker service inspect` shows it."""
+
+    state: str
+    started: float  # seconds since the epoch
+    message: str
+
+
+# The states of an update the swarm is still carrying out, and of one it gave up.
+UPDATE_UNDER_WAY = ("updating", "rollback_started")
+UPDATE_GIVEN_UP = {
+    "paused": "the update stopped half way",
+    "rollback_completed": "the update failed and the swarm rolled it back",
+    "rollback_paused": "the update failed and so did rolling it back",
+}
+
+
+def unconverged(
+    replicas: Mapping[str, str], updates: Mapping[str, ServiceUpdate]
+) -> dict[str, str]:
     """The services whose running tasks are fewer than they should be (`docker service ls`'s
-    REPLICAS column, such as "1/3" or "0/1 (max 1 per node)")."""
+    REPLICAS column, such as "1/3" or "0/1 (max 1 per node)"), or that are being updated."""
     waiting = {}
     for service, shown in replicas.items():
         running, _, wanted = shown.split(" ", 1)[0].partition("/")
         if not wanted or int(running) < int(wanted) or int(wanted) == 0:
             waiting[service] = shown
+        elif service in updates and updates[service].state in UPDATE_UNDER_WAY:
+            waiting[service] = f"{shown}, {updates[service].state}"
     return waiting
+
+
+def failed_updates(updates: Mapping[str, ServiceUpdate], since: float) -> dict[str, str]:
+    """The updates begun at or after `since` that the swarm gave up, with what it said."""
+    return {
+        service: f"{UPDATE_GIVEN_UP[update.state]} ({update.message})"
+        for service, update in updates.items()
+        if update.state in UPDATE_GIVEN_UP and update.started >= since
+    }

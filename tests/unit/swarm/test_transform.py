@@ -2,7 +2,9 @@ import pytest
 
 from mlops_lab.swarm.transform import (
     STORAGE_LABEL,
+    ServiceUpdate,
     SwarmError,
+    failed_updates,
     missing_secret_values,
     secret_variables,
     stack_file,
@@ -122,6 +124,22 @@ def test_the_storage_node_is_labelled_only_when_it_is_the_one_choice():
         storage_node_to_label({"a": {}, "b": {}})
 
 
-def test_a_service_runs_once_all_its_tasks_do():
+def test_a_service_runs_once_all_its_tasks_do_and_its_update_is_over():
     shown = {"db": "1/1", "app": "2/3", "door": "1/1 (max 1 per node)", "idle": "0/0"}
-    assert unconverged(shown) == {"app": "2/3", "idle": "0/0"}
+    assert unconverged(shown, {}) == {"app": "2/3", "idle": "0/0"}
+    updates = {
+        "db": ServiceUpdate("updating", 100.0, "update in progress"),
+        "door": ServiceUpdate("completed", 100.0, "update completed"),
+    }
+    assert unconverged(shown, updates) == {"app": "2/3", "idle": "0/0", "db": "1/1, updating"}
+
+
+def test_only_an_update_given_up_since_the_deploy_began_is_a_failure():
+    updates = {
+        "app": ServiceUpdate("rollback_completed", 100.0, "rollback completed"),
+        "door": ServiceUpdate("paused", 50.0, "update paused"),
+        "db": ServiceUpdate("completed", 100.0, "update completed"),
+    }
+    assert failed_updates(updates, since=90.0) == {
+        "app": "the update failed and the swarm rolled it back (rollback completed)"
+    }
