@@ -69,6 +69,8 @@ class Lab:
 
     path: Path
     timings: dict[str, float] = field(default_factory=dict)
+    # What the swarm tier counted under load (calls, failures, seconds), for docs/swarm.md.
+    swarm_counts: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def image(self, service: str) -> str:
         """The image docker-compose.yml names for a service (every service names its own)."""
@@ -177,7 +179,11 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
             if inspected.returncode == 0:
                 sizes[image] = f"{int(inspected.stdout) / 1e6:.0f} MB"
         RESULTS_PATH.parent.mkdir(parents=True, exist_ok=True)
-        RESULTS_PATH.write_text(json.dumps({"seconds": lab.timings, "images": sizes}, indent=2))
+        RESULTS_PATH.write_text(
+            json.dumps(
+                {"seconds": lab.timings, "swarm": lab.swarm_counts, "images": sizes}, indent=2
+            )
+        )
 
 
 @dataclass
