@@ -229,12 +229,11 @@ class Swarm:
             f"label=com.docker.stack.namespace={self.stack}",
             check=False,
         ).stdout.split()
-        return "\n".join(
-            self.lab.run(
-                "docker", "service", "logs", "--no-color", "--timestamps", service, check=False
-            ).stdout
+        shown = (
+            self.lab.run("docker", "service", "logs", "--timestamps", service, check=False)
             for service in services
         )
+        return "\n".join(result.stdout + result.stderr for result in shown)
 
 
 def swarm_state() -> str:
