@@ -224,16 +224,21 @@ class Swarm:
         return self.lab.run("docker", "exec", container, "python", "-c", code).stdout
 
     def logs(self) -> str:
-        services = self.lab.run(
-            *("docker", "service", "ls", "--quiet", "--filter"),
+        """Every container's log, the stopped ones' too (`docker service logs` can hang on a
+        service one of whose tasks was killed)."""
+        containers = self.lab.run(
+            *("docker", "ps", "--all", "--quiet", "--filter"),
             f"label=com.docker.stack.namespace={self.stack}",
             check=False,
         ).stdout.split()
-        shown = (
-            self.lab.run("docker", "service", "logs", "--timestamps", service, check=False)
-            for service in services
-        )
-        return "\n".join(result.stdout + result.stderr for result in shown)
+        logs = []
+        for container in containers:
+            name = self.lab.run(
+                "docker", "inspect", "--format", "{{.Name}}", container, check=False
+            ).stdout.strip()
+            shown = self.lab.run("docker", "logs", "--timestamps", container, check=False)
+            logs.append(f"== {name}\n{shown.stdout}{shown.stderr}")
+        return "\n".join(logs)
 
 
 def swarm_state() -> str:

@@ -631,7 +631,8 @@ def test_rolling_a_new_service_image_fails_no_request(swarm):
 
 def front_door_log_lines(swarm) -> dict[str, dict]:
     """The front door's log lines of requests, by request id."""
-    logs = swarm.lab.run("docker", "service", "logs", "--raw", swarm.service("front_door"))
+    (front_door,) = swarm.containers("front_door")
+    logs = swarm.lab.run("docker", "logs", front_door)
     lines = (json.loads(line) for line in logs.stdout.splitlines() if line.startswith("{"))
     return {line["request_id"]: line for line in lines}
 
