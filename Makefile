@@ -61,9 +61,9 @@ serve: setup
 swarm: setup
 	mlops-lab swarm deploy
 
-## ui: the MLflow UI on the embedded store (config.yaml's), at http://127.0.0.1:5000
+## ui: the MLflow UI on the embedded store (config.yaml's), at http://127.0.0.1:5000 (or PORT)
 ui: setup
-	mlops-lab ui
+	mlops-lab ui $(if $(filter command line environment,$(origin PORT)),--port $(PORT))
 
 ## bench: time a cold and a no-op `dvc repro` in a fresh clone, with peak memory
 bench: setup
