@@ -10,10 +10,10 @@ export PATH := $(BIN):$(PATH)
 
 .PHONY: run setup test lint format serve swarm ui bench lock clean
 
-## run: set up the environment from the lock file, run the whole pipeline, show its metrics
+## run: set up the environment from the lock file, run the whole pipeline, say what it made
 run: setup
 	dvc repro
-	dvc metrics show
+	mlops-lab summary
 
 ## setup: the virtual environment, exactly requirements/dev.lock (uv removes what the lock dropped)
 setup: $(VENV)/.installed

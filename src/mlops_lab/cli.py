@@ -510,6 +510,20 @@ def rollback(config_path: Path, version: str | None, reason: str) -> None:
     click.echo(f"champion: v{target}")
 
 
+@main.command("summary")
+@config_option
+def summary(config_path: Path) -> None:
+    """What the last pipeline run made: its model, its test scores, the champion that serves."""
+    from mlops_lab.kernel.config import load_config
+    from mlops_lab.summary import task
+
+    try:
+        lines = task.run(load_config(config_path, tuned_params=False))
+    except UserError as error:
+        _fail(str(error))
+    click.echo("\n".join(lines))
+
+
 @main.command("ui")
 @config_option
 @click.option("--port", default=5000, show_default=True, help="Where the UI listens.")

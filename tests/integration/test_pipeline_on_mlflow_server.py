@@ -106,6 +106,11 @@ def test_dvc_repro_registers_tracks_and_keeps_the_better_champion(
     assert registration["champion"]["version"] == "1"
     assert registration["challenger"]["version"] == "2"
     assert not registration["challenger"]["promoted"]
+    # The end of `make run` says so in a few lines.
+    summary = small_project.run(["mlops-lab", "summary"], environment)
+    assert summary.returncode == 0, summary.stderr
+    assert f"registered as {MODEL_NAME} v2" in summary.stdout
+    assert "the champion, which serves, is v1; v2 is not" in summary.stdout
 
     # Nothing changed since: a third repro runs no stage.
     third = small_project.run(["dvc", "repro"], environment)
