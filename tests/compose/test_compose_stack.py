@@ -362,6 +362,13 @@ def test_mlflow_lets_strangers_and_the_service_change_nothing_and_the_lab_write(
     )
     assert stranger.returncode == 1
     assert "asks for a login: set MLFLOW_TRACKING_USERNAME" in stranger.stderr, stranger.stderr
+    # A plain `python` in the lab (a notebook, a script) is logged in as the lab's account too.
+    searched = lab.run(
+        *("docker", "compose", "exec", "-T", "ds_environment", "python", "-c"),
+        "import mlflow; print(len(mlflow.search_runs(search_all_experiments=True)))",
+    )
+    # Every run it may read: the pipeline's, and their stages' and candidates' runs.
+    assert int(searched.stdout.split()[-1]) > len(pipeline_runs()), searched.stdout
 
 
 def test_no_container_shows_a_password(lab):
