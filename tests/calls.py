@@ -83,8 +83,15 @@ class Callers:
     """Threads that each call `call(client, number)` without pause until the block ends. Every
     answer and every error is kept for the test's own thread to check: a caller never asserts."""
 
-    def __init__(self, call: Callable[[int, int], requests.Response], clients: int = 4):
+    def __init__(
+        self,
+        call: Callable[[int, int], requests.Response],
+        clients: int = 4,
+        pause_seconds: float = 0,
+    ):
         self.call = call
+        # Between one answer and a client's next call: steady traffic rather than a load.
+        self.pause_seconds = pause_seconds
         self.answers: list[requests.Response] = []
         self.errors: list[requests.RequestException] = []
         # (client, number) of each call that ended in an error, in the order they came.
@@ -104,6 +111,8 @@ class Callers:
                 self.errors.append(error)
                 self.unanswered.append((client, number))
             number += 1
+            if self.pause_seconds:
+                self.stop.wait(self.pause_seconds)
 
     @property
     def calls(self) -> int:

@@ -514,6 +514,9 @@ def test_down_and_up_keeps_runs_models_and_artifacts(lab):
 # on the volumes the compose stack above left.
 REPLICAS = 3
 CLIENTS = 4
+# Steady traffic, not a load test: about 50 calls a second per client. Flat out, the clients,
+# nginx and three replicas took both cores from the other pytest worker for four minutes.
+CALL_PAUSE_SECONDS = 0.02
 # The bound: every replica serves a new champion within its refresh interval
 # (config.yaml's serving.model_refresh_seconds) and 10 s.
 FOLLOWED_WITHIN_SECONDS = 30 + 10
@@ -538,7 +541,7 @@ def front_door_callers(started: dict[str, float] | None = None) -> Callers:
             f"{SERVICE}/predict", json=body, timeout=30, headers={"X-Request-ID": request_id}
         )
 
-    return Callers(call, clients=CLIENTS)
+    return Callers(call, clients=CLIENTS, pause_seconds=CALL_PAUSE_SECONDS)
 
 
 def predictions_answered(swarm, container: str) -> float:
