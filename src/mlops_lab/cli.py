@@ -151,10 +151,30 @@ config_option = click.option(
 )
 
 
-@click.group()
+class SectionedGroup(click.Group):
+    """A command group whose help lists its commands in COMMAND_SECTIONS' order and sections."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        named = [name for _, names in COMMAND_SECTIONS for name in names]
+        return [*named, *sorted(set(self.commands) - set(named))]
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        unsectioned = sorted(set(self.commands) - {n for _, ns in COMMAND_SECTIONS for n in ns})
+        for title, names in (*COMMAND_SECTIONS, ("Other", tuple(unsectioned))):
+            rows = [
+                (name, self.commands[name].get_short_help_str(formatter.width - 20))
+                for name in names
+                if name in self.commands
+            ]
+            if rows:
+                with formatter.section(title):
+                    formatter.write_dl(rows)
+
+
+@click.group(cls=SectionedGroup)
 @click.option("-v", "--verbose", is_flag=True, help="Log debug detail.")
 def main(verbose: bool) -> None:
-    """MLOps Lab: the Airbnb price-category pipeline. `dvc repro` runs these stages in order."""
+    """MLOps Lab: the Airbnb price-category pipeline, its service, and what watches it."""
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -213,6 +233,17 @@ def stage_command(name: str, module: str, summary: str) -> click.Command:
 
 for _stage in STAGES:
     main.add_command(stage_command(*_stage))
+
+# `mlops-lab --help` in sections: what dvc.yaml runs, and what a person runs.
+COMMAND_SECTIONS = (
+    (
+        "Pipeline stages (dvc.yaml; `dvc repro` runs them in this order)",
+        tuple(name for name, _, _ in STAGES),
+    ),
+    ("Optional stages (dvc.yaml, frozen: run on purpose)", ("tune", "ablate")),
+    ("Results", ("summary", "ui")),
+    ("Serving and after", ("serve", "replay", "monitor", "score", "rollback", "swarm")),
+)
 
 
 @main.command("serve")
