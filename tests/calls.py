@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable, Iterable
+import time
+from collections.abc import Callable, Iterable, Mapping
 
 import pytest
 import requests
@@ -143,6 +144,32 @@ class Callers:
             thread.join(timeout=240)
         stuck = [thread.name for thread in self.threads if thread.is_alive()]
         assert not stuck, f"callers still waiting for an answer: {stuck}"
+
+
+def prediction_callers(
+    url: str,
+    listing: Mapping[str, object],
+    clients: int = 4,
+    pause_seconds: float = 0,
+    sent: dict[str, float] | None = None,
+) -> Callers:
+    """Clients each on its own keep-alive connection (so on one worker throughout), sending
+    single predictions of `listing` to `url`; each call's id, and its X-Request-ID, is
+    "client-number". When each was sent (time.monotonic) goes into `sent`, if given."""
+    sessions = [requests.Session() for _ in range(clients)]
+
+    def call(client: int, number: int) -> requests.Response:
+        request_id = f"{client}-{number}"
+        if sent is not None:
+            sent[request_id] = time.monotonic()
+        return sessions[client].post(
+            f"{url}/predict",
+            json={**listing, "id": request_id},
+            headers={"X-Request-ID": request_id},
+            timeout=30,
+        )
+
+    return Callers(call, clients=clients, pause_seconds=pause_seconds)
 
 
 def allow_only_closures_by_a_reload(callers: Callers) -> None:

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import requests
 import yaml
-from calls import Callers, metric_sum, metric_text_samples
+from calls import Callers, metric_sum, metric_text_samples, prediction_callers
 from hostile import (
     Crowd,
     chunked,
@@ -527,21 +527,10 @@ REPLICA_FOUND_WITHIN_SECONDS = 5 + 10
 DYING_SECONDS = 1
 
 
-def front_door_callers(started: dict[str, float] | None = None) -> Callers:
-    """CLIENTS clients sending single predictions through the front door without pause; when
-    each request (by its X-Request-ID) was sent goes into `started`, if given."""
-    sessions = [requests.Session() for _ in range(CLIENTS)]
-    started = {} if started is None else started
-
-    def call(client: int, number: int) -> requests.Response:
-        body = {**CHALLENGE, "id": f"{client}-{number}"}
-        request_id = f"swarm-{client}-{number}"
-        started[request_id] = time.monotonic()
-        return sessions[client].post(
-            f"{SERVICE}/predict", json=body, timeout=30, headers={"X-Request-ID": request_id}
-        )
-
-    return Callers(call, clients=CLIENTS, pause_seconds=CALL_PAUSE_SECONDS)
+def front_door_callers(sent: dict[str, float] | None = None) -> Callers:
+    """CLIENTS clients sending single predictions through the front door, steadily; when each
+    request (by its X-Request-ID) was sent goes into `sent`, if given."""
+    return prediction_callers(SERVICE, CHALLENGE, CLIENTS, CALL_PAUSE_SECONDS, sent)
 
 
 def predictions_answered(swarm, container: str) -> float:
@@ -653,8 +642,8 @@ def test_a_killed_replica_costs_at_most_its_requests_in_flight_and_comes_back(sw
         *("docker", "inspect", victim, "--format"),
         "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
     ).stdout.strip()
-    started: dict[str, float] = {}
-    with front_door_callers(started) as callers:
+    sent: dict[str, float] = {}
+    with front_door_callers(sent) as callers:
         callers.wait_for_calls(50)
         swarm.lab.run("docker", "kill", victim)
         killed = time.monotonic()
@@ -678,5 +667,5 @@ def test_a_killed_replica_costs_at_most_its_requests_in_flight_and_comes_back(sw
         line = logged[request_id]
         assert answer.status_code == line["status"] == 502, answer.text
         assert line["service_address"].split(", ")[-1] == f"{address}:8000", line
-        assert started[request_id] < killed + DYING_SECONDS, (started[request_id] - killed, line)
+        assert sent[request_id] < killed + DYING_SECONDS, (sent[request_id] - killed, line)
     swarm.lab.swarm_counts["replica_killed"] = {"calls": callers.calls, "failed": len(refused)}

@@ -11,7 +11,7 @@ from pathlib import Path
 import mlflow
 import pytest
 import requests
-from calls import Callers, metric_samples, metric_sum
+from calls import Callers, metric_samples, metric_sum, prediction_callers
 from mlflow import MlflowClient
 from projects import LabProject, challenge_payload, make_worse, tiny_run
 from services import Service
@@ -30,15 +30,9 @@ REFUSALS = "model_refusals_total"
 
 
 def steady_callers(service: Service) -> Callers:
-    """Four clients, each on its own keep-alive connection (so on one worker throughout),
-    sending single predictions without pause; each answer's id says which client asked."""
-    sessions = [requests.Session() for _ in range(4)]
-
-    def call(client: int, number: int) -> requests.Response:
-        body = {**CHALLENGE, "id": f"{client}-{number}"}
-        return sessions[client].post(f"{service.url}/predict", json=body, timeout=30)
-
-    return Callers(call)
+    """Four clients sending single predictions without pause; each answer's id says which
+    client asked."""
+    return prediction_callers(service.url, CHALLENGE)
 
 
 def versions_by_client(callers: Callers) -> dict[str, list[str]]:
