@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -40,6 +41,17 @@ def write_json_atomically(target: Path, payload: Any) -> None:
     write_text_atomically(target, json.dumps(payload, indent=2, sort_keys=True) + "\n")
 
 
+@contextmanager
+def locked_folder(folder: Path) -> Iterator[None]:
+    """Hold an exclusive lock on `folder` itself, which leaves no lock file behind."""
+    descriptor = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(descriptor)  # which releases the lock
+
+
 def replace_directory_atomically(target: Path, fill: Callable[[Path], None]) -> None:
     """Build a directory with `fill(path)` beside `target`, then swap it in; failure keeps old."""
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -48,9 +60,12 @@ def replace_directory_atomically(target: Path, fill: Callable[[Path], None]) -> 
     try:
         content = staging / "content"
         fill(content)
-        if target.exists():
-            os.replace(target, retired)
-        os.replace(content, target)
+        # Processes that replace the same folder at once (a service's new workers keeping a
+        # copy of a new champion) take turns: else one moves away what the other is moving.
+        with locked_folder(target.parent):
+            if target.exists():
+                os.replace(target, retired)
+            os.replace(content, target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
         shutil.rmtree(retired, ignore_errors=True)

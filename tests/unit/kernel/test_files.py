@@ -1,4 +1,6 @@
 import json
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
 
 import pytest
 
@@ -43,4 +45,26 @@ def test_replace_directory_atomically_swaps_and_keeps_old_on_failure(tmp_path):
     with pytest.raises(OSError):
         replace_directory_atomically(target, fail)
     assert (target / "file").read_text() == "two"
+    assert [p.name for p in tmp_path.iterdir()] == ["model"]
+
+
+def replace_with_own_copies(target, writer, times):
+    """Replace `target` `times` times with a folder that names the writer."""
+
+    def fill(path):
+        path.mkdir()
+        (path / "writer").write_text(writer)
+
+    for _ in range(times):
+        replace_directory_atomically(target, fill)
+
+
+def test_processes_replacing_one_folder_at_once_take_turns(tmp_path):
+    target = tmp_path / "model"
+    context = multiprocessing.get_context("fork")
+    with ProcessPoolExecutor(2, mp_context=context) as pool:
+        writes = [pool.submit(replace_with_own_copies, target, name, 2000) for name in "ab"]
+        for write in writes:
+            write.result()
+    assert (target / "writer").read_text() in {"a", "b"}
     assert [p.name for p in tmp_path.iterdir()] == ["model"]
