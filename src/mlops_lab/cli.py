@@ -296,6 +296,15 @@ COMMAND_SECTIONS = (
     "one it replaces stops (RELOAD_INTERVAL_SECONDS).",
 )
 @click.option(
+    "--stop-delay",
+    envvar="STOP_DELAY_SECONDS",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    show_default=True,
+    help="Seconds to go on answering new requests after SIGTERM, before draining "
+    "(STOP_DELAY_SECONDS): longer than a front door keeps the replica's address.",
+)
+@click.option(
     "--log-level",
     envvar="LOG_LEVEL",
     default="info",
@@ -310,6 +319,7 @@ def serve(
     threads: int,
     grace: int,
     reload_seconds: float,
+    stop_delay: float,
     log_level: str,
 ) -> None:
     """Serve the champion on granian. What it serves comes from config.yaml; MODEL_URI and the
@@ -333,6 +343,7 @@ def serve(
             grace,
             reload_seconds,
             log_level.lower(),
+            stop_delay,
         )
     )
 

@@ -316,6 +316,24 @@ def test_sigterm_with_idle_keep_alive_clients_stops_without_waiting_out_the_grac
         session.close()
 
 
+def test_a_stop_delay_answers_new_clients_after_sigterm_then_stops(trained_lab, service_factory):
+    service = service_factory(
+        {
+            "MODEL_URI": str(trained_lab.path / "models" / "price_category"),
+            "STOP_DELAY_SECONDS": "5",
+        }
+    )
+    service.wait_ready()
+    service.process.send_signal(signal.SIGTERM)
+    # A new client on a new connection, as from a front door whose DNS answer still names
+    # this replica: without the delay it finds nothing listening.
+    after_the_signal = requests.post(f"{service.url}/predict", json=CHALLENGE, timeout=10)
+    assert after_the_signal.status_code == 200
+    assert service.process.wait(timeout=60) == 0
+    assert get_or_none(f"{service.url}/health") is None
+    assert "Told to stop: answering for 5 s more" in service.log_path.read_text()
+
+
 def test_sighup_serves_a_newly_promoted_champion_without_dropping_requests(
     trained_lab, mlflow_server, service_factory
 ):

@@ -3,13 +3,17 @@ per core on one OpenMP/BLAS thread each (one listing is faster on one thread).""
 
 from __future__ import annotations
 
+import contextlib
+import multiprocessing
 import os
 import shutil
+import signal
 import sys
 import tempfile
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from mlops_lab.service.environment import METRICS_VARIABLE, SLOTS_VARIABLE
 from mlops_lab.service.threads import repeat_stop_signals_to_the_main_thread
@@ -28,6 +32,7 @@ class ServerOptions:
     grace_seconds: int  # to answer what they hold when told to stop
     reload_seconds: float  # for a new worker to load the model before SIGHUP stops an old one
     log_level: str
+    stop_delay_seconds: float = 0.0  # of answering new requests after SIGTERM, before stopping
 
 
 @contextmanager
@@ -45,6 +50,49 @@ def shared_folder(variable: str, prefix: str) -> Iterator[None]:
 
 
 def serve(options: ServerOptions) -> None:
+    """Serve the app until SIGTERM (after the stop delay) or SIGINT; exit 1 on a bad setting."""
+    if options.stop_delay_seconds > 0:
+        sys.exit(serve_with_stop_delay(options))
+    serve_until_stopped(options)
+
+
+def serve_with_stop_delay(options: ServerOptions) -> int:
+    """Run the server in a child process that hears of SIGTERM only after the stop delay, and
+    return its exit code: a front door that finds replicas by DNS still sends new requests to
+    this one until its answer expires, and Swarm has no pre-stop hook to wait that out."""
+    server = multiprocessing.get_context("fork").Process(
+        target=serve_until_stopped, args=(replace(options, stop_delay_seconds=0.0),)
+    )
+    server.start()
+    stopping = threading.Event()
+
+    def stop_later(signal_number: int, _frame: object) -> None:
+        if not stopping.is_set():
+            stopping.set()
+            print(
+                f"Told to stop: answering for {options.stop_delay_seconds:g} s more, "
+                "while the front door forgets this replica",
+                file=sys.stderr,
+                flush=True,
+            )
+            timer = threading.Timer(options.stop_delay_seconds, pass_on, (signal_number, None))
+            timer.daemon = True
+            timer.start()
+
+    def pass_on(signal_number: int, _frame: object) -> None:
+        with contextlib.suppress(ProcessLookupError):  # it has stopped: nothing to tell
+            os.kill(server.pid, signal_number)
+
+    signal.signal(signal.SIGTERM, stop_later)
+    # Ctrl-C reaches the whole process group anyway; a reload goes on at once.
+    signal.signal(signal.SIGINT, pass_on)
+    signal.signal(signal.SIGHUP, pass_on)
+    server.join()
+    # As a shell reports a process a signal ended.
+    return server.exitcode if server.exitcode >= 0 else 128 - server.exitcode
+
+
+def serve_until_stopped(options: ServerOptions) -> None:
     """Serve the app until SIGTERM or SIGINT; exit 1 with one line on a bad setting."""
     # Before numpy and prometheus_client are imported: each reads its variables once.
     os.environ.update(ONE_THREAD)
