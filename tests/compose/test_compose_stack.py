@@ -543,10 +543,17 @@ def test_the_stack_file_is_the_compose_file_and_swarm_accepts_it(swarm):
     stack = yaml.safe_load(rendered.stdout)
     swarm.lab.run("docker", "stack", "config", "--compose-file", "-", input=rendered.stdout)
     compose = swarm.lab.configuration()["services"]
+    # What the swarm file adds to a service's environment, and nothing else, is all that differs.
+    additions = yaml.safe_load((swarm.lab.path / "docker-compose.swarm.yml").read_text())
     assert set(stack["services"]) == set(compose)
     for name, service in compose.items():
-        for key in ("image", "command", "environment", "healthcheck", "secrets", "init"):
+        for key in ("image", "command", "healthcheck", "secrets", "init"):
             assert stack["services"][name].get(key) == service.get(key), (name, key)
+        added = additions["services"].get(name, {}).get("environment", {})
+        assert stack["services"][name].get("environment") == {
+            **service.get("environment", {}),
+            **added,
+        }, name
         targets = [mount["target"] for mount in service.get("volumes", [])]
         assert [mount["target"] for mount in stack["services"][name].get("volumes", [])] == targets
         ports = [int(port["published"]) for port in service.get("ports", [])]
