@@ -24,13 +24,13 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 
-from mlops_lab.kernel.config import load_config
+from mlops_lab.common.files import write_json_atomically
+from mlops_lab.config import load_config
 from mlops_lab.kernel.features import resolve_features
-from mlops_lab.kernel.files import write_json_atomically
 from mlops_lab.kernel.listing import CATEGORICAL_FIELDS, OPTIONAL_FIELDS
 from mlops_lab.kernel.modelling import build_model
-from mlops_lab.training.task import read_training_part
-from mlops_lab.training.transform import (
+from mlops_lab.stages.training.task import read_training_part
+from mlops_lab.stages.training.transform import (
     HeldOut,
     cross_validated_scores,
     held_out_probabilities,

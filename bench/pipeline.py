@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from mlops_lab.kernel.files import write_json_atomically
+from mlops_lab.common.files import write_json_atomically
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGETS = {"cold_seconds": 150.0, "one_candidate_changed_seconds": 60.0, "noop_seconds": 2.0}

@@ -30,7 +30,7 @@ os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="mlops
 
 import orjson
 
-from mlops_lab.kernel.files import write_json_atomically
+from mlops_lab.common.files import write_json_atomically
 from mlops_lab.service.app import create_app
 from mlops_lab.service.logs import JsonFormatter
 from mlops_lab.service.prediction_log import AnsweredRequest

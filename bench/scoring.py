@@ -23,13 +23,13 @@ from pathlib import Path
 import mlflow
 import pandas as pd
 
-from mlops_lab.kernel.config import load_config
-from mlops_lab.kernel.files import write_json_atomically
+from mlops_lab.commands.score.transform import api_fields_of_scrape, validate_rows
+from mlops_lab.common.files import write_json_atomically
+from mlops_lab.config import load_config
 from mlops_lab.kernel.inside_airbnb import read_raw_listings
 from mlops_lab.kernel.listing import NUMERIC_FIELDS
-from mlops_lab.kernel.payloads import payloads
-from mlops_lab.scoring.transform import api_fields_of_scrape, validate_rows
-from mlops_lab.service.loading import load_served_model
+from mlops_lab.serving.loading import load_served_model
+from mlops_lab.serving.payloads import payloads
 
 ROOT = Path(__file__).resolve().parents[1]
 REPEATS = 3

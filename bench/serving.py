@@ -39,8 +39,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from mlops_lab.kernel.config import load_config
-from mlops_lab.kernel.files import write_json_atomically
+from mlops_lab.common.files import write_json_atomically
+from mlops_lab.config import load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent

@@ -16,7 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from mlops_lab.kernel.files import write_json_atomically
+from mlops_lab.common.files import write_json_atomically
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGETS = {"fresh_make_setup_seconds": 60.0}

@@ -21,9 +21,9 @@ import optuna
 import yaml
 from mlflow import MlflowClient
 
-from mlops_lab.kernel.config import load_config
-from mlops_lab.kernel.files import write_json_atomically
-from mlops_lab.tuning.transform import suggest_params
+from mlops_lab.common.files import write_json_atomically
+from mlops_lab.config import load_config
+from mlops_lab.stages.tune.transform import suggest_params
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent

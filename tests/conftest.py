@@ -4,9 +4,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from mlops_lab.data_prep.transform import prepare_listings, sample_listings
-from mlops_lab.kernel.config import LabConfig, load_config
+from mlops_lab.config import LabConfig, load_config
 from mlops_lab.kernel.inside_airbnb import read_raw_listings
+from mlops_lab.stages.data_prep.transform import prepare_listings, sample_listings
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 

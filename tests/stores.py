@@ -12,8 +12,8 @@ from services import PostgresCluster
 from sqlalchemy import create_engine, func, select
 from waiting import read_until
 
-from mlops_lab.kernel.prediction_store import PREDICTIONS, create_tables
 from mlops_lab.service.prediction_log import AnsweredRequest
+from mlops_lab.serving.prediction_store import PREDICTIONS, create_tables
 
 
 def logged_ids(uri: str, prefix: str = "") -> list[str]:

@@ -14,17 +14,16 @@ from typing import TYPE_CHECKING
 
 import click
 
-from mlops_lab.kernel.errors import UserError
-from mlops_lab.kernel.secrets import SecretFileError, passwords_from_files
-from mlops_lab.replay import PARTS
-from mlops_lab.service.environment import CONFIG_VARIABLE
+from mlops_lab.commands.replay import PARTS
+from mlops_lab.common.errors import UserError
+from mlops_lab.common.secrets import SecretFileError, passwords_from_files
 
 # The stages' modules are imported by the command that runs them: `mlops-lab --help` and
 # `mlops-lab serve` answer at once instead of after five seconds of scikit-learn and MLflow.
 if TYPE_CHECKING:
     from mlflow.exceptions import MlflowException
 
-    from mlops_lab.kernel.context import StageContext
+    from mlops_lab.stages.context import StageContext
 
 log = logging.getLogger("mlops_lab")
 
@@ -40,10 +39,10 @@ def _client_settings() -> None:
 
 def build_context(config_path: Path, tuned_params: bool = True) -> StageContext:
     """Read config.yaml once and work out where this run is tracked and how it is tagged."""
-    from mlops_lab.kernel.config import load_config
-    from mlops_lab.kernel.context import StageContext
+    from mlops_lab.config import load_config
     from mlops_lab.kernel.inside_airbnb import require_raw_file
-    from mlops_lab.kernel.tracking import (
+    from mlops_lab.stages.context import StageContext
+    from mlops_lab.tracking.runs import (
         Lineage,
         git_state,
         pipeline_id,
@@ -100,7 +99,7 @@ def _lost_server(error: MlflowException) -> str | None:
     """Why a stage failed, when the cause is a tracking server that stopped answering."""
     import mlflow
 
-    from mlops_lab.kernel.tracking import TrackingUnavailable, check_reachable
+    from mlops_lab.tracking.runs import TrackingUnavailable, check_reachable
 
     try:
         check_reachable(mlflow.get_tracking_uri())
@@ -196,25 +195,29 @@ def main(verbose: bool) -> None:
 
 # The pipeline's stages, as dvc.yaml calls them: command, module, and what it does.
 STAGES = (
-    ("data-prep", "mlops_lab.data_prep.task", "Validate the raw listings and write the table."),
+    (
+        "data-prep",
+        "mlops_lab.stages.data_prep.task",
+        "Validate the raw listings and write the table.",
+    ),
     (
         "training",
-        "mlops_lab.training.task",
+        "mlops_lab.stages.training.task",
         "Cross-validate the candidates on both views, register the winner, save it locally.",
     ),
     (
         "explainability",
-        "mlops_lab.explainability.task",
+        "mlops_lab.stages.explainability.task",
         "SHAP per listing field and evaluation plots of this run's model.",
     ),
     (
         "prediction-app",
-        "mlops_lab.prediction_app.task",
+        "mlops_lab.stages.prediction_app.task",
         "Load this run's registered model as the service does; answer the example payloads.",
     ),
     (
         "promote",
-        "mlops_lab.promotion.task",
+        "mlops_lab.stages.promote.task",
         "Give this run's model the champion alias if it answered and beats the champion.",
     ),
 )
@@ -325,6 +328,7 @@ def serve(
     """Serve the champion on granian. What it serves comes from config.yaml; MODEL_URI and the
     options' variables override it (README, "Serving predictions"). SIGHUP reloads the
     champion, SIGTERM drains."""
+    from mlops_lab.service.environment import CONFIG_VARIABLE
     from mlops_lab.service.server import ServerOptions
     from mlops_lab.service.server import serve as run_server
 
@@ -358,7 +362,7 @@ def serve(
 )
 def tune(config_path: Path, candidate_name: str | None) -> None:
     """Join a shared Optuna study (OPTUNA_STORAGE, else SQLite) and write its best parameters."""
-    from mlops_lab.tuning import task
+    from mlops_lab.stages.tune import task
 
     _run_stage(config_path, lambda context: task.run(context, candidate_name), tuned_params=False)
 
@@ -367,7 +371,7 @@ def tune(config_path: Path, candidate_name: str | None) -> None:
 @config_option
 def ablate(config_path: Path) -> None:
     """Cross-validate the ablation candidate without each feature group in turn; write the table."""
-    from mlops_lab.ablation import task
+    from mlops_lab.stages.ablate import task
 
     _run_stage(config_path, task.run)
 
@@ -393,8 +397,8 @@ def score(config_path: Path, input_path: Path, output_path: Path, model_uri: str
     .rejected.csv with their line and why, and the exit status is then 3."""
     from mlflow.exceptions import MlflowException
 
-    from mlops_lab.kernel.config import load_config
-    from mlops_lab.scoring import task
+    from mlops_lab.commands.score import task
+    from mlops_lab.config import load_config
 
     _client_settings()
     try:
@@ -447,9 +451,9 @@ def replay(
 ) -> None:
     """Send listings of the prepared table to a running service, as traffic to monitor: the test
     part as it is, or a shifted sample (--where), with their true prices as feedback."""
-    from mlops_lab.kernel.config import load_config
-    from mlops_lab.kernel.feedback_token import feedback_token
-    from mlops_lab.replay import task
+    from mlops_lab.commands.replay import task
+    from mlops_lab.config import load_config
+    from mlops_lab.serving.feedback_token import feedback_token
 
     try:
         config = load_config(config_path, tuned_params=False)
@@ -505,8 +509,8 @@ def monitor(
     an alert calls for retraining."""
     from mlflow.exceptions import MlflowException
 
-    from mlops_lab.kernel.config import load_config
-    from mlops_lab.monitoring import task
+    from mlops_lab.commands.monitor import task
+    from mlops_lab.config import load_config
 
     _client_settings()
     try:
@@ -539,8 +543,8 @@ def rollback(config_path: Path, version: str | None, reason: str) -> None:
     models/ in step. Running services serve it within serving.model_refresh_seconds."""
     from mlflow.exceptions import MlflowException
 
-    from mlops_lab.kernel.config import load_config
-    from mlops_lab.rollback import task
+    from mlops_lab.commands.rollback import task
+    from mlops_lab.config import load_config
 
     _client_settings()
     try:
@@ -556,8 +560,8 @@ def rollback(config_path: Path, version: str | None, reason: str) -> None:
 @config_option
 def summary(config_path: Path) -> None:
     """What the last pipeline run made: its model, its test scores, the champion that serves."""
-    from mlops_lab.kernel.config import load_config
-    from mlops_lab.summary import task
+    from mlops_lab.commands.summary import task
+    from mlops_lab.config import load_config
 
     try:
         lines = task.run(load_config(config_path, tuned_params=False))
@@ -572,8 +576,8 @@ def summary(config_path: Path) -> None:
 def ui(config_path: Path, port: int) -> None:
     """The MLflow UI on the store the stages use (the embedded one unless MLFLOW_TRACKING_URI
     names a server, whose own UI to open instead)."""
-    from mlops_lab.kernel.config import load_config
-    from mlops_lab.kernel.tracking import resolve_tracking
+    from mlops_lab.config import load_config
+    from mlops_lab.tracking.runs import resolve_tracking
 
     config = load_config(config_path, tuned_params=False)
     tracking = resolve_tracking(
@@ -612,7 +616,7 @@ def swarm() -> None:
 @swarm.command("render")
 def swarm_render() -> None:
     """Print the stack file `docker stack deploy` would get, for this node."""
-    from mlops_lab.swarm import task
+    from mlops_lab.commands.swarm import task
 
     try:
         click.echo(task.render(), nl=False)
@@ -633,7 +637,7 @@ def swarm_render() -> None:
 def swarm_deploy(stack: str | None, build: bool, timeout_seconds: float) -> None:
     """Build the images, make .env's passwords Swarm secrets, deploy or update the stack, and
     wait until every service runs."""
-    from mlops_lab.swarm import task
+    from mlops_lab.commands.swarm import task
 
     try:
         name = task.deploy(stack, build, timeout_seconds)

@@ -31,7 +31,7 @@ from mlflow import MlflowClient
 from projects import challenge_payload, small_run
 from waiting import poll_until, read_until
 
-from mlops_lab.kernel.registry import GATE_PASSED, GATE_TAG
+from mlops_lab.tracking.registry import GATE_PASSED, GATE_TAG
 
 pytestmark = pytest.mark.compose
 

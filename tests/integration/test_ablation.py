@@ -5,8 +5,8 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
-from mlops_lab.ablation.transform import NOTHING_REMOVED
 from mlops_lab.kernel.features import FEATURE_GROUPS
+from mlops_lab.stages.ablate.transform import NOTHING_REMOVED
 
 pytestmark = pytest.mark.integration
 

@@ -17,7 +17,7 @@ from projects import LabProject, challenge_payload, make_worse, tiny_run
 from services import Service
 from waiting import read_until
 
-from mlops_lab.kernel.registry import GATE_PASSED, GATE_TAG, ROLLBACK_TAG
+from mlops_lab.tracking.registry import GATE_PASSED, GATE_TAG, ROLLBACK_TAG
 
 pytestmark = pytest.mark.integration
 

@@ -13,7 +13,7 @@ from calls import post
 from projects import free_port, wait_until_ok
 
 from mlops_lab.kernel.listing import MODEL_INPUT_FIELDS, REQUIRED_FIELDS
-from mlops_lab.kernel.payloads import payloads
+from mlops_lab.serving.payloads import payloads
 
 pytestmark = pytest.mark.integration
 

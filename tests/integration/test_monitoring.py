@@ -22,7 +22,7 @@ from sqlalchemy import insert, select
 from stores import logged_count, logged_ids
 from waiting import poll_until
 
-from mlops_lab.kernel.prediction_store import FEEDBACK, PREDICTIONS, store_engine
+from mlops_lab.serving.prediction_store import FEEDBACK, PREDICTIONS, store_engine
 
 pytestmark = pytest.mark.integration
 

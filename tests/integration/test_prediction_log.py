@@ -13,7 +13,7 @@ from sqlalchemy import create_engine, select
 from stores import logged_ids, store_out_of_reach, wait_for_logged
 from waiting import read_until
 
-from mlops_lab.kernel.prediction_store import FEEDBACK, PREDICTIONS
+from mlops_lab.serving.prediction_store import FEEDBACK, PREDICTIONS
 
 pytestmark = pytest.mark.integration
 

@@ -18,16 +18,16 @@ from sqlalchemy import create_engine, select
 from stores import answered_request, logged_ids, store_out_of_reach, wait_for_logged
 from waiting import poll_until, read_until, skip_or_fail
 
-from mlops_lab.kernel.prediction_store import (
-    FEEDBACK,
-    latest_feedback,
-    logged_losses,
-    store_engine,
-)
 from mlops_lab.service.prediction_log import (
     LogMetrics,
     PredictionLog,
     PredictionLogSettings,
+)
+from mlops_lab.serving.prediction_store import (
+    FEEDBACK,
+    latest_feedback,
+    logged_losses,
+    store_engine,
 )
 
 pytestmark = pytest.mark.integration

@@ -10,8 +10,8 @@ from sqlalchemy import select
 from stores import logged_ids
 from waiting import poll_until
 
-from mlops_lab.kernel.prediction_store import FEEDBACK, PREDICTIONS
-from mlops_lab.kernel.prepared import split_like_notebook
+from mlops_lab.evaluation.prepared import split_like_notebook
+from mlops_lab.serving.prediction_store import FEEDBACK, PREDICTIONS
 
 pytestmark = pytest.mark.integration
 

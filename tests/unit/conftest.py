@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 from sklearn.pipeline import Pipeline
 
-from mlops_lab.kernel.config import SelectionConfig
+from mlops_lab.config import SelectionConfig
 from mlops_lab.kernel.features import ALL_FEATURES
 from mlops_lab.kernel.modelling import build_model
 

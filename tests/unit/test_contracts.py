@@ -11,11 +11,11 @@ from mlops_lab.kernel.listing import (
     REQUIRED_FIELDS,
     input_field_types,
 )
-from mlops_lab.kernel.registry import alias_uri
-from mlops_lab.prediction_app.transform import validated_payloads
 from mlops_lab.service.openapi import openapi_document
-from mlops_lab.service.schema import Listing
 from mlops_lab.service.settings import ServiceSettings
+from mlops_lab.serving.schema import Listing
+from mlops_lab.stages.prediction_app.transform import validated_payloads
+from mlops_lab.tracking.registry import alias_uri
 
 
 def test_the_api_takes_exactly_the_models_input_fields():

@@ -1,7 +1,11 @@
-"""The package's layers, read from its own imports: stages stand on the kernel and never on each
-other (kedro's rule: pipelines never import each other's nodes), the kernel stands on nothing
-above it, and only the smoke stage and batch scoring, which load the model and answer as the
-service does, use the service."""
+"""The package's rooms, read from its own imports. Each room stands only on the rooms below it:
+
+    common → kernel → config → evaluation, tracking → serving → service
+                                                  ↘ stages, commands
+
+Stages never import each other or a command (kedro's rule: pipelines never import each other's
+nodes), commands never import each other or a stage, and only the HTTP service imports the
+service: the batch commands and the smoke stage answer through serving/, as the service does."""
 
 import ast
 from pathlib import Path
@@ -9,20 +13,40 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[2] / "src" / "mlops_lab"
-KERNEL = "kernel"
-SERVICE = "service"
-STAGES = {path.name for path in PACKAGE.iterdir() if path.is_dir() and (path / "task.py").is_file()}
+# What each room may import besides itself.
+BELOW = {
+    "common": set(),
+    "kernel": {"common"},
+    "config": {"common", "kernel"},
+    "evaluation": {"common", "kernel", "config"},
+    "tracking": {"common", "kernel", "config"},
+    "serving": {"common", "kernel", "config", "evaluation", "tracking"},
+    "service": {"common", "kernel", "config", "evaluation", "tracking", "serving"},
+    "stages.context": {"common", "config", "tracking"},
+}
+# Stages and commands stand on any room but the service; a stage on its context too.
+UNDER_STEPS = {"common", "kernel", "config", "evaluation", "tracking", "serving"}
 # The entry point wires everything together.
 ENTRY_POINTS = {"cli.py", "__init__.py"}
 # Where models saved by earlier versions say their classes are: names for kernel classes.
 EARLIER_NAMES = {"features.py", "blend.py", "decision.py"}
-# Stages that may use the service besides the kernel: each answers exactly as it does.
-SERVICE_USERS = {"prediction_app", "scoring", "monitoring"}
 
 
-def layer_of(module: str) -> str:
-    """The top-level part of mlops_lab a dotted module name belongs to."""
-    return module.split(".")[1] if module.count(".") >= 1 else module
+def steps(kind: str) -> set[str]:
+    """The stages' or the commands' folder names."""
+    return {path.name for path in (PACKAGE / kind).iterdir() if (path / "task.py").is_file()}
+
+
+def room_of(parts: tuple[str, ...]) -> str:
+    """The room a module belongs to, from its dotted name's parts after mlops_lab."""
+    if parts[0] in {"stages", "commands"} and len(parts) > 1:
+        return f"{parts[0]}.{parts[1]}"
+    return parts[0].removesuffix(".py")
+
+
+def module_room(module: str) -> str:
+    """The room of a dotted module name."""
+    return room_of(tuple(module.split(".")[1:]))
 
 
 def imports_of(path: Path) -> list[tuple[int, str]]:
@@ -39,45 +63,64 @@ def imports_of(path: Path) -> list[tuple[int, str]]:
     return found
 
 
-def allowed(layer: str) -> set[str]:
-    """The layers a module of `layer` may import."""
-    if layer == KERNEL or layer in EARLIER_NAMES:
-        return {KERNEL}
-    if layer == SERVICE:
-        return {KERNEL, SERVICE}
-    if layer in STAGES:
-        return {KERNEL, layer} | ({SERVICE} if layer in SERVICE_USERS else set())
-    raise AssertionError(f"{layer} is neither the kernel, the service nor a stage")
+def allowed(room: str) -> set[str]:
+    """The rooms a module of `room` may import."""
+    if room in EARLIER_NAMES | {"features", "blend", "decision"}:
+        return {"kernel"}
+    if room in BELOW:
+        return BELOW[room] | {room}
+    kind, _, name = room.partition(".")
+    if kind == "stages" and name in steps("stages"):
+        return UNDER_STEPS | {"stages.context", room}
+    if kind == "commands" and name in steps("commands"):
+        return UNDER_STEPS | {room}
+    raise AssertionError(f"{room} is no room, stage or command")
 
 
 def modules() -> list[Path]:
     return [
         path
         for path in sorted(PACKAGE.rglob("*.py"))
-        if path.relative_to(PACKAGE).parts[0] not in ENTRY_POINTS
+        if str(path.relative_to(PACKAGE)) not in ENTRY_POINTS
     ]
 
 
-def test_the_package_has_the_expected_layers():
-    assert {"data_prep", "training", "explainability", "prediction_app", "promotion"} <= STAGES
-    assert {"tuning", "ablation"} <= STAGES
-    assert (PACKAGE / KERNEL).is_dir() and (PACKAGE / SERVICE).is_dir()
+def test_the_package_has_the_expected_rooms():
+    assert steps("stages") == {
+        "data_prep",
+        "training",
+        "explainability",
+        "prediction_app",
+        "promote",
+        "tune",
+        "ablate",
+    }
+    assert steps("commands") == {"score", "replay", "monitor", "rollback", "swarm", "summary"}
+    assert {path.name for path in PACKAGE.iterdir() if path.is_dir()} >= set(BELOW) - {
+        "config",
+        "stages.context",
+    }
 
 
 @pytest.mark.parametrize("path", modules(), ids=lambda path: str(path.relative_to(PACKAGE)))
-def test_no_module_imports_a_layer_it_must_not(path):
-    layer = path.relative_to(PACKAGE).parts[0]
+def test_no_module_imports_a_room_it_must_not(path):
+    room = room_of(path.relative_to(PACKAGE).with_suffix("").parts)
     wrong = [
         f"line {line}: {name}"
         for line, name in imports_of(path)
-        if layer_of(name) not in allowed(layer)
+        if module_room(name) not in allowed(room)
     ]
-    assert not wrong, f"{path.relative_to(PACKAGE)} ({layer}) imports " + "; ".join(wrong)
+    assert not wrong, f"{path.relative_to(PACKAGE)} ({room}) imports " + "; ".join(wrong)
 
 
-def test_the_checker_sees_a_cross_stage_import(tmp_path):
+def test_the_checker_sees_a_stage_importing_another_or_the_service(tmp_path):
     module = tmp_path / "task.py"
-    module.write_text("from mlops_lab.training.transform import choose_winner\n")
-    assert [layer_of(name) for _, name in imports_of(module)] == ["training"]
-    assert "training" not in allowed("tuning")
-    assert SERVICE not in allowed(KERNEL)
+    module.write_text(
+        "from mlops_lab.stages.training.transform import choose_winner\n"
+        "from mlops_lab.service.settings import ServiceSettings\n"
+    )
+    rooms = [module_room(name) for _, name in imports_of(module)]
+    assert rooms == ["stages.training", "service"]
+    assert not set(rooms) & allowed("stages.tune")
+    assert "service" not in allowed("commands.score")
+    assert "serving" not in allowed("kernel")

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from locks import pinned
 
-from mlops_lab.kernel.registry import MODEL_PACKAGES
+from mlops_lab.tracking.registry import MODEL_PACKAGES
 
 REQUIREMENTS = Path(__file__).resolve().parents[2] / "requirements"
 ROLES = ("serve", "runtime", "tracking-server")

@@ -1,6 +1,5 @@
-"""What every stage and the service stand on: the listing contract, the model's parts, how
-models are evaluated, compiled, explained and registered, the config and where runs go.
+"""The listing and the model: the listing contract, raw listings read into it, the price rule,
+the model's parts and how a candidate's model is built.
 
-Kernel modules import only each other; no stage and not the service (tests/unit/test_layers.py
-checks). A saved model loads with this package's model modules alone, so this file imports
-nothing."""
+A saved model carries this package's model modules (tracking/registry.py, MODEL_MODULES) and
+loads with them alone, so they import only each other, and this file imports nothing."""

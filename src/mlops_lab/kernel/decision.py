@@ -144,3 +144,12 @@ class MacroF1Decision(ClassifierMixin, BaseEstimator):
 
     def predict(self, features: Any) -> np.ndarray:
         return weighted_labels(self.predict_proba(features), self.class_weights_, self.classes_)
+
+
+def ordered_probabilities(
+    probabilities: np.ndarray, model_classes: list[str], categories: list[str]
+) -> np.ndarray:
+    """Probability (or weight) columns reordered from the model's class order to the
+    category order."""
+    position = {name: index for index, name in enumerate(model_classes)}
+    return probabilities[:, [position[name] for name in categories]]

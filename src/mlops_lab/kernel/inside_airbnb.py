@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mlops_lab.kernel.errors import UserError
+from mlops_lab.common.errors import UserError
 from mlops_lab.kernel.listing import AMENITY_PATTERNS
 
 

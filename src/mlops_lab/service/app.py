@@ -14,11 +14,9 @@ from pathlib import Path
 
 from flask import Flask, Response, g, request
 
-from mlops_lab.kernel.compiled import RowThreads
-from mlops_lab.kernel.prediction_store import store_engine
 from mlops_lab.service.errors import register_error_handlers
+from mlops_lab.service.following import ModelSlot, load_into
 from mlops_lab.service.json_provider import OrjsonProvider
-from mlops_lab.service.loading import ModelSlot, load_into
 from mlops_lab.service.metrics import ServiceMetrics
 from mlops_lab.service.openapi import openapi_document
 from mlops_lab.service.prediction_log import PredictionLog
@@ -29,6 +27,8 @@ from mlops_lab.service.threads import (
     leave_signals_to_the_main_thread,
     repeat_stop_signals_to_the_main_thread,
 )
+from mlops_lab.serving.compiled import RowThreads
+from mlops_lab.serving.prediction_store import store_engine
 
 log = logging.getLogger("mlops_lab.service")
 

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from flask import Flask, Response, current_app, g, jsonify, request
-from pydantic import ValidationError
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 log = logging.getLogger("mlops_lab.service")
@@ -32,28 +30,6 @@ class RequestError(Exception):
         self.message = message
         self.details = details or []
         self.headers = headers or {}
-
-
-def field_path(location: tuple[Any, ...]) -> str:
-    """A pydantic error location as `[3].bedrooms` or `bedrooms`."""
-    path = ""
-    for part in location:
-        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
-    return path or "body"
-
-
-def validation_details(error: ValidationError) -> list[dict[str, str]]:
-    """Each validation problem as the field and what is wrong with it."""
-    details = []
-    for problem in error.errors(include_url=False):
-        # A list's type name is not a field: `[3].bedrooms`, not `list[Listing][3].bedrooms`.
-        location = tuple(
-            part
-            for part in problem["loc"]
-            if not (isinstance(part, str) and part.startswith("list["))
-        )
-        details.append({"field": field_path(location), "problem": problem["msg"]})
-    return details
 
 
 def capped(details: list[dict[str, str]]) -> list[dict[str, str]]:

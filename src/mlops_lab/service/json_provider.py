@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 from flask.json.provider import JSONProvider
 
-from mlops_lab.kernel.json_text import json_text
+from mlops_lab.common.json_text import json_text
 
 
 class OrjsonProvider(JSONProvider):

@@ -8,7 +8,7 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
-from mlops_lab.kernel.json_text import encoded
+from mlops_lab.common.json_text import encoded
 
 # What every LogRecord carries; anything else on a record was added by the call (extra=…).
 STANDARD_ATTRIBUTES = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {

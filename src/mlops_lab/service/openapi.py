@@ -6,7 +6,8 @@ from typing import Any
 
 from pydantic.json_schema import models_json_schema
 
-from mlops_lab.service.schema import (
+from mlops_lab.service.settings import ServiceSettings
+from mlops_lab.serving.schema import (
     API_VERSION,
     ErrorResponse,
     Feedback,
@@ -15,7 +16,6 @@ from mlops_lab.service.schema import (
     Prediction,
     PredictionResponse,
 )
-from mlops_lab.service.settings import ServiceSettings
 
 REF = "#/components/schemas/{model}"
 

@@ -19,9 +19,9 @@ from sqlalchemy import Engine, insert
 from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
-from mlops_lab.kernel.feedback_token import FeedbackToken
-from mlops_lab.kernel.prediction_store import LOSSES, PREDICTIONS, create_tables, listing_key
 from mlops_lab.service.threads import leave_signals_to_the_main_thread
+from mlops_lab.serving.feedback_token import FeedbackToken
+from mlops_lab.serving.prediction_store import LOSSES, PREDICTIONS, create_tables, listing_key
 
 log = logging.getLogger("mlops_lab.service")
 
@@ -42,7 +42,7 @@ class PredictionLogSettings:
     flush_seconds: float = 0.5
     retry_seconds: float = 2.0
     feedback_wait_seconds: float = 1.0
-    # The bearer token /feedback takes (kernel/feedback_token.py); without one, /feedback is
+    # The bearer token /feedback takes (serving/feedback_token.py); without one, /feedback is
     # refused to everyone.
     feedback_token: FeedbackToken | None = None
     # At shutdown, how long the writer gets to write what is buffered.

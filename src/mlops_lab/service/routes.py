@@ -23,20 +23,20 @@ from sqlalchemy import Engine, insert
 from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from mlops_lab.kernel.feedback_token import FeedbackToken
-from mlops_lab.kernel.prediction_store import (
+from mlops_lab.kernel.prices import price_category
+from mlops_lab.service.errors import RequestError
+from mlops_lab.service.following import ModelSlot
+from mlops_lab.service.metrics import EXPOSITION_TYPE, ServiceMetrics
+from mlops_lab.service.prediction_log import AnsweredRequest, PredictionLog
+from mlops_lab.service.settings import ServiceSettings
+from mlops_lab.service.slots import ExplanationSlots
+from mlops_lab.serving.feedback_token import FeedbackToken
+from mlops_lab.serving.prediction_store import (
     FEEDBACK,
     listing_key,
     logged_listing_ids,
 )
-from mlops_lab.kernel.prices import price_category
-from mlops_lab.service.errors import RequestError, validation_details
-from mlops_lab.service.loading import ModelSlot
-from mlops_lab.service.metrics import EXPOSITION_TYPE, ServiceMetrics
-from mlops_lab.service.prediction_log import AnsweredRequest, PredictionLog
-from mlops_lab.service.schema import API_VERSION, Feedback, Listing
-from mlops_lab.service.settings import ServiceSettings
-from mlops_lab.service.slots import ExplanationSlots
+from mlops_lab.serving.schema import API_VERSION, Feedback, Listing, validation_details
 
 routes = Blueprint("service", __name__)
 

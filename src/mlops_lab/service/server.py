@@ -106,7 +106,7 @@ def serve_until_stopped(options: ServerOptions) -> None:
         from granian.http import HTTP1Settings
         from granian.log import LogLevels
 
-        from mlops_lab.kernel.config import ConfigError
+        from mlops_lab.config import ConfigError
         from mlops_lab.service.logs import logging_config
         from mlops_lab.service.settings import ServiceSettings, SettingsError
 

@@ -11,15 +11,15 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from mlops_lab.kernel.config import LabConfig, PredictionLogConfig, load_config
-from mlops_lab.kernel.errors import UserError
-from mlops_lab.kernel.feedback_token import feedback_token
-from mlops_lab.kernel.prediction_store import SWITCH_VARIABLE, prediction_store_uri
-from mlops_lab.kernel.registry import CHAMPION, alias_uri
-from mlops_lab.kernel.secrets import SecretFileError
-from mlops_lab.kernel.tracking import tracking_uri
+from mlops_lab.common.errors import UserError
+from mlops_lab.common.secrets import SecretFileError
+from mlops_lab.config import LabConfig, PredictionLogConfig, load_config
 from mlops_lab.service.environment import CONFIG_VARIABLE, SLOTS_VARIABLE
 from mlops_lab.service.prediction_log import PredictionLogSettings
+from mlops_lab.serving.feedback_token import feedback_token
+from mlops_lab.serving.loading import served_model_uri
+from mlops_lab.serving.prediction_store import SWITCH_VARIABLE, prediction_store_uri
+from mlops_lab.tracking.runs import tracking_uri
 
 
 class SettingsError(ValueError):
@@ -124,13 +124,8 @@ class ServiceSettings:
     def from_config(cls, config: LabConfig, environment: Mapping[str, str]) -> ServiceSettings:
         """MODEL_URI, else the registry's champion when a tracking server is set, else the
         champion's local folder; limits from the environment, the rest from config.yaml."""
-        default = (
-            alias_uri(config.tracking.registered_model_name, CHAMPION)
-            if environment.get("MLFLOW_TRACKING_URI")
-            else str(config.promotion.champion_dir)
-        )
         return cls(
-            model_uri=environment.get("MODEL_URI", default),
+            model_uri=served_model_uri(config, environment),
             tracking_uri=tracking_uri(environment, Path.cwd(), config.tracking.embedded_store_dir),
             categories=tuple(config.data_prep.price_categories),
             price_bin_edges=tuple(config.data_prep.price_bin_edges),

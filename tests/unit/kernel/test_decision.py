@@ -9,6 +9,7 @@ from mlops_lab.kernel.decision import (
     decision_weights,
     macro_f1_of_codes,
     macro_f1_weights,
+    ordered_probabilities,
     probability_model,
     weighted_labels,
 )
@@ -111,3 +112,9 @@ def test_macro_f1_of_codes_is_scikit_learns_macro_f1(seed):
     predicted[predicted == 3] = 0
     expected = f1_score(truth, predicted, labels=[0, 1, 2, 3], average="macro", zero_division=0)
     assert macro_f1_of_codes(truth, predicted, 4) == pytest.approx(expected, abs=1e-15)
+
+
+def test_ordered_probabilities_follow_the_category_order(categories):
+    probabilities = np.array([[0.1, 0.2, 0.3, 0.4]])
+    ordered = ordered_probabilities(probabilities, ["high", "low", "lux", "mid"], categories)
+    assert ordered.tolist() == [[0.2, 0.4, 0.1, 0.3]]

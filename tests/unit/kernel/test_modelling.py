@@ -10,8 +10,8 @@ from small_models import (
     SMALL_VOTE,
 )
 
+from mlops_lab.evaluation.scores import required_view
 from mlops_lab.kernel.decision import row_decision_weights
-from mlops_lab.kernel.evaluation import required_view
 from mlops_lab.kernel.features import ALL_FEATURES, REQUIRED_FEATURES
 from mlops_lab.kernel.modelling import (
     SKOPS_TRUSTED_TYPES,

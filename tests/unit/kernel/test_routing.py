@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 from small_models import SMALL_ROUTER
 
+from mlops_lab.evaluation.scores import required_view
 from mlops_lab.kernel.decision import decision_weights
-from mlops_lab.kernel.evaluation import required_view
 from mlops_lab.kernel.features import conform_listings, present_fields
 from mlops_lab.kernel.modelling import build_model
 from mlops_lab.kernel.routing import route_listings

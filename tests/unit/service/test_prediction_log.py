@@ -9,7 +9,6 @@ from sqlalchemy import Engine, create_engine, func, select
 from stores import answered_request
 from waiting import poll_until, read_until
 
-from mlops_lab.kernel.prediction_store import PREDICTIONS, logged_losses, store_engine
 from mlops_lab.service.prediction_log import (
     AnsweredRequest,
     LogMetrics,
@@ -17,6 +16,7 @@ from mlops_lab.service.prediction_log import (
     PredictionLogSettings,
     prediction_rows,
 )
+from mlops_lab.serving.prediction_store import PREDICTIONS, logged_losses, store_engine
 
 
 def answered(listings: int, prefix: str = "listing") -> AnsweredRequest:

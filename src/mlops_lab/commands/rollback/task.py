@@ -1,0 +1,99 @@
+"""rollback: the registry's champion alias → an earlier version that passed the gate, its
+files in the champion folder and models/registration.json, the versions tagged who, when and
+why. Running services follow the alias or the folder within their refresh interval."""
+
+from __future__ import annotations
+
+import getpass
+import json
+import logging
+import os
+import socket
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+
+import mlflow
+from mlflow.tracking import MlflowClient
+
+from mlops_lab.commands.rollback.transform import RollbackError, rollback_note, rollback_target
+from mlops_lab.common.files import replace_directory_atomically, write_json_atomically
+from mlops_lab.config import LabConfig
+from mlops_lab.tracking.registry import (
+    CHAMPION,
+    GATE_PASSED,
+    GATE_TAG,
+    ROLLBACK_TAG,
+    alias_version,
+    version_uri,
+)
+from mlops_lab.tracking.runs import tracking_uri
+
+log = logging.getLogger(__name__)
+
+
+def gated_versions(client: MlflowClient, model_name: str) -> list[str]:
+    """The versions of the model that the promote stage made champion."""
+    return [
+        str(version.version)
+        for version in client.search_model_versions(f"name = '{model_name}'")
+        if version.tags.get(GATE_TAG) == GATE_PASSED
+    ]
+
+
+def who_runs(environment: Mapping[str, str]) -> str:
+    """The MLflow login, else the system user (a uid without a name in a container), @host."""
+    user = environment.get("MLFLOW_TRACKING_USERNAME", "")
+    if not user:
+        try:
+            user = getpass.getuser()
+        except (KeyError, OSError):  # a uid with no passwd entry, as in a container
+            user = f"uid {os.getuid()}"
+    return f"{user}@{socket.gethostname()}"
+
+
+def run(
+    config: LabConfig, environment: Mapping[str, str], requested: str | None, reason: str
+) -> str:
+    """Move the champion alias back, with the champion folder and registration in step; the
+    version it now names."""
+    uri = tracking_uri(environment, Path.cwd(), config.tracking.embedded_store_dir)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    client = MlflowClient()
+    model_name = config.tracking.registered_model_name
+    champion = alias_version(client, model_name, CHAMPION)
+    if champion is None:
+        raise RollbackError(f"{model_name} has no champion at {uri}: nothing to roll back")
+    target = rollback_target(champion, gated_versions(client, model_name), requested)
+    when = datetime.now(UTC).isoformat(timespec="seconds")
+    who = who_runs(environment)
+
+    def fill(path: Path) -> None:
+        # The alias moves once the files are here, and the folder is swapped in only after:
+        # a failure on the way leaves both as they were.
+        mlflow.artifacts.download_artifacts(
+            artifact_uri=version_uri(model_name, target), dst_path=str(path)
+        )
+        client.set_registered_model_alias(model_name, CHAMPION, target)
+
+    replace_directory_atomically(config.promotion.champion_dir, fill)
+    for version, note in rollback_note(when, who, reason, champion, target).items():
+        client.set_model_version_tag(model_name, version, ROLLBACK_TAG, note)
+    registration_path = config.promotion.registration_path
+    registration = json.loads(registration_path.read_text()) if registration_path.is_file() else {}
+    registration.update(
+        {
+            "model_name": model_name,
+            "champion": {
+                "version": target,
+                "model_uri": version_uri(model_name, target),
+                "local_path": str(config.promotion.champion_dir),
+            },
+            "previous_champion": champion,
+            "rollback": {"from": champion, "to": target, "at": when, "by": who, "reason": reason},
+        }
+    )
+    write_json_atomically(registration_path, registration)
+    log.info("champion of %s: v%s → v%s (%s)", model_name, champion, target, reason)
+    return target

@@ -1,0 +1,1 @@
+"""`mlops-lab score`: a listings file scored by the champion, as the service answers."""

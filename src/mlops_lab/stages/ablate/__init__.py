@@ -1,0 +1,1 @@
+"""`mlops-lab ablate`: what each feature group earns, paired fold by fold."""

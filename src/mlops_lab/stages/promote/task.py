@@ -1,0 +1,172 @@
+"""promote: the challenger takes the champion alias only after it has answered through the
+serving path and beaten the champion on the same test part; the champion's files are then
+what `models/` serves.
+
+A stage that fails before this one leaves every alias where it was. Two pipelines racing for
+one registry cannot both win: the champion is scored again whenever the alias moved since this
+run looked, right up to the moment the alias is set."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+
+import mlflow
+from mlflow.tracking import MlflowClient
+
+from mlops_lab.common.errors import UserError
+from mlops_lab.common.files import replace_directory_atomically, write_json_atomically
+from mlops_lab.evaluation.prepared import read_split
+from mlops_lab.evaluation.scores import scores_on_views, selection_score
+from mlops_lab.stages.context import StageContext
+from mlops_lab.stages.promote.transform import (
+    champion_change,
+    measure_name,
+    promotion_verdict,
+    smoke_problem,
+)
+from mlops_lab.tracking.registry import (
+    CHALLENGER,
+    CHAMPION,
+    GATE_PASSED,
+    GATE_TAG,
+    alias_version,
+    download_version,
+    load_version,
+    local_version,
+    run_of_local_model,
+    version_uri,
+)
+from mlops_lab.tracking.runs import stage_run
+
+log = logging.getLogger(__name__)
+
+
+class PromotionError(UserError, RuntimeError):
+    """The challenger cannot be judged: it has not answered, or the alias will not hold still."""
+
+
+def champion_score(context: StageContext, model_name: str, version: str) -> float:
+    """A registered version's selection score on this pipeline's test part."""
+    config = context.config
+    split = read_split(config, "promotion")
+    try:
+        champion = load_version(model_name, version)
+    except Exception as error:  # whatever the reason, it cannot be judged against: say so
+        raise PromotionError(
+            f"champion v{version} cannot be loaded here ({type(error).__name__}: {error}), so "
+            "this run's model cannot be judged against it and is not promoted. If that "
+            f"version is retired on purpose, remove its alias in the MLflow UI (Models → "
+            f"{model_name} → v{version}) and rerun dvc repro"
+        ) from error
+    scores = scores_on_views(
+        champion,
+        split.test_features,
+        split.test_target,
+        config.data_prep.price_categories,
+    )
+    return selection_score(
+        {view: scored[0] for view, scored in scores.items()}, config.training.selection
+    )
+
+
+def judge(context: StageContext, challenger: dict, measure: str) -> tuple[bool, str, str | None]:
+    """Set the alias the challenger earns: (promoted, why, the champion it was judged against).
+    The champion is read again just before the alias moves; if it changed, it is scored again."""
+    model_name, version = challenger["model_name"], challenger["version"]
+    client = MlflowClient()
+    for _ in range(context.config.promotion.attempts):
+        champion = alias_version(client, model_name, CHAMPION)
+        if champion == version:
+            return True, f"v{version} is already the champion", champion
+        score = None if champion is None else champion_score(context, model_name, champion)
+        promoted, reason = promotion_verdict(
+            version, challenger["test_selection_score"], champion, score, measure
+        )
+        now = alias_version(client, model_name, CHAMPION)
+        if now != champion:
+            log.warning(
+                "the champion moved from v%s to v%s while it was scored: again", champion, now
+            )
+            continue
+        client.set_registered_model_alias(model_name, CHAMPION if promoted else CHALLENGER, version)
+        if champion != challenger["champion_when_trained"]:
+            change = champion_change(challenger["champion_when_trained"], champion)
+            reason += f" (the champion moved while this run went on: {change})"
+        return promoted, reason, champion
+    raise PromotionError(
+        f"the champion alias of {model_name} moved each of the "
+        f"{context.config.promotion.attempts} times v{version} was judged against it: not "
+        "promoted; rerun dvc repro once the other pipelines are done"
+    )
+
+
+def hold_champion(context: StageContext, model_name: str, champion: str) -> None:
+    """Make the champion folder hold the champion's files: kept, copied or downloaded."""
+    config = context.config
+    target = config.promotion.champion_dir
+    challenger_dir = config.training.model_dir
+    if local_version(challenger_dir) == (model_name, champion):
+        replace_directory_atomically(target, lambda path: shutil.copytree(challenger_dir, path))
+        return
+    registered_run = MlflowClient().get_model_version(model_name, champion).run_id
+    # The same version number in another tracking store is another model: compare runs too.
+    if (
+        local_version(target) == (model_name, champion)
+        and run_of_local_model(target) == registered_run
+    ):
+        return
+    download_version(model_name, champion, target)
+
+
+def run(context: StageContext) -> None:
+    """Judge the challenger, move the alias it earns, and hold the champion's files locally."""
+    config = context.config
+    challenger = json.loads(config.training.challenger_path.read_text())
+    model_name, version = challenger["model_name"], challenger["version"]
+    smoke_path = config.prediction_app.output_path
+    if not smoke_path.is_file():
+        raise PromotionError(
+            f"{smoke_path} does not exist: run dvc repro, whose smoke stage writes it"
+        )
+    problem = smoke_problem(
+        json.loads(smoke_path.read_text()), version, len(config.prediction_app.payloads())
+    )
+    if problem:
+        raise PromotionError(f"v{version} cannot be promoted: {problem}")
+    selection = config.training.selection
+    measure = measure_name(selection.metric, dict(selection.view_weights))
+    with stage_run(
+        context.tracking, context.lineage, "promote", tags={"mlops_lab.version": version}
+    ):
+        promoted, reason, previous = judge(context, challenger, measure)
+        champion = version if promoted else previous
+        hold_champion(context, model_name, champion)
+        registration = {
+            "model_name": model_name,
+            "champion": {
+                "version": champion,
+                "model_uri": version_uri(model_name, champion),
+                "local_path": str(config.promotion.champion_dir),
+            },
+            "challenger": {
+                "version": version,
+                "model_uri": version_uri(model_name, version),
+                "local_path": str(config.training.model_dir),
+                "promoted": promoted,
+                "reason": reason,
+            },
+            "previous_champion": previous,
+        }
+        write_json_atomically(config.promotion.registration_path, registration)
+        client = MlflowClient()
+        client.set_model_version_tag(model_name, version, "mlops_lab.promotion", reason)
+        if promoted:
+            client.set_model_version_tag(model_name, version, GATE_TAG, GATE_PASSED)
+        mlflow.set_tags(
+            {"mlops_lab.promoted": str(promoted).lower(), "mlops_lab.champion": champion}
+        )
+        mlflow.log_dict(registration, "registration.json")
+        log.info("%s", reason)
+        print(f"{model_name}: {reason} → {'CHAMPION' if promoted else 'CHALLENGER'}")

@@ -1,0 +1,1 @@
+"""`mlops-lab tune`: an Optuna study per candidate, shared by workers through PostgreSQL."""

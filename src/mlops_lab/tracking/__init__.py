@@ -1,0 +1,1 @@
+"""Where runs are tracked and how a model is registered: MLflow, through its public API."""

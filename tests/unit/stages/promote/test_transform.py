@@ -1,0 +1,45 @@
+import pytest
+
+from mlops_lab.stages.promote.transform import (
+    champion_change,
+    measure_name,
+    promotion_verdict,
+    smoke_problem,
+)
+
+MEASURE = "roc_auc_ovr weighted required 0.75, full 0.25"
+
+
+@pytest.mark.parametrize(
+    ("score", "champion", "champion_score", "promoted"),
+    [
+        (0.9, None, None, True),
+        (0.9, "3", 0.8, True),
+        (0.8, "3", 0.8, False),
+        (0.7, "3", 0.8, False),
+    ],
+)
+def test_only_a_strictly_better_model_takes_the_champion_alias(
+    score, champion, champion_score, promoted
+):
+    verdict, reason = promotion_verdict("4", score, champion, champion_score, MEASURE)
+    assert verdict is promoted
+    assert reason.startswith("v4 becomes the champion" if promoted else "v4 is not promoted")
+    if champion:
+        assert f"champion v3 {champion_score:.4f}" in reason
+
+
+def test_the_smoke_answers_must_come_from_this_version_and_cover_every_example():
+    answered = {"model_version": "4", "predictions": [{}, {}, {}]}
+    assert smoke_problem(answered, "4", 3) is None
+    assert "not v5" in smoke_problem(answered, "5", 3)
+    assert "answered 3 of the 4" in smoke_problem(answered, "4", 4)
+
+
+def test_measure_name_gives_weights_as_shares():
+    assert measure_name("roc_auc_ovr", {"required": 3, "full": 1}) == MEASURE
+
+
+def test_champion_change_says_what_moved():
+    assert champion_change(None, "3") == "when this run trained there was none; now it is v3"
+    assert champion_change("2", "3") == "when this run trained it was v2; now it is v3"
