@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -158,6 +159,40 @@ def log_to_mlflow(
     return run.info.run_id
 
 
+def window_quality_section(
+    window: Window,
+    feedback: dict[str, str],
+    tested: tuple[np.ndarray, np.ndarray, np.ndarray],
+    categories: list[str],
+    minimum_feedback: int,
+) -> tuple[dict[str, Any] | None, tuple[str, Any] | None, int]:
+    """The window's quality where feedback came in, the report section that shows it against
+    the test part's (`tested`: truth, labels, probabilities), and how many answers have
+    feedback; no quality and no section with too few."""
+    with_feedback = np.array([key in feedback for key in window.listing_ids], dtype=bool)
+    count = int(with_feedback.sum())
+    if count < minimum_feedback:
+        log.info(
+            "quality not judged: %d of the window's predictions have feedback, %d are needed "
+            "(monitoring.quality.minimum_feedback)",
+            *(count, minimum_feedback),
+        )
+        return None, None, count
+    window_answers = (
+        np.array([feedback[key] for key in window.listing_ids if key in feedback]),
+        window.predicted[with_feedback],
+        window.probabilities[with_feedback],
+        categories,
+    )
+    section = (
+        f"Quality: the {count} answers with feedback against the test part's",
+        quality_report(
+            answers_table(*window_answers), answers_table(*tested, categories), categories
+        ),
+    )
+    return quality(*window_answers), section, count
+
+
 def judge(
     window: Window,
     optional_share: float,
@@ -178,13 +213,12 @@ def judge(
     test_labels, test_probabilities = answered(
         model, sent_like(split.test_features[inputs], optional_share, monitoring.seed)
     )
-    test_truth = split.test_target.to_numpy()
+    tested_answers = (split.test_target.to_numpy(), test_labels, test_probabilities)
     tested, untested = fields_to_test(window.listings, monitoring.drift.minimum_values)
     log.info(
         "drift of %d fields against %d training listings, and of the categories answered "
         "against the test part's (Evidently)…",
-        len(tested),
-        len(reference),
+        *(len(tested), len(reference)),
     )
     field_drift = drift_report(reference, window.listings, tested, monitoring.drift)
     answer_drift = prediction_drift_report(test_labels, window.predicted, monitoring.drift)
@@ -199,45 +233,76 @@ def judge(
             answer_drift,
         ),
     ]
-
-    with_feedback = np.array([key in feedback for key in window.listing_ids], dtype=bool)
-    window_quality = None
-    if with_feedback.sum() >= monitoring.quality.minimum_feedback:
-        window_answers = (
-            np.array([feedback[key] for key in window.listing_ids if key in feedback]),
-            window.predicted[with_feedback],
-            window.probabilities[with_feedback],
-            categories,
-        )
-        window_quality = quality(*window_answers)
-        sections.append(
-            (
-                f"Quality: the {with_feedback.sum()} answers with feedback against the test "
-                "part's",
-                quality_report(
-                    answers_table(*window_answers),
-                    answers_table(test_truth, test_labels, test_probabilities, categories),
-                    categories,
-                ),
-            )
-        )
-    else:
-        log.info(
-            "quality not judged: %d of the window's predictions have feedback, %d are needed "
-            "(monitoring.quality.minimum_feedback)",
-            with_feedback.sum(),
-            monitoring.quality.minimum_feedback,
-        )
-
+    window_quality, section, with_feedback = window_quality_section(
+        window, feedback, tested_answers, categories, monitoring.quality.minimum_feedback
+    )
+    sections += [section] if section is not None else []
     findings = Findings(
         fields=drifts_found(field_drift.dict()),
         untested=untested,
         predictions=drifts_found(answer_drift.dict())[PREDICTED],
         window_quality=window_quality,
-        test_quality=quality(test_truth, test_labels, test_probabilities, categories),
-        with_feedback=int(with_feedback.sum()),
+        test_quality=quality(*tested_answers, categories),
+        with_feedback=with_feedback,
     )
     return findings, sections
+
+
+def window_bounds(since: str | None, until: str | None) -> tuple[datetime | None, datetime | None]:
+    """--since and --until as moments; MonitorError unless since comes before until."""
+    now = datetime.now(UTC)
+    start = parse_moment(since, now) if since else None
+    end = parse_moment(until, now) if until else None
+    if start is not None and end is not None and start >= end:
+        raise MonitorError(f"--since {since} is not before --until {until}")
+    return start, end
+
+
+@dataclass(frozen=True)
+class Logged:
+    """What the prediction log holds for the window."""
+
+    rows: list[dict[str, Any]]
+    # Predictions of other model versions in the same span, left out.
+    others: dict[str, int]
+    window: Window
+    feedback: dict[str, str]
+    # Answers the log could not keep since the window began, by outcome.
+    missing: dict[str, int]
+
+
+def read_logged(
+    store: str,
+    model: ServedModel,
+    bounds: tuple[datetime | None, datetime | None],
+    size: int,
+    monitoring: MonitoringConfig,
+) -> Logged:
+    """The window of the model's predictions in the log, their feedback and the losses."""
+    start, end = bounds
+    engine = store_engine(store)
+    try:
+        rows, others = read_window(
+            engine,
+            model,
+            start,
+            end,
+            size,
+            monitoring.minimum_window,
+            make_url(store).render_as_string(hide_password=True),
+        )
+        window = window_of(rows, model.categories)
+        feedback = latest_feedback(engine, [key for key in window.listing_ids if key])
+        missing = logged_losses(engine, start or rows[0]["predicted_at"], end)
+    finally:
+        engine.dispose()
+    log.info(
+        "window: %d predictions of %s v%s, %s to %s",
+        *(len(rows), model.name, model.version),
+        window.predicted_at[0].isoformat(timespec="seconds"),
+        window.predicted_at[-1].isoformat(timespec="seconds"),
+    )
+    return Logged(rows, others, window, feedback, missing)
 
 
 def run(
@@ -251,68 +316,38 @@ def run(
     """Judge the window, write the report and the summary, log both; returns the summary,
     whose `alerts` say whether to retrain."""
     monitoring = config.monitoring
+    start, end = window_bounds(since, until)
     tracking = tracking_uri(environment, Path.cwd(), config.tracking.embedded_store_dir)
-    now = datetime.now(UTC)
-    start = parse_moment(since, now) if since else None
-    end = parse_moment(until, now) if until else None
-    if start is not None and end is not None and start >= end:
-        raise MonitorError(f"--since {since} is not before --until {until}")
     mlflow.set_tracking_uri(tracking)
     mlflow.set_registry_uri(tracking)
-    categories = list(config.data_prep.price_categories)
     split = read_split(config, "monitoring")
+    uri = model_uri or served_model_uri(config, environment)
     model = load_served_model(
-        model_uri or served_model_uri(config, environment),
-        categories,
-        fall_back=False,
-        parallel=True,
+        uri, list(config.data_prep.price_categories), fall_back=False, parallel=True
     )
     store = prediction_store_uri(
         environment, Path.cwd(), monitoring.prediction_log.embedded_store_path
     )
-    engine = store_engine(store)
-    try:
-        rows, others = read_window(
-            engine,
-            model,
-            start,
-            end,
-            last or monitoring.window_size,
-            monitoring.minimum_window,
-            make_url(store).render_as_string(hide_password=True),
-        )
-        window = window_of(rows, categories)
-        feedback = latest_feedback(engine, [key for key in window.listing_ids if key])
-        # What the log could not keep since the window began: answers missing from it.
-        missing = logged_losses(engine, start or rows[0]["predicted_at"], end)
-    finally:
-        engine.dispose()
-    log.info(
-        "window: %d predictions of %s v%s, %s to %s",
-        len(rows),
-        model.name,
-        model.version,
-        window.predicted_at[0].isoformat(timespec="seconds"),
-        window.predicted_at[-1].isoformat(timespec="seconds"),
-    )
-
+    size = last or monitoring.window_size
+    logged = read_logged(store, model, (start, end), size, monitoring)
+    window = logged.window
     optional_share = float(carries_optional(window.listings).mean())
-    findings, sections = judge(window, optional_share, feedback, split, model, monitoring)
+    findings, sections = judge(window, optional_share, logged.feedback, split, model, monitoring)
     found = alerts(findings, monitoring.drift.alert_share, monitoring.quality.maximum_roc_auc_drop)
     summary = summary_document(
         findings,
         found,
         model={"name": model.name, "version": model.version, "uri": model.uri},
         window={
-            "predictions": len(rows),
+            "predictions": len(logged.rows),
             "first": window.predicted_at[0].isoformat(timespec="seconds"),
             "last": window.predicted_at[-1].isoformat(timespec="seconds"),
             "since": None if start is None else start.isoformat(timespec="seconds"),
             "until": None if end is None else end.isoformat(timespec="seconds"),
-            "most_recent": last or monitoring.window_size,
+            "most_recent": size,
             "share_with_optional_fields": round(optional_share, 6),
-            "other_versions": others,
-            "missing": missing,
+            "other_versions": logged.others,
+            "missing": logged.missing,
         },
         reference={
             "fields": f"the notebook split's training part, {len(split.train_target)} listings",

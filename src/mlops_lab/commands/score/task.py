@@ -16,6 +16,7 @@ import mlflow
 import pandas as pd
 
 from mlops_lab.commands.score.transform import (
+    RejectedRow,
     ScoringInputError,
     api_fields_of_scrape,
     columns_the_api_ignores,
@@ -31,7 +32,7 @@ from mlops_lab.commands.score.transform import (
 from mlops_lab.common.files import atomic_path
 from mlops_lab.config import LabConfig
 from mlops_lab.kernel.inside_airbnb import raw_columns_to_read, read_listings_csv
-from mlops_lab.serving.loading import load_served_model, served_model_uri
+from mlops_lab.serving.loading import ServedModel, load_served_model, served_model_uri
 from mlops_lab.serving.payloads import payloads
 from mlops_lab.tracking.runs import tracking_uri
 
@@ -86,6 +87,70 @@ def check_writable(folder: Path) -> None:
         ) from error
 
 
+def readable_listings(input_path: Path) -> tuple[pd.DataFrame, str]:
+    """The input's rows without the columns the API ignores, and the input's kind."""
+    listings, input_kind = read_listings(input_path)
+    if listings.empty:
+        raise ScoringInputError(f"{input_path} has no rows to score, only a header")
+    ignored = columns_the_api_ignores(list(listings.columns))
+    if ignored:
+        log.warning("ignoring columns that are no field of the API: %s", ", ".join(ignored))
+        listings = listings.drop(columns=ignored)
+    log.info("read %d listings from %s", len(listings), input_path)
+    return listings, input_kind
+
+
+def score_in_chunks(
+    model: ServedModel, listings: pd.DataFrame, chunk_size: int, with_header: bool
+) -> tuple[list[pd.DataFrame], list[RejectedRow]]:
+    """The scores of every valid row and the rows refused, chunk by chunk, with progress: a
+    bar on a terminal, else a log line per chunk."""
+    started = time.perf_counter()
+    scored: list[pd.DataFrame] = []
+    rejected: list[RejectedRow] = []
+    with click.progressbar(
+        length=len(listings), label="scoring", file=sys.stderr, show_pos=True
+    ) as progress:
+        for first in range(0, len(listings), chunk_size):
+            chunk = listings.iloc[first : first + chunk_size]
+            locations = row_locations(len(chunk), first, with_header)
+            valid, positions, problems = validate_rows(payloads(chunk), locations)
+            rejected += problems
+            if valid:
+                found = [locations[position] for position in positions]
+                scored.append(
+                    scored_frame(
+                        model.predict(valid), found, model.categories, model.name, model.version
+                    )
+                )
+            progress.update(len(chunk))
+            if not sys.stderr.isatty():
+                done = first + len(chunk)
+                log.info(
+                    "scored %d of %d listings (%.0f%%), %.0f listings/s",
+                    *(done, len(listings), 100 * done / max(len(listings), 1)),
+                    done / max(time.perf_counter() - started, 1e-9),
+                )
+    return scored, rejected
+
+
+def write_rejected(rejected: list[RejectedRow], total: int, output_path: Path) -> None:
+    """Write the rows not scored beside the scores and name the first ten; with none, remove
+    an earlier run's file, which would describe rows this run scored."""
+    errors_path = rejected_path(output_path)
+    if not rejected:
+        errors_path.unlink(missing_ok=True)
+        return
+    write_table(rejected_frame(rejected), errors_path, "csv")
+    for row in rejected[:10]:
+        log.warning("%s (id %s) not scored: %s", row.location, row.id, row.problem)
+    more = f", and {len(rejected) - 10} more" if len(rejected) > 10 else ""
+    log.warning(
+        "%d of %d rows not scored%s: all of them, with why, in %s",
+        *(len(rejected), total, more, errors_path),
+    )
+
+
 def run(
     config: LabConfig,
     environment: Mapping[str, str],
@@ -100,89 +165,29 @@ def run(
         raise ScoringInputError(f"{output_path}: the scores would overwrite the listings")
     check_writable(output_path.parent)
     tracking = tracking_uri(environment, Path.cwd(), config.tracking.embedded_store_dir)
-    uri = model_uri or served_model_uri(config, environment)
     mlflow.set_tracking_uri(tracking)
     mlflow.set_registry_uri(tracking)
-    listings, input_kind = read_listings(input_path)
-    if listings.empty:
-        raise ScoringInputError(f"{input_path} has no rows to score, only a header")
-    ignored = columns_the_api_ignores(list(listings.columns))
-    if ignored:
-        log.warning("ignoring columns that are no field of the API: %s", ", ".join(ignored))
-        listings = listings.drop(columns=ignored)
-    log.info("read %d listings from %s", len(listings), input_path)
+    listings, input_kind = readable_listings(input_path)
     categories = list(config.data_prep.price_categories)
     # The parallel walk gives the serial one's answers bit for bit, on every core.
+    uri = model_uri or served_model_uri(config, environment)
     model = load_served_model(uri, categories, fall_back=False, parallel=True)
-    chunk_size = config.scoring.chunk_size
     started = time.perf_counter()
-    scored: list[pd.DataFrame] = []
-    rejected = []
-    chunks = range(0, len(listings), chunk_size)
-    with click.progressbar(
-        length=len(listings), label="scoring", file=sys.stderr, show_pos=True
-    ) as progress:
-        for first in chunks:
-            chunk = listings.iloc[first : first + chunk_size]
-            locations = row_locations(len(chunk), first, input_kind == "csv")
-            valid, positions, problems = validate_rows(payloads(chunk), locations)
-            rejected += problems
-            if valid:
-                predictions = model.predict(valid)
-                scored.append(
-                    scored_frame(
-                        predictions,
-                        [locations[position] for position in positions],
-                        categories,
-                        model.name,
-                        model.version,
-                    )
-                )
-            progress.update(len(chunk))
-            if not sys.stderr.isatty():
-                done = first + len(chunk)
-                log.info(
-                    "scored %d of %d listings (%.0f%%), %.0f listings/s",
-                    done,
-                    len(listings),
-                    100 * done / max(len(listings), 1),
-                    done / max(time.perf_counter() - started, 1e-9),
-                )
-    if not scored and len(listings) > 0:
+    scored, rejected = score_in_chunks(
+        model, listings, config.scoring.chunk_size, input_kind == "csv"
+    )
+    if not scored:
         raise ScoringInputError(
             f"{input_path}: none of its {len(listings)} rows could be scored; the first: "
             f"{rejected[0].location}: {rejected[0].problem}"
         )
-    table = (
-        pd.concat(scored, ignore_index=True)
-        if scored
-        else scored_frame([], [], categories, model.name, model.version)
-    )
+    table = pd.concat(scored, ignore_index=True)
     write_table(table, output_path, output_kind)
     seconds = time.perf_counter() - started
     log.info(
         "wrote %d scores by %s v%s to %s in %.1f s (%.0f listings/s)",
-        len(table),
-        model.name,
-        model.version,
-        output_path,
-        seconds,
+        *(len(table), model.name, model.version, output_path, seconds),
         len(listings) / max(seconds, 1e-9),
     )
-    errors_path = rejected_path(output_path)
-    if rejected:
-        write_table(rejected_frame(rejected), errors_path, "csv")
-        for row in rejected[:10]:
-            log.warning("%s (id %s) not scored: %s", row.location, row.id, row.problem)
-        more = f", and {len(rejected) - 10} more" if len(rejected) > 10 else ""
-        log.warning(
-            "%d of %d rows not scored%s: all of them, with why, in %s",
-            len(rejected),
-            len(listings),
-            more,
-            errors_path,
-        )
-    else:
-        # A rejected-rows file from an earlier run would describe rows this run scored.
-        errors_path.unlink(missing_ok=True)
+    write_rejected(rejected, len(listings), output_path)
     return len(rejected)

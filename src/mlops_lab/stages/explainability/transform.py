@@ -8,6 +8,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -21,6 +22,9 @@ from mlops_lab.kernel.listing import CATEGORICAL_FIELDS
 from mlops_lab.serving.attribution import Attributions
 
 VIEW_TITLES = {"full": "every field sent", "required": "only the required fields sent"}
+
+# The fields named in the metrics file, per view.
+TOP_FIELDS = 5
 
 
 def _panels(views: int, width: float, height: float) -> tuple[Figure, list[Axes]]:
@@ -209,3 +213,26 @@ def reliability_figure(
         axes.legend(loc="upper left")
     figure.tight_layout()
     return figure
+
+
+def metrics_document(
+    importance: dict[str, pd.DataFrame],
+    per_class: dict[str, dict[str, dict[str, float]]],
+    calibration_error: dict[str, dict[str, float]],
+    categories: list[str],
+) -> dict[str, Any]:
+    """Per view: the fields that matter most, and recall, precision and calibration error per
+    category, rounded for a stable metrics file."""
+    return {
+        view: {
+            "top_fields": list(importance[view].index[:TOP_FIELDS]),
+            "recall": {name: round(per_class[view][name]["recall"], 6) for name in categories},
+            "precision": {
+                name: round(per_class[view][name]["precision"], 6) for name in categories
+            },
+            "expected_calibration_error": {
+                name: round(calibration_error[view][name], 6) for name in categories
+            },
+        }
+        for view in importance
+    }

@@ -142,6 +142,38 @@ def log_candidate(
         )
 
 
+def cached_candidates(
+    training: TrainingConfig, keys: dict[str, str]
+) -> dict[str, tuple[Trained, CandidateResult]]:
+    """The candidates trained earlier under their present keys, by name."""
+    cached = {}
+    for candidate in training.candidates:
+        earlier = cached_candidate(
+            training.candidate_cache_dir, candidate.name, keys[candidate.name]
+        )
+        if earlier is not None:
+            cached[candidate.name] = earlier
+    return cached
+
+
+def say_what_is_trained(training: TrainingConfig, to_train: list[CandidateConfig]) -> None:
+    """Log which candidates are trained, and in how many processes."""
+    if not to_train:
+        return
+    processes = (
+        "one process per core"
+        if training.fit_processes == -1
+        else f"{training.fit_processes} processes"
+    )
+    log.info(
+        "training %d of %d candidates, their fits side by side in %s: %s",
+        len(to_train),
+        len(training.candidates),
+        processes,
+        ", ".join(c.name for c in to_train),
+    )
+
+
 def trained_candidates(
     training: TrainingConfig,
     keys: dict[str, str],
@@ -151,33 +183,11 @@ def trained_candidates(
 ) -> tuple[list[CandidateResult], dict[str, Trained]]:
     """Every candidate reused from the cache under its key or trained and cached, each logged
     as a child run as it is done."""
-    cached = {}
-    for candidate in training.candidates:
-        earlier = cached_candidate(
-            training.candidate_cache_dir, candidate.name, keys[candidate.name]
-        )
-        if earlier is not None:
-            cached[candidate.name] = earlier
+    cached = cached_candidates(training, keys)
     to_train = [c for c in training.candidates if c.name not in cached]
-    if to_train:
-        log.info(
-            "training %d of %d candidates, their fits side by side in %s: %s",
-            len(to_train),
-            len(training.candidates),
-            (
-                "one process per core"
-                if training.fit_processes == -1
-                else f"{training.fit_processes} processes"
-            ),
-            ", ".join(c.name for c in to_train),
-        )
-    newly_trained = train_candidates(
-        to_train,
-        split,
-        folds,
-        {name: trained for name, (trained, _) in cached.items()},
-        training.fit_processes,
-    )
+    say_what_is_trained(training, to_train)
+    earlier_fits = {name: trained for name, (trained, _) in cached.items()}
+    newly_trained = train_candidates(to_train, split, folds, earlier_fits, training.fit_processes)
     results: list[CandidateResult] = []
     trained: dict[str, Trained] = {}
     total = len(training.candidates)
@@ -188,10 +198,7 @@ def trained_candidates(
                 trained[candidate.name], result = cached[candidate.name]
                 log.info(
                     "[%d/%d] %s: unchanged since it was trained (key %s), reused",
-                    position,
-                    total,
-                    candidate.name,
-                    key,
+                    *(position, total, candidate.name, key),
                 )
             else:
                 how = (
@@ -219,11 +226,116 @@ def trained_candidates(
     return results, trained
 
 
+def log_split_and_settings(split: Split, training: TrainingConfig) -> None:
+    """Say how the listings are split and scored, and log the settings as the run's params."""
+    selection = training.selection
+    log.info(
+        "split %d listings: %d to train (%d-fold CV), %d to test once; every candidate is "
+        "scored on the full view and on the required view (the API's required fields only)",
+        len(split.train_features) + len(split.test_features),
+        len(split.train_features),
+        training.cv_folds,
+        len(split.test_features),
+    )
+    mlflow.log_params(
+        {
+            "test_size": training.test_size,
+            "split_random_state": training.split_random_state,
+            "cv_folds": training.cv_folds,
+            "selection_metric": selection.metric,
+            **{f"selection_weight_{v}": w for v, w in selection.view_weights.items()},
+            "candidates": ",".join(c.name for c in training.candidates),
+            "train_rows": len(split.train_features),
+            "test_rows": len(split.test_features),
+        }
+    )
+
+
+def register_winner(
+    winner: CandidateResult,
+    winner_key: str,
+    trained: Trained,
+    split: Split,
+    training: TrainingConfig,
+    model_name: str,
+    training_run_id: str,
+    lineage_tags: dict[str, str],
+) -> str:
+    """The winner's registered version: the one already registered under its key, kept byte
+    for byte, else a new version, tagged, downloaded to models/ and described for the stages
+    after."""
+    client = MlflowClient()
+    model_version = registered_challenger(
+        client, training.challenger_path, training.model_dir, model_name, winner_key
+    )
+    if model_version is not None:
+        # models/challenger and its JSON stay as they are, so the stages after this one,
+        # which depend on them only, have nothing to redo.
+        log.info(
+            "the winner %s is unchanged since it was registered as %s v%s: kept",
+            winner.name,
+            model_name,
+            model_version,
+        )
+        return model_version
+    started = time.perf_counter()
+    model_version = log_and_register(
+        trained.model, model_name, input_example(split.test_features), input_field_types()
+    )
+    tags = version_tags(winner, winner_key, training.selection, lineage_tags)
+    for key, value in tags.items():
+        client.set_model_version_tag(model_name, model_version, key, value)
+    log.info(
+        "registered %s v%s (%s) in %.1f s, no alias yet: the promote stage decides",
+        model_name,
+        model_version,
+        winner.name,
+        time.perf_counter() - started,
+    )
+    # The local copy is the registered version itself, so explaining and serving it without a
+    # tracking server runs exactly the bytes the registry holds.
+    download_version(model_name, model_version, training.model_dir)
+    document = challenger_document(
+        winner,
+        winner_key,
+        training.selection,
+        model_name,
+        model_version,
+        version_uri(model_name, model_version),
+        training_run_id,
+        # Promotion checks the champion again before it moves the alias.
+        alias_version(client, model_name, CHAMPION),
+    )
+    write_json_atomically(training.challenger_path, document)
+    return model_version
+
+
+def write_and_log_results(
+    results: list[CandidateResult], winner: CandidateResult, training: TrainingConfig
+) -> None:
+    """Write the metrics and the candidates' table, and log them with the winner's scores."""
+    selection = training.selection
+    write_json_atomically(
+        training.metrics_path,
+        metrics_document(results, winner, training.reference_candidate, selection),
+    )
+    with atomic_path(training.candidates_path) as temporary:
+        candidates_frame(results, winner.name, selection).to_csv(temporary, index=False)
+    mlflow.log_metrics(
+        {
+            f"test_{view}_{name}": value
+            for view, scores in winner.views.items()
+            for name, value in scores.test.items()
+        }
+    )
+    mlflow.log_artifact(str(training.candidates_path))
+    mlflow.log_artifact(str(training.metrics_path))
+
+
 def run(context: StageContext) -> None:
     """Score every candidate on both views, register and save the winner, write metrics."""
     config = context.config
     training = config.training
-    selection = training.selection
     categories = config.data_prep.price_categories
     split = read_split(config, "training")
     prepared_sha = sha256_file(config.data.prepared_path)
@@ -235,102 +347,27 @@ def run(context: StageContext) -> None:
         if data_prep_run:
             lineage_tags[DATA_PREP_RUN_TAG] = data_prep_run
         mlflow.set_tags(lineage_tags)
+        log_split_and_settings(split, training)
         folds = stratified_folds(split.train_target, training.cv_folds, training.cv_random_state)
-        log.info(
-            "split %d listings: %d to train (%d-fold CV), %d to test once; every candidate is "
-            "scored on the full view and on the required view (the API's required fields only)",
-            len(split.train_features) + len(split.test_features),
-            len(split.train_features),
-            training.cv_folds,
-            len(split.test_features),
-        )
-        mlflow.log_params(
-            {
-                "test_size": training.test_size,
-                "split_random_state": training.split_random_state,
-                "cv_folds": training.cv_folds,
-                "selection_metric": selection.metric,
-                **{f"selection_weight_{v}": w for v, w in selection.view_weights.items()},
-                "candidates": ",".join(c.name for c in training.candidates),
-                "train_rows": len(split.train_features),
-                "test_rows": len(split.test_features),
-            }
-        )
-
         keys = candidate_keys(training, prepared_sha, categories, training_code_digest())
         results, trained = trained_candidates(training, keys, split, folds, categories)
 
-        winner = choose_winner(results, selection)
-        winner_key = keys[winner.name]
+        winner = choose_winner(results, training.selection)
         model_name = context.tracking.registered_model_name
-        client = MlflowClient()
-        model_version = registered_challenger(
-            client, training.challenger_path, training.model_dir, model_name, winner_key
+        model_version = register_winner(
+            winner,
+            keys[winner.name],
+            trained[winner.name],
+            split,
+            training,
+            model_name,
+            training_run.info.run_id,
+            lineage_tags,
         )
-        if model_version is not None:
-            # models/challenger and its JSON stay byte for byte as they are, so the stages
-            # after this one, which depend on them only, have nothing to redo.
-            log.info(
-                "the winner %s is unchanged since it was registered as %s v%s: kept",
-                winner.name,
-                model_name,
-                model_version,
-            )
-        else:
-            started = time.perf_counter()
-            model_version = log_and_register(
-                trained[winner.name].model,
-                model_name,
-                input_example(split.test_features),
-                input_field_types(),
-            )
-            tags = version_tags(winner, winner_key, selection, lineage_tags)
-            for key, value in tags.items():
-                client.set_model_version_tag(model_name, model_version, key, value)
-            log.info(
-                "registered %s v%s (%s) in %.1f s, no alias yet: the promote stage decides",
-                model_name,
-                model_version,
-                winner.name,
-                time.perf_counter() - started,
-            )
-            # The local copy is the registered version itself, so explaining and serving it
-            # without a tracking server runs exactly the bytes the registry holds.
-            download_version(model_name, model_version, training.model_dir)
-            write_json_atomically(
-                training.challenger_path,
-                challenger_document(
-                    winner,
-                    winner_key,
-                    selection,
-                    model_name,
-                    model_version,
-                    version_uri(model_name, model_version),
-                    training_run.info.run_id,
-                    # Promotion checks the champion again before it moves the alias.
-                    alias_version(client, model_name, CHAMPION),
-                ),
-            )
-
-        write_json_atomically(
-            training.metrics_path,
-            metrics_document(results, winner, training.reference_candidate, selection),
-        )
-        with atomic_path(training.candidates_path) as temporary:
-            candidates_frame(results, winner.name, selection).to_csv(temporary, index=False)
-
-        mlflow.log_metrics(
-            {
-                f"test_{view}_{name}": value
-                for view, scores in winner.views.items()
-                for name, value in scores.test.items()
-            }
-        )
+        write_and_log_results(results, winner, training)
         mlflow.set_tags({"mlops_lab.winner": winner.name, "mlops_lab.version": model_version})
-        mlflow.log_artifact(str(training.candidates_path))
-        mlflow.log_artifact(str(training.metrics_path))
 
-        print(results_table(results, winner.name, selection))
+        print(results_table(results, winner.name, training.selection))
         print(
             f"\n{winner.name} registered as {model_name} v{model_version}; the promote stage "
             "gives it an alias once it has answered through the serving path."

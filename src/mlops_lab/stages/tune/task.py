@@ -12,7 +12,7 @@ import os
 import socket
 import time
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import matplotlib
@@ -161,6 +161,11 @@ def log_study_plots(study: optuna.Study) -> None:
         mlflow.log_figure(importances.figure, "tuning/param_importances.png")
 
 
+def budget_callbacks(trials: int) -> list[Callable[..., None]]:
+    """Stop at the study's budget, counting other workers' running trials, and report."""
+    return [optuna.study.MaxTrialsCallback(trials, states=BUDGET_STATES), report_progress(trials)]
+
+
 def run(context: StageContext, candidate_name: str | None) -> None:
     """Run trials of the candidate's shared study until its budget is spent; write its best
     parameters (the first study of config.yaml's tuning.studies when no candidate is named)."""
@@ -198,23 +203,16 @@ def run(context: StageContext, candidate_name: str | None) -> None:
             settings.trials,
         )
         if budget_spent(study) < settings.trials:
-            study.optimize(
-                objective(
-                    candidate,
-                    settings,
-                    study_settings,
-                    training.selection.metric,
-                    training.cv_random_state,
-                    split.train_features,
-                    split.train_target,
-                ),
-                callbacks=[
-                    # Counts other workers' running trials, so together they stop at the budget.
-                    optuna.study.MaxTrialsCallback(settings.trials, states=BUDGET_STATES),
-                    report_progress(settings.trials),
-                ],
-                gc_after_trial=True,
+            trial = objective(
+                candidate,
+                settings,
+                study_settings,
+                training.selection.metric,
+                training.cv_random_state,
+                split.train_features,
+                split.train_target,
             )
+            study.optimize(trial, callbacks=budget_callbacks(settings.trials), gc_after_trial=True)
         wait_for_other_workers(study, poll_seconds=settings.heartbeat_seconds)
         document = tuned_params_document(study, training.selection.metric, settings.cv_folds)
         mlflow.log_dict(document, "tuning/tuned_params.yaml")
