@@ -57,7 +57,7 @@ serve: setup
 	PORT=$(PORT) mlops-lab serve
 
 ## swarm: the compose stack on this Docker Swarm manager, on the compose stack's volumes
-## (README, "More than one machine")
+## (docs/swarm.md, "More than one machine")
 swarm: setup
 	mlops-lab swarm deploy
 

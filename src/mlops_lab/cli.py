@@ -326,7 +326,7 @@ def serve(
     log_level: str,
 ) -> None:
     """Serve the champion on granian. What it serves comes from config.yaml; MODEL_URI and the
-    options' variables override it (README, "Serving predictions"). SIGHUP reloads the
+    options' variables override it (docs/serving.md). SIGHUP reloads the
     champion, SIGTERM drains."""
     from mlops_lab.service.environment import CONFIG_VARIABLE
     from mlops_lab.service.server import ServerOptions
@@ -610,7 +610,7 @@ def ui(config_path: Path, port: int) -> None:
 @main.group("swarm")
 def swarm() -> None:
     """The compose stack on a Docker Swarm: docker-compose.yml with docker-compose.swarm.yml
-    layered on (README, "More than one machine")."""
+    layered on (docs/swarm.md, "More than one machine")."""
 
 
 @swarm.command("render")

@@ -509,7 +509,7 @@ def test_down_and_up_keeps_runs_models_and_artifacts(lab):
     print(json.dumps(lab.timings))
 
 
-# The same stack on Docker Swarm (README, "More than one machine"): docker-compose.yml with
+# The same stack on Docker Swarm (docs/swarm.md, "More than one machine"): docker-compose.yml with
 # docker-compose.swarm.yml layered on, deployed by `mlops-lab swarm deploy` on a one-node swarm,
 # on the volumes the compose stack above left.
 REPLICAS = 3

@@ -4,7 +4,7 @@ Callers send the API's required fields, and only some add the optional ones. A m
 on listings that always carry every field has never learnt what an absent field means, and
 scores worse on the listings callers actually send than a model trained without those fields.
 Routing serves each listing with the member that was trained on exactly the fields it carries.
-Measured by 5-fold CV of the training part (README, "Serving what was measured"), routing beat
+Measured by 5-fold CV of the training part (docs/model-study.md), routing beat
 training one model on copies of the listings with the optional fields blanked, on both views.
 """
 

@@ -23,7 +23,7 @@ ONE_THREAD = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THRE
 
 @dataclass(frozen=True)
 class ServerOptions:
-    """`mlops-lab serve`'s options (README, "Serving predictions")."""
+    """`mlops-lab serve`'s options (docs/serving.md)."""
 
     host: str
     port: int

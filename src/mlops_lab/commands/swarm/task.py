@@ -71,7 +71,7 @@ def this_node() -> str:
     if swarm.get("LocalNodeState") != "active":
         raise SwarmError(
             "this Docker engine is not in a swarm: `docker swarm init` makes it the first "
-            'manager (README, "More than one machine")'
+            'manager (docs/swarm.md, "More than one machine")'
         )
     if not swarm.get("ControlAvailable"):
         raise SwarmError("this node is a swarm worker: deploy from a manager")
