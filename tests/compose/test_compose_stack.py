@@ -121,7 +121,7 @@ def test_the_prediction_service_serves_the_champion_to_the_host(lab):
 
 
 def test_the_service_is_reached_only_through_its_front_door(lab):
-    published = lab.run("docker", "compose", "port", "prediction_app", "8000", check=False)
+    published = lab.run("docker", "compose", "port", "prediction_service", "8000", check=False)
     # Compose prints ":0" for a port the service does not publish.
     assert published.returncode != 0 or published.stdout.strip() in ("", ":0"), published.stdout
     response = requests.get(f"{SERVICE}/ready", timeout=10, headers={"X-Request-ID": "door-1"})
@@ -196,7 +196,7 @@ def test_monitor_in_the_lab_judges_the_services_log_in_postgres(lab):
     # Traffic to the served champion from inside the stack, with the true prices as feedback.
     replay = (
         *("docker", "compose", "exec", "-T", "ds_environment", "mlops-lab", "replay"),
-        *("--url", "http://prediction_app:8000", "--limit", "600", "--feedback"),
+        *("--url", "http://prediction_service:8000", "--limit", "600", "--feedback"),
     )
     replayed = lab.run(*replay)
     assert "replayed 600 listings" in replayed.stdout, replayed.stdout + replayed.stderr
@@ -239,7 +239,7 @@ def image_megabytes(image: str) -> float:
 
 
 def test_the_service_image_holds_the_models_runtime_and_nothing_else(lab):
-    image = lab.image("prediction_app")
+    image = lab.image("prediction_service")
     absent = ("dvc", "optuna", "pytest", "ruff", "black", "shap", "matplotlib")
     found = lab.run(
         "docker",
@@ -272,7 +272,7 @@ def test_the_service_image_holds_the_models_runtime_and_nothing_else(lab):
 
 
 def test_the_services_never_run_as_root_and_the_lab_as_the_checkouts_owner(lab):
-    for service in ("mlflow", "prediction_app"):
+    for service in ("mlflow", "prediction_service"):
         uid = lab.run("docker", "compose", "exec", "-T", service, "id", "-u").stdout.strip()
         assert uid != "0", f"{service} runs as root"
     # This checkout is the test's own clone: root's here, a developer's own elsewhere.
@@ -430,7 +430,7 @@ def test_stopping_the_service_answers_the_request_a_client_is_still_sending(lab)
         time.sleep(1)  # nothing to poll: the front door reads what came, then waits for more
         # As `docker compose stop` stops the service: its front door first, which answers
         # what it holds, then the service.
-        stop = lab.popen("docker", "compose", "stop", "front_door", "prediction_app")
+        stop = lab.popen("docker", "compose", "stop", "front_door", "prediction_service")
         time.sleep(3)  # a stop that does not wait for the request would be over by now
         assert stop.poll() is None, "the service stopped with a request in flight"
         caller.sendall(body[10:])
@@ -568,9 +568,9 @@ def test_the_stack_serves_the_compose_stacks_champion_and_finds_new_replicas(swa
         swarm.lab.timed(
             "swarm_scale_to_3",
             *("docker", "service", "scale", "--detach=false"),
-            f"{swarm.service('prediction_app')}={REPLICAS}",
+            f"{swarm.service('prediction_service')}={REPLICAS}",
         )
-        replicas = swarm.containers("prediction_app")
+        replicas = swarm.containers("prediction_service")
         assert len(replicas) == REPLICAS
         poll_until(
             lambda: all(predictions_answered(swarm, container) > 0 for container in replicas),
@@ -600,7 +600,7 @@ def test_a_new_champion_reaches_every_replica_with_no_failed_request(swarm):
         followed = time.monotonic() - promoted
         callers.wait_for_calls(200)
     assert callers.failures() == []
-    for container in swarm.containers("prediction_app"):
+    for container in swarm.containers("prediction_service"):
         for _ in range(4):
             assert json.loads(swarm.ask(container, "/ready"))["model_version"] == new.version
     swarm.lab.swarm_counts["new_champion"] = {
@@ -611,7 +611,7 @@ def test_a_new_champion_reaches_every_replica_with_no_failed_request(swarm):
 
 
 def test_rolling_a_new_service_image_fails_no_request(swarm):
-    image = swarm.lab.image("prediction_app")
+    image = swarm.lab.image("prediction_service")
     rolled = image.replace(":latest", ":rolled")
     # A new image of the service (a new id, as a rebuild gives), built from the one running.
     swarm.lab.run(
@@ -623,11 +623,11 @@ def test_rolling_a_new_service_image_fails_no_request(swarm):
         swarm.lab.timed(
             "swarm_rolling_update",
             *("docker", "service", "update", "--detach=false", "--no-resolve-image"),
-            *("--image", rolled, swarm.service("prediction_app")),
+            *("--image", rolled, swarm.service("prediction_service")),
         )
         callers.wait_for_calls(100)
     assert callers.failures() == []
-    running = swarm.containers("prediction_app")
+    running = swarm.containers("prediction_service")
     assert len(running) == REPLICAS
     for container in running:
         shown = swarm.lab.run("docker", "inspect", "--format", "{{.Config.Image}}", container)
@@ -644,7 +644,7 @@ def front_door_log_lines(swarm) -> dict[str, dict]:
 
 
 def test_a_killed_replica_costs_at_most_its_requests_in_flight_and_comes_back(swarm):
-    victim = swarm.containers("prediction_app")[0]
+    victim = swarm.containers("prediction_service")[0]
     address = swarm.lab.run(
         *("docker", "inspect", victim, "--format"),
         "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
@@ -655,8 +655,8 @@ def test_a_killed_replica_costs_at_most_its_requests_in_flight_and_comes_back(sw
         swarm.lab.run("docker", "kill", victim)
         killed = time.monotonic()
         poll_until(
-            lambda: len(set(swarm.containers("prediction_app")) - {victim}) == REPLICAS
-            and swarm.replicas("prediction_app") == f"{REPLICAS}/{REPLICAS}",
+            lambda: len(set(swarm.containers("prediction_service")) - {victim}) == REPLICAS
+            and swarm.replicas("prediction_service") == f"{REPLICAS}/{REPLICAS}",
             120,
             f"the swarm to restore {REPLICAS} replicas",
         )

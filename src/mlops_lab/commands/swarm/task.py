@@ -178,7 +178,7 @@ def not_running_message(stack: str, waiting: Mapping[str, str], timeout_seconds:
         *("--format", "{{.Name}}: {{.CurrentState}} {{.Error}}"),
     )
     hint = ""
-    if any(name.endswith("_prediction_app") for name in waiting):
+    if any(name.endswith("_prediction_service") for name in waiting):
         hint = (
             " A prediction replica is ready once the registry's model has a champion: run "
             "`dvc repro` in the lab first."
