@@ -10,7 +10,7 @@ import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -390,7 +390,7 @@ SOME_ROWS_NOT_SCORED = 3
     help="The model to score with; by default what `make serve` serves (MODEL_URI, else the "
     "champion).",
 )
-def score(config_path: Path, input_path: Path, output_path: Path, model_uri: str | None) -> None:
+def score(config_path: Path, **options: Any) -> None:
     """Score a file of listings (an Inside Airbnb listings.csv, or the API's fields as CSV or
     Parquet) with the champion, as the service would. OUTPUT gets each listing's category,
     probabilities and model version; rows that cannot be scored go to OUTPUT's
@@ -402,13 +402,8 @@ def score(config_path: Path, input_path: Path, output_path: Path, model_uri: str
 
     _client_settings()
     try:
-        rejected = task.run(
-            load_config(config_path, tuned_params=False),
-            os.environ,
-            input_path,
-            output_path,
-            model_uri,
-        )
+        config = load_config(config_path, tuned_params=False)
+        rejected = task.run(config, dict(os.environ), task.ScoreOptions(**options))
     except MlflowException as error:
         _fail(_lost_server(error) or _refused(error) or str(error))
     except UserError as error:
@@ -439,33 +434,21 @@ def score(config_path: Path, input_path: Path, output_path: Path, model_uri: str
     "--batch-size", type=click.IntRange(1, 1000), default=100, show_default=True, help="Per POST."
 )
 @click.option("--feedback", is_flag=True, help="Then post each listing's true price to /feedback.")
-def replay(
-    config_path: Path,
-    url: str,
-    part: str,
-    where: tuple[str, ...],
-    limit: int | None,
-    seed: int,
-    batch_size: int,
-    feedback: bool,
-) -> None:
+def replay(config_path: Path, **options: Any) -> None:
     """Send listings of the prepared table to a running service, as traffic to monitor: the test
     part as it is, or a shifted sample (--where), with their true prices as feedback."""
     from mlops_lab.commands.replay import task
     from mlops_lab.config import load_config
-    from mlops_lab.serving.feedback_token import feedback_token
 
     try:
         config = load_config(config_path, tuned_params=False)
-        token_path = Path.cwd() / config.monitoring.prediction_log.feedback_token_path
-        token = feedback_token(os.environ, token_path, create=False).value if feedback else None
-        replayed = task.run(config, url, part, where, limit, seed, batch_size, token)
+        replayed = task.run(config, dict(os.environ), task.ReplayOptions(**options))
     except UserError as error:
         _fail(str(error))
     click.echo(
         f"replayed {replayed.listings} listings: "
         + ", ".join(f"{name} {count}" for name, count in replayed.categories.items())
-        + (f"; {replayed.feedback} true prices posted as feedback" if feedback else "")
+        + (f"; {replayed.feedback} true prices posted as feedback" if options["feedback"] else "")
     )
 
 
@@ -496,13 +479,7 @@ RETRAINING_ADVISED = 3
     help="Whose predictions to judge; by default what `make serve` serves (MODEL_URI, else the "
     "champion).",
 )
-def monitor(
-    config_path: Path,
-    since: str | None,
-    until: str | None,
-    last: int | None,
-    model_uri: str | None,
-) -> None:
+def monitor(config_path: Path, **options: Any) -> None:
     """Compare the served model's logged predictions with the training part (Evidently): drift
     of each field and of the predicted categories, and quality where feedback came in. Writes
     reports/monitoring/report.html and summary.json, logs both to MLflow, and exits 3 when
@@ -514,9 +491,8 @@ def monitor(
 
     _client_settings()
     try:
-        summary = task.run(
-            load_config(config_path, tuned_params=False), os.environ, since, until, last, model_uri
-        )
+        config = load_config(config_path, tuned_params=False)
+        summary = task.run(config, dict(os.environ), task.MonitorOptions(**options))
     except MlflowException as error:
         _fail(_lost_server(error) or _refused(error) or str(error))
     except UserError as error:
@@ -538,7 +514,7 @@ def monitor(
     "passed the promotion gate.",
 )
 @click.option("--reason", required=True, help="Why: kept on both versions in the registry.")
-def rollback(config_path: Path, version: str | None, reason: str) -> None:
+def rollback(config_path: Path, **options: Any) -> None:
     """Move the registry's champion alias back to an earlier version that passed the gate, with
     models/ in step. Running services serve it within serving.model_refresh_seconds."""
     from mlflow.exceptions import MlflowException
@@ -548,7 +524,8 @@ def rollback(config_path: Path, version: str | None, reason: str) -> None:
 
     _client_settings()
     try:
-        target = task.run(load_config(config_path, tuned_params=False), os.environ, version, reason)
+        config = load_config(config_path, tuned_params=False)
+        target = task.run(config, dict(os.environ), task.RollbackOptions(**options))
     except MlflowException as error:
         _fail(_lost_server(error) or _refused(error) or str(error))
     except UserError as error:

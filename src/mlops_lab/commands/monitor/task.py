@@ -305,23 +305,30 @@ def read_logged(
     return Logged(rows, others, window, feedback, missing)
 
 
+@dataclass(frozen=True)
+class MonitorOptions:
+    """`mlops-lab monitor`'s options: which predictions, of which model."""
+
+    since: str | None = None
+    until: str | None = None
+    last: int | None = None
+    model_uri: str | None = None
+
+
 def run(
-    config: LabConfig,
-    environment: Mapping[str, str],
-    since: str | None,
-    until: str | None,
-    last: int | None,
-    model_uri: str | None,
+    config: LabConfig, environment: Mapping[str, str], options: MonitorOptions
 ) -> dict[str, Any]:
     """Judge the window, write the report and the summary, log both; returns the summary,
     whose `alerts` say whether to retrain."""
     monitoring = config.monitoring
-    start, end = window_bounds(since, until)
+    last, model_uri = options.last, options.model_uri
+    start, end = window_bounds(options.since, options.until)
+    # Before MLflow is told where to track: it sets MLFLOW_TRACKING_URI in the environment.
+    uri = model_uri or served_model_uri(config, environment)
     tracking = tracking_uri(environment, Path.cwd(), config.tracking.embedded_store_dir)
     mlflow.set_tracking_uri(tracking)
     mlflow.set_registry_uri(tracking)
     split = read_split(config, "monitoring")
-    uri = model_uri or served_model_uri(config, environment)
     model = load_served_model(
         uri, list(config.data_prep.price_categories), fall_back=False, parallel=True
     )

@@ -7,7 +7,9 @@ import logging
 import re
 import time
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import click
@@ -25,6 +27,7 @@ from mlops_lab.commands.replay.transform import (
 from mlops_lab.config import LabConfig
 from mlops_lab.evaluation.prepared import PreparedTableMissing, split_like_notebook
 from mlops_lab.kernel.listing import MODEL_INPUT_FIELDS
+from mlops_lab.serving.feedback_token import feedback_token as read_feedback_token
 from mlops_lab.serving.payloads import payloads
 
 log = logging.getLogger(__name__)
@@ -88,18 +91,31 @@ def post_json(session: requests.Session, url: str, body: Any, wait_for_log: bool
     return response.json()
 
 
-def run(
-    config: LabConfig,
-    url: str,
-    part: str,
-    where: tuple[str, ...],
-    limit: int | None,
-    seed: int,
-    batch_size: int,
-    feedback_token: str | None,
-) -> Replayed:
-    """Send the chosen listings to the service's /predict, then, given the service's token,
-    their prices to /feedback."""
+@dataclass(frozen=True)
+class ReplayOptions:
+    """`mlops-lab replay`'s options: where to send, which listings, and whether to send their
+    true prices too."""
+
+    url: str = "http://127.0.0.1:8000"
+    part: str = "test"
+    where: tuple[str, ...] = ()
+    limit: int | None = None
+    seed: int = 0
+    batch_size: int = 100
+    feedback: bool = False
+
+
+def run(config: LabConfig, environment: Mapping[str, str], options: ReplayOptions) -> Replayed:
+    """Send the chosen listings to the service's /predict, then, with `feedback`, their prices
+    to /feedback under the service's token."""
+    token_path = Path.cwd() / config.monitoring.prediction_log.feedback_token_path
+    feedback_token = (
+        read_feedback_token(environment, token_path, create=False).value
+        if options.feedback
+        else None
+    )
+    url, part, where = options.url, options.part, options.where
+    limit, seed, batch_size = options.limit, options.seed, options.batch_size
     conditions = parse_conditions(where)
     listings = sampled(shifted(read_part(config, part), conditions), limit, seed)
     bodies = payloads(listings[["id", *MODEL_INPUT_FIELDS]])

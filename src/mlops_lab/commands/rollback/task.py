@@ -10,6 +10,7 @@ import logging
 import os
 import socket
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -52,9 +53,16 @@ def who_runs(environment: Mapping[str, str]) -> str:
     return f"{user}@{socket.gethostname()}"
 
 
-def run(
-    config: LabConfig, environment: Mapping[str, str], requested: str | None, reason: str
-) -> str:
+@dataclass(frozen=True)
+class RollbackOptions:
+    """`mlops-lab rollback`'s options: the version to serve again (None: the one before) and
+    why."""
+
+    reason: str
+    version: str | None = None
+
+
+def run(config: LabConfig, environment: Mapping[str, str], options: RollbackOptions) -> str:
     """Move the champion alias back, with the champion folder and registration in step; the
     version it now names."""
     uri = tracking_uri(environment, Path.cwd(), config.tracking.embedded_store_dir)
@@ -65,7 +73,7 @@ def run(
     champion = alias_version(client, model_name, CHAMPION)
     if champion is None:
         raise RollbackError(f"{model_name} has no champion at {uri}: nothing to roll back")
-    target = rollback_target(champion, gated_versions(client, model_name), requested)
+    target = rollback_target(champion, gated_versions(client, model_name), options.version)
     when = datetime.now(UTC).isoformat(timespec="seconds")
     who = who_runs(environment)
 
@@ -78,7 +86,7 @@ def run(
         client.set_registered_model_alias(model_name, CHAMPION, target)
 
     replace_directory_atomically(config.promotion.champion_dir, fill)
-    for version, note in rollback_note(when, who, reason, champion, target).items():
+    for version, note in rollback_note(when, who, options.reason, champion, target).items():
         client.set_model_version_tag(model_name, version, ROLLBACK_TAG, note)
     registration_path = config.promotion.registration_path
     registration = json.loads(registration_path.read_text()) if registration_path.is_file() else {}
@@ -91,9 +99,15 @@ def run(
                 "local_path": str(config.promotion.champion_dir),
             },
             "previous_champion": champion,
-            "rollback": {"from": champion, "to": target, "at": when, "by": who, "reason": reason},
+            "rollback": {
+                "from": champion,
+                "to": target,
+                "at": when,
+                "by": who,
+                "reason": options.reason,
+            },
         }
     )
     write_json_atomically(registration_path, registration)
-    log.info("champion of %s: v%s → v%s (%s)", model_name, champion, target, reason)
+    log.info("champion of %s: v%s → v%s (%s)", model_name, champion, target, options.reason)
     return target

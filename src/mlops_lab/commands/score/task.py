@@ -9,6 +9,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import click
@@ -151,26 +152,32 @@ def write_rejected(rejected: list[RejectedRow], total: int, output_path: Path) -
     )
 
 
-def run(
-    config: LabConfig,
-    environment: Mapping[str, str],
-    input_path: Path,
-    output_path: Path,
-    model_uri: str | None,
-) -> int:
-    """Score every readable row of the input with the champion (or `model_uri`); write the
-    scores and, beside them, the rows that could not be scored. Returns the rejected count."""
+@dataclass(frozen=True)
+class ScoreOptions:
+    """`mlops-lab score`'s arguments and options."""
+
+    input_path: Path
+    output_path: Path
+    model_uri: str | None = None
+
+
+def run(config: LabConfig, environment: Mapping[str, str], options: ScoreOptions) -> int:
+    """Score every readable row of the input with the champion (or the model named); write
+    the scores and, beside them, the rows that could not be scored. Returns the rejected
+    count."""
+    input_path, output_path, model_uri = options.input_path, options.output_path, options.model_uri
     output_kind = file_kind(output_path)
     if output_path.resolve() == input_path.resolve():
         raise ScoringInputError(f"{output_path}: the scores would overwrite the listings")
     check_writable(output_path.parent)
+    # Before MLflow is told where to track: it sets MLFLOW_TRACKING_URI in the environment.
+    uri = model_uri or served_model_uri(config, environment)
     tracking = tracking_uri(environment, Path.cwd(), config.tracking.embedded_store_dir)
     mlflow.set_tracking_uri(tracking)
     mlflow.set_registry_uri(tracking)
     listings, input_kind = readable_listings(input_path)
     categories = list(config.data_prep.price_categories)
     # The parallel walk gives the serial one's answers bit for bit, on every core.
-    uri = model_uri or served_model_uri(config, environment)
     model = load_served_model(uri, categories, fall_back=False, parallel=True)
     started = time.perf_counter()
     scored, rejected = score_in_chunks(
