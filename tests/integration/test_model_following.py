@@ -5,6 +5,7 @@ stays; `mlops-lab rollback` brings an earlier one back the same way."""
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -27,6 +28,8 @@ REFRESH_SECONDS = 2
 FOLLOWED_WITHIN = REFRESH_SECONDS + 5
 FOLLOWING = {"MODEL_REFRESH_SECONDS": str(REFRESH_SECONDS)}
 REFUSALS = "model_refusals_total"
+# The test services' workers (WEB_CONCURRENCY).
+WORKERS = 2
 
 
 def steady_callers(service: Service) -> Callers:
@@ -51,6 +54,23 @@ def wait_until_all_serve(callers: Callers, version: str) -> None:
         FOLLOWED_WITHIN,
         f"every client answered by v{version}",
         lambda: str({client: v[-3:] for client, v in versions_by_client(callers).items()}),
+    )
+
+
+def models_loaded(service: Service) -> list[str]:
+    """The version of each model a worker of the service loaded, in the order they logged it."""
+    lines = service.log_path.read_text().splitlines()
+    return [json.loads(line)["model_version"] for line in lines if '"model loaded"' in line]
+
+
+def wait_until_every_worker_serves(service: Service, loaded_before: int, version: str) -> None:
+    """Every worker has loaded `version` since the service had logged `loaded_before` loads,
+    within FOLLOWED_WITHIN: clients on kept-alive connections may all be on one worker."""
+    read_until(
+        lambda: models_loaded(service)[loaded_before:],
+        lambda loads: loads.count(version) >= WORKERS,
+        FOLLOWED_WITHIN,
+        f"every worker serving v{version}",
     )
 
 
@@ -120,8 +140,11 @@ def test_the_service_follows_the_alias_refuses_a_broken_version_and_rolls_back(
 
     with steady_callers(service) as callers:
         callers.wait_for_calls(20)
+        loaded_before = len(models_loaded(service))
         client.set_registered_model_alias(name, "champion", "2")
         wait_until_all_serve(callers, "2")
+        # Else a worker still loading v2 finds the alias moved on when it is done, and keeps v1.
+        wait_until_every_worker_serves(service, loaded_before, "2")
 
         client.set_registered_model_alias(name, "champion", broken)
         refused = read_until(
@@ -175,10 +198,12 @@ def test_make_serve_follows_a_promoting_repro_and_a_rollback_of_the_folder(tmp_p
             callers.wait_for_calls(20)
             (lab.path / "config.yaml").write_text(better)
             lab.commit("a better model")
+            loaded_before = len(models_loaded(service))
             promoted = lab.run(["dvc", "repro"])
             assert promoted.returncode == 0, promoted.stdout + promoted.stderr
             assert "→ CHAMPION" in promoted.stdout
             wait_until_all_serve(callers, "2")
+            wait_until_every_worker_serves(service, loaded_before, "2")
             rolled_back = lab.run(["mlops-lab", "rollback", "--reason", "test"])
             assert rolled_back.returncode == 0, rolled_back.stderr[-3000:]
             assert "champion: v1" in rolled_back.stdout
