@@ -74,10 +74,11 @@ class ServiceMetrics:
         )
         self.model_info = Gauge(
             "model_info",
-            "The loaded model (value 1).",
+            "Live workers serving each loaded model (0: none any more).",
             ["model_name", "model_version", "model_uri"],
             registry=self.registry,
-            multiprocess_mode="livemostrecent",
+            # Summed: with the most recent value, a worker leaving v1 hid a sibling still on it.
+            multiprocess_mode="livesum",
         )
         self.model_refusals = Counter(
             "model_refusals",

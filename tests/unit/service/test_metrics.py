@@ -1,0 +1,52 @@
+"""The service's metrics merged across live worker processes, as /metrics serves them."""
+
+import os
+import subprocess
+import sys
+
+from calls import metric_text_samples
+
+from mlops_lab.service.metrics import ServiceMetrics
+
+# A worker that loads the models given in turn, as the follower does, then stays alive.
+WORKER = """
+import sys
+from mlops_lab.service.metrics import ServiceMetrics
+metrics = ServiceMetrics()
+previous = None
+for version in sys.argv[1:]:
+    if previous is not None:
+        metrics.model_info.labels("model", previous, "uri").set(0)
+    metrics.model_info.labels("model", version, "uri").set(1)
+    previous = version
+print("loaded", flush=True)
+sys.stdin.read()
+"""
+
+
+def test_model_info_counts_the_live_workers_serving_each_model(tmp_path, monkeypatch):
+    environment = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+    workers = []
+    try:
+        # One worker loads v1; then the other moves from v1 to v2, after it.
+        for versions in (["1"], ["1", "2"]):
+            worker = subprocess.Popen(
+                [sys.executable, "-c", WORKER, *versions],
+                env=environment,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            workers.append(worker)
+            assert worker.stdout.readline() == "loaded\n"
+        monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+        samples = metric_text_samples(ServiceMetrics().exposition().decode())
+    finally:
+        for worker in workers:
+            worker.communicate("")
+    served = {
+        dict(labels)["model_version"]: value
+        for (name, labels), value in samples.items()
+        if name == "model_info"
+    }
+    assert served == {"1": 1, "2": 1}
