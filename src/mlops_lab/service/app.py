@@ -77,6 +77,9 @@ def create_app(settings: ServiceSettings | None = None) -> Flask:
     register_error_handlers(app)
     app.register_blueprint(routes)
     load_into(settings, service.slot, service.metrics, row_threads())
+    # Counted once its first load is done, loaded or not: a replica is ready only when every
+    # worker that takes requests has a model (/ready).
+    service.metrics.workers.set(1)
     return app
 
 

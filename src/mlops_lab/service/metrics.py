@@ -80,6 +80,12 @@ class ServiceMetrics:
             # Summed: with the most recent value, a worker leaving v1 hid a sibling still on it.
             multiprocess_mode="livesum",
         )
+        self.workers = Gauge(
+            "service_workers",
+            "Live workers that have tried their first model load (with or without a model).",
+            registry=self.registry,
+            multiprocess_mode="livesum",
+        )
         self.model_refusals = Counter(
             "model_refusals",
             "New models that MODEL_URI named but a worker would not serve (they failed to load "
@@ -96,6 +102,21 @@ class ServiceMetrics:
             prometheus_multiprocess.MultiProcessCollector(merged)
             return generate_latest(merged)
         return generate_latest(self.registry)
+
+    def workers_without_model(self) -> int:
+        """How many live workers of the service have no model (0 outside the server): one of
+        them answers 503 to the predictions it takes, so the service is not ready."""
+        if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+            return 0
+        drop_dead_workers(Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]))
+        merged = CollectorRegistry()
+        prometheus_multiprocess.MultiProcessCollector(merged)
+        totals = {"service_workers": 0.0, "model_info": 0.0}
+        for family in merged.collect():
+            for sample in family.samples:
+                if sample.name in totals:
+                    totals[sample.name] += sample.value
+        return max(round(totals["service_workers"] - totals["model_info"]), 0)
 
     def count_losses_of_dead_workers(self) -> float:
         """Count as lost what each worker that died (SIGKILL, a crash) still held: the answers

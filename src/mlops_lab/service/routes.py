@@ -394,6 +394,10 @@ def ready() -> Response | tuple[Response, int]:
     slot, model = service.slot, service.slot.model
     if service.prediction_log is not None and service.prediction_log.failure:
         return jsonify({"status": "not ready", "reason": service.prediction_log.failure}), 503
+    without_model = service.metrics.workers_without_model()
+    if slot.ready.is_set() and model is not None and without_model:
+        reason = f"{without_model} of the service's workers have no model yet (they retry)"
+        return jsonify({"status": "not ready", "reason": reason}), 503
     if slot.ready.is_set() and model is not None:
         # Stale: it serves the copy last loaded because the registry cannot be reached.
         state_of_model = {"status": "stale", "reason": model.stale} if model.stale else {}

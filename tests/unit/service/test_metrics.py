@@ -13,6 +13,7 @@ WORKER = """
 import sys
 from mlops_lab.service.metrics import ServiceMetrics
 metrics = ServiceMetrics()
+metrics.workers.set(1)
 previous = None
 for version in sys.argv[1:]:
     if previous is not None:
@@ -22,6 +23,46 @@ for version in sys.argv[1:]:
 print("loaded", flush=True)
 sys.stdin.read()
 """
+
+
+def workers_loading(tmp_path, loads):
+    """Live worker processes on one multiprocess folder, each loading its versions in turn
+    (none: a worker whose first load failed), started one after the other."""
+    environment = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+    workers = []
+    for versions in loads:
+        worker = subprocess.Popen(
+            [sys.executable, "-c", WORKER, *versions],
+            env=environment,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        workers.append(worker)
+        assert worker.stdout.readline() == "loaded\n"
+    return workers
+
+
+def test_a_worker_without_a_model_is_counted(tmp_path, monkeypatch):
+    workers = workers_loading(tmp_path, [["1"], []])
+    try:
+        monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+        without = ServiceMetrics().workers_without_model()
+    finally:
+        for worker in workers:
+            worker.communicate("")
+    assert without == 1
+
+
+def test_every_worker_with_a_model_leaves_none_without(tmp_path, monkeypatch):
+    workers = workers_loading(tmp_path, [["1"], ["1", "2"]])
+    try:
+        monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+        without = ServiceMetrics().workers_without_model()
+    finally:
+        for worker in workers:
+            worker.communicate("")
+    assert without == 0
 
 
 def test_model_info_counts_the_live_workers_serving_each_model(tmp_path, monkeypatch):
