@@ -72,6 +72,10 @@ class ServiceMetrics:
             ),
             count_dead_workers_losses=self.count_losses_of_dead_workers,
         )
+        self.add_model_metrics()
+
+    def add_model_metrics(self) -> None:
+        """The models the workers serve or refuse, and how many workers there are."""
         self.model_info = Gauge(
             "model_info",
             "Live workers serving each loaded model (0: none any more).",
