@@ -101,10 +101,7 @@ class ServiceMetrics:
     def exposition(self) -> bytes:
         """The text format, merged across workers when PROMETHEUS_MULTIPROC_DIR is set."""
         if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
-            drop_dead_workers(Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]))
-            merged = CollectorRegistry()
-            prometheus_multiprocess.MultiProcessCollector(merged)
-            return generate_latest(merged)
+            return generate_latest(live_workers_registry())
         return generate_latest(self.registry)
 
     def workers_without_model(self) -> int:
@@ -112,11 +109,8 @@ class ServiceMetrics:
         them answers 503 to the predictions it takes, so the service is not ready."""
         if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
             return 0
-        drop_dead_workers(Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]))
-        merged = CollectorRegistry()
-        prometheus_multiprocess.MultiProcessCollector(merged)
         totals = {"service_workers": 0.0, "model_info": 0.0}
-        for family in merged.collect():
+        for family in live_workers_registry().collect():
             for sample in family.samples:
                 if sample.name in totals:
                     totals[sample.name] += sample.value
@@ -142,6 +136,14 @@ class ServiceMetrics:
                 self.prediction_log.records.labels("lost").inc(lost)
                 counted += lost
         return counted
+
+
+def live_workers_registry() -> CollectorRegistry:
+    """The metrics of every worker merged, the live gauges of those that have exited dropped."""
+    drop_dead_workers(Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]))
+    merged = CollectorRegistry()
+    prometheus_multiprocess.MultiProcessCollector(merged)
+    return merged
 
 
 def unsettled_answers(counters: Path) -> float:

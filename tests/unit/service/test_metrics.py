@@ -3,6 +3,7 @@
 import os
 import subprocess
 import sys
+from contextlib import contextmanager
 
 from calls import metric_text_samples
 
@@ -25,52 +26,15 @@ sys.stdin.read()
 """
 
 
-def workers_loading(tmp_path, loads):
+@contextmanager
+def live_workers(tmp_path, monkeypatch, loads):
     """Live worker processes on one multiprocess folder, each loading its versions in turn
-    (none: a worker whose first load failed), started one after the other."""
-    environment = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
-    workers = []
-    for versions in loads:
-        worker = subprocess.Popen(
-            [sys.executable, "-c", WORKER, *versions],
-            env=environment,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        workers.append(worker)
-        assert worker.stdout.readline() == "loaded\n"
-    return workers
-
-
-def test_a_worker_without_a_model_is_counted(tmp_path, monkeypatch):
-    workers = workers_loading(tmp_path, [["1"], []])
-    try:
-        monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
-        without = ServiceMetrics().workers_without_model()
-    finally:
-        for worker in workers:
-            worker.communicate("")
-    assert without == 1
-
-
-def test_every_worker_with_a_model_leaves_none_without(tmp_path, monkeypatch):
-    workers = workers_loading(tmp_path, [["1"], ["1", "2"]])
-    try:
-        monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
-        without = ServiceMetrics().workers_without_model()
-    finally:
-        for worker in workers:
-            worker.communicate("")
-    assert without == 0
-
-
-def test_model_info_counts_the_live_workers_serving_each_model(tmp_path, monkeypatch):
+    (none: a worker whose first load failed), started one after the other; this process then
+    reads that folder. The workers stop when the block ends."""
     environment = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
     workers = []
     try:
-        # One worker loads v1; then the other moves from v1 to v2, after it.
-        for versions in (["1"], ["1", "2"]):
+        for versions in loads:
             worker = subprocess.Popen(
                 [sys.executable, "-c", WORKER, *versions],
                 env=environment,
@@ -81,10 +45,28 @@ def test_model_info_counts_the_live_workers_serving_each_model(tmp_path, monkeyp
             workers.append(worker)
             assert worker.stdout.readline() == "loaded\n"
         monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
-        samples = metric_text_samples(ServiceMetrics().exposition().decode())
+        yield
     finally:
         for worker in workers:
             worker.communicate("")
+
+
+def test_a_worker_without_a_model_is_counted(tmp_path, monkeypatch):
+    with live_workers(tmp_path, monkeypatch, [["1"], []]):
+        without = ServiceMetrics().workers_without_model()
+    assert without == 1
+
+
+def test_every_worker_with_a_model_leaves_none_without(tmp_path, monkeypatch):
+    with live_workers(tmp_path, monkeypatch, [["1"], ["1", "2"]]):
+        without = ServiceMetrics().workers_without_model()
+    assert without == 0
+
+
+def test_model_info_counts_the_live_workers_serving_each_model(tmp_path, monkeypatch):
+    # One worker loads v1; then the other moves from v1 to v2, after it.
+    with live_workers(tmp_path, monkeypatch, [["1"], ["1", "2"]]):
+        samples = metric_text_samples(ServiceMetrics().exposition().decode())
     served = {
         dict(labels)["model_version"]: value
         for (name, labels), value in samples.items()
