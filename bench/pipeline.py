@@ -61,8 +61,9 @@ def change_one_candidate(clone: Path) -> None:
     """Change one parameter of CHANGED_CANDIDATE in a clone's config.yaml."""
     config = clone / "config.yaml"
     text = config.read_text()
-    start = text.index(f"- name: {CHANGED_CANDIDATE}\n")
-    end = text.index("- name:", start + 1)
+    start = text.index(f"\n    {CHANGED_CANDIDATE}:\n")
+    # The candidate's settings end where the next candidate's key begins.
+    end = re.compile(r"\n    \w+:\n").search(text, start + 1).start()
     section = text[start:end]
     assert CHANGE[0] in section, f"{CHANGE[0]!r} is not in {CHANGED_CANDIDATE}'s settings"
     config.write_text(text[:start] + section.replace(*CHANGE) + text[end:])

@@ -108,7 +108,7 @@ def small_run(config: dict) -> None:
     """A few thousand listings and light models: the whole pipeline in well under a minute."""
     config["data_prep"]["sample_rows"] = 3000
     training = config["training"]
-    for candidate in training["candidates"]:
+    for candidate in training["candidates"].values():
         # A soft vote takes its members' (now small) parameters.
         if candidate["estimator"] == "random_forest":
             candidate["params"]["n_estimators"] = 30
@@ -122,14 +122,13 @@ def small_run(config: dict) -> None:
 def make_worse(config: dict) -> None:
     """One shallow, one-feature forest: clearly worse than a small run's champion."""
     training = config["training"]
-    training["candidates"] = [
-        {
-            "name": "stump_forest",
+    training["candidates"] = {
+        "stump_forest": {
             "estimator": "random_forest",
             "features": ["accommodates"],
             "params": {"n_estimators": 2, "max_depth": 1, "random_state": 1},
         }
-    ]
+    }
     training["reference_candidate"] = "stump_forest"
 
 
@@ -145,15 +144,11 @@ def routed_run(config: dict) -> None:
         "tuned_gradient_boosting",
         "required_fields_gradient_boosting",
     )
-    training["candidates"] = [
-        candidate for candidate in training["candidates"] if candidate["name"] in kept
-    ] + [
-        {
-            "name": "routed_boosting",
-            "estimator": "field_router",
-            "members": ["tuned_gradient_boosting", "required_fields_gradient_boosting"],
-        }
-    ]
+    training["candidates"] = {name: training["candidates"][name] for name in kept}
+    training["candidates"]["routed_boosting"] = {
+        "estimator": "field_router",
+        "members": ["tuned_gradient_boosting", "required_fields_gradient_boosting"],
+    }
 
 
 def tiny_run(config: dict) -> None:
@@ -161,4 +156,4 @@ def tiny_run(config: dict) -> None:
     small_run(config)
     training = config["training"]
     kept = (training["reference_candidate"], "gradient_boosting")
-    training["candidates"] = [c for c in training["candidates"] if c["name"] in kept]
+    training["candidates"] = {name: training["candidates"][name] for name in kept}

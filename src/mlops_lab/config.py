@@ -60,6 +60,7 @@ class DataPrepConfig(_Section):
 
 
 class CandidateConfig(_Section):
+    # Its key in config.yaml's `training.candidates`.
     name: str
     # soft_vote averages the probabilities of the candidates named in `members`; field_router
     # answers each listing with the first member whose listing fields it carries.
@@ -127,6 +128,8 @@ class TrainingConfig(_Section):
     fit_processes: int = Field(ge=-1, le=64)
     selection: SelectionConfig
     reference_candidate: str
+    # Written in config.yaml as a mapping of name to settings, so that `dvc exp run -S
+    # training.candidates.NAME.params.P=V` names what it changes; here a list in that order.
     candidates: list[CandidateConfig] = Field(min_length=1)
     # The model this run trained: the challenger, until the promote stage has judged it.
     model_dir: Path
@@ -136,6 +139,13 @@ class TrainingConfig(_Section):
     # Each candidate's fitted model, held-out predictions and scores, under a key of everything
     # they depend on: a rerun retrains only the candidates whose key changed.
     candidate_cache_dir: Path
+
+    @field_validator("candidates", mode="before")
+    @classmethod
+    def _named_in_order(cls, candidates: Any) -> Any:
+        if not isinstance(candidates, dict):
+            raise ValueError("give a mapping of each candidate's name to its settings")
+        return [_with_name(name, settings) for name, settings in candidates.items()]
 
     @field_validator("fit_processes")
     @classmethod
@@ -168,6 +178,15 @@ class TrainingConfig(_Section):
             names = [c.name for c in self.candidates]
             raise ConfigError(f"{setting} {name!r} is not among the training candidates {names}")
         return found
+
+
+def _with_name(name: str, settings: Any) -> Any:
+    """A candidate's settings with the name they are keyed by."""
+    if not isinstance(settings, dict):
+        raise ValueError(f"{name}: give its settings as a mapping")
+    if "name" in settings:
+        raise ValueError(f"{name}: its name is its key; give no 'name'")
+    return {"name": name, **settings}
 
 
 def _check_member(
@@ -284,19 +303,20 @@ class PredictionAppConfig(_Section):
     # first listing the smoke stage answers. The service's own schema checks it and the
     # examples there (and tests/unit/test_contracts.py here), so one the API would refuse fails.
     challenge_payload: dict[str, Any]
-    examples: list[dict[str, Any]] = Field(default_factory=list)
+    # By a name that says what each one tries.
+    examples: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _payloads_have_ids(self) -> PredictionAppConfig:
-        for position, example in enumerate([self.challenge_payload, *self.examples]):
+        named = {"challenge_payload": self.challenge_payload, **self.examples}
+        for name, example in named.items():
             if example.get("id") is None:
-                name = "challenge_payload" if position == 0 else f"example {position - 1}"
                 raise ValueError(f"{name} has no 'id'")
         return self
 
     def payloads(self) -> list[dict[str, Any]]:
         """Every listing the smoke stage answers: the challenge's payload first."""
-        return [self.challenge_payload, *self.examples]
+        return [self.challenge_payload, *self.examples.values()]
 
 
 class ServingConfig(_Section):
@@ -392,10 +412,10 @@ def check_estimator(candidate: CandidateConfig) -> None:
         return  # its members are candidates, checked on their own
     try:
         estimator = MEMBER_ESTIMATORS[candidate.estimator](**candidate.params)
-        # What fit() checks first; scikit-learn has no public name for it.
+        # What fit() checks first: a private call, kept on measurement (docs/layout.md).
         estimator._validate_params()
     except (TypeError, ValueError) as error:
-        raise ConfigError(f"training.candidates {candidate.name}: {error}") from error
+        raise ConfigError(f"training.candidates.{candidate.name}: {error}") from error
 
 
 def with_member_params(
@@ -417,6 +437,15 @@ def with_member_params(
     return candidate.model_copy(update={"params": {"members": members}})
 
 
+def _where(location: tuple, raw: dict) -> str:
+    """A validation error's place in config.yaml, a candidate by its name, not its position."""
+    parts = list(location)
+    if parts[:2] == ["training", "candidates"] and len(parts) > 2 and isinstance(parts[2], int):
+        # Reaching an index here means validation made the mapping a list, in its order.
+        parts[2] = list(raw["training"]["candidates"])[parts[2]]
+    return ".".join(str(part) for part in parts)
+
+
 def load_config(path: Path, tuned_params: bool = True) -> LabConfig:
     """Read and validate config.yaml; its relative paths are relative to the working directory.
     Tuned candidates get their tuned parameters unless `tuned_params` is off (the tuner, which
@@ -433,8 +462,7 @@ def load_config(path: Path, tuned_params: bool = True) -> LabConfig:
         config = LabConfig.model_validate(raw)
     except ValidationError as error:
         problems = "; ".join(
-            f"{'.'.join(str(part) for part in issue['loc'])}: {issue['msg']}"
-            for issue in error.errors()
+            f"{_where(issue['loc'], raw)}: {issue['msg']}" for issue in error.errors()
         )
         raise ConfigError(f"config file {path} is invalid: {problems}") from error
     candidates = config.training.candidates

@@ -15,9 +15,7 @@ def small_ablation(config: dict) -> None:
     config["ablation"]["cv_folds"] = 2
     # One small model, not the champion's two: the test is about the command, not the numbers.
     config["ablation"]["candidate"] = "gradient_boosting"
-    for candidate in config["training"]["candidates"]:
-        if candidate["name"] == "gradient_boosting":
-            candidate["params"]["max_iter"] = 30
+    config["training"]["candidates"]["gradient_boosting"]["params"]["max_iter"] = 30
 
 
 def test_ablate_scores_each_feature_group_removed_and_logs_the_table(small_project, mlflow_server):

@@ -217,7 +217,8 @@ def test_running_twice_with_the_same_inputs_gives_identical_metrics(small_projec
 
 def last_candidate_typo(config: dict) -> None:
     """A misspelt parameter in the last candidate that has parameters of its own."""
-    last = [candidate for candidate in config["training"]["candidates"] if candidate.get("params")]
+    candidates = config["training"]["candidates"].values()
+    last = [candidate for candidate in candidates if candidate.get("params")]
     last[-1]["params"]["n_estimator"] = 100
 
 

@@ -10,7 +10,7 @@ def write_config(tmp_path: Path, project_root: Path, change) -> Path:
     raw = yaml.safe_load((project_root / "config.yaml").read_text())
     change(raw)
     path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump(raw))
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
     return path
 
 
@@ -28,7 +28,7 @@ def test_missing_config_file_is_named(tmp_path):
 
 def test_reference_candidate_must_be_trained(tmp_path, project_root):
     def drop_reference(raw):
-        raw["training"]["candidates"] = raw["training"]["candidates"][1:]
+        del raw["training"]["candidates"]["notebook_random_forest"]
 
     with pytest.raises(ConfigError, match="reference_candidate"):
         load_config(write_config(tmp_path, project_root, drop_reference))
@@ -65,7 +65,7 @@ def test_tune_finds_a_study_by_candidate_or_takes_the_first(lab_config):
 
 def test_a_missing_tuned_params_file_stops_training_but_not_the_tuner(tmp_path, project_root):
     def unwritten(raw):
-        for candidate in raw["training"]["candidates"]:
+        for candidate in raw["training"]["candidates"].values():
             if candidate.get("tuned_params_path"):
                 candidate["tuned_params_path"] = str(tmp_path / "not-yet.yaml")
 
@@ -92,9 +92,12 @@ def test_a_soft_vote_takes_its_members_tuned_params(lab_config):
 
 
 def vote(raw, members, **extra):
-    raw["training"]["candidates"].append(
-        {"name": "vote", "estimator": "soft_vote", "features": "all", "members": members, **extra}
-    )
+    raw["training"]["candidates"]["vote"] = {
+        "estimator": "soft_vote",
+        "features": "all",
+        "members": members,
+        **extra,
+    }
 
 
 @pytest.mark.parametrize(
@@ -114,16 +117,20 @@ def test_a_bad_soft_vote_is_named(tmp_path, project_root, members, extra, messag
 
 def test_members_belong_to_soft_votes_only(tmp_path, project_root):
     def give_members(raw):
-        raw["training"]["candidates"][1]["members"] = ["gradient_boosting"]
+        raw["training"]["candidates"]["random_forest_all_features"]["members"] = [
+            "gradient_boosting"
+        ]
 
     with pytest.raises(ConfigError, match="members are for soft_vote or field_router"):
         load_config(write_config(tmp_path, project_root, give_members))
 
 
 def router(raw, members, **extra):
-    raw["training"]["candidates"].append(
-        {"name": "router", "estimator": "field_router", "members": members, **extra}
-    )
+    raw["training"]["candidates"]["router"] = {
+        "estimator": "field_router",
+        "members": members,
+        **extra,
+    }
 
 
 @pytest.mark.parametrize(
@@ -144,9 +151,7 @@ def test_a_bad_field_router_is_named(tmp_path, project_root, members, extra, mes
 def test_members_are_listed_before_their_ensemble(tmp_path, project_root):
     def vote_first(raw):
         candidates = raw["training"]["candidates"]
-        blend = next(c for c in candidates if c["name"] == "tuned_blend")
-        candidates.remove(blend)
-        candidates.insert(0, blend)
+        raw["training"]["candidates"] = {"tuned_blend": candidates.pop("tuned_blend"), **candidates}
 
     with pytest.raises(ConfigError, match="member 'tuned_gradient_boosting' must be listed before"):
         load_config(write_config(tmp_path, project_root, vote_first))
@@ -165,7 +170,10 @@ def test_a_router_takes_its_members_whole_settings(lab_config):
 
 def test_unknown_feature_names_fail_when_the_config_is_read(tmp_path, project_root):
     def misspell(raw):
-        raw["training"]["candidates"][0]["features"] = ["borough", "acommodates"]
+        raw["training"]["candidates"]["notebook_random_forest"]["features"] = [
+            "borough",
+            "acommodates",
+        ]
 
     with pytest.raises(ConfigError, match=r"unknown features \['acommodates'\]"):
         load_config(write_config(tmp_path, project_root, misspell))
@@ -202,7 +210,24 @@ def test_estimator_parameters_are_checked_when_the_config_is_read(
     tmp_path, project_root, params, message
 ):
     def break_forest(raw):
-        raw["training"]["candidates"][1]["params"].update(params)
+        raw["training"]["candidates"]["random_forest_all_features"]["params"].update(params)
 
     with pytest.raises(ConfigError, match=f"random_forest_all_features: .*{message}"):
         load_config(write_config(tmp_path, project_root, break_forest))
+
+
+def test_a_bad_candidate_is_named_by_its_key(tmp_path, project_root):
+    def misname(raw):
+        raw["training"]["candidates"]["gradient_boosting"]["estimator"] = "lasso"
+
+    with pytest.raises(ConfigError, match=r"training\.candidates\.gradient_boosting\.estimator"):
+        load_config(write_config(tmp_path, project_root, misname))
+
+
+def test_candidates_given_as_a_list_are_refused_with_the_form_to_use(tmp_path, project_root):
+    def as_list(raw):
+        candidates = raw["training"]["candidates"]
+        raw["training"]["candidates"] = [{"name": name, **c} for name, c in candidates.items()]
+
+    with pytest.raises(ConfigError, match="a mapping of each candidate's name to its settings"):
+        load_config(write_config(tmp_path, project_root, as_list))
