@@ -15,6 +15,7 @@ import mlflow
 import psutil
 import requests
 from mlflow.entities import Run
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from mlops_lab.common.errors import UserError
@@ -171,20 +172,28 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+def experiment_id_made_if_needed(client: MlflowClient, tracking: Tracking) -> str:
+    """The experiment's id, made first if there is none."""
+    experiment = client.get_experiment_by_name(tracking.experiment_name)
+    if experiment is not None:
+        return experiment.experiment_id
+    try:
+        return client.create_experiment(
+            tracking.experiment_name, artifact_location=tracking.artifact_location
+        )
+    except MlflowException as error:
+        # Another pipeline made it between the lookup and now (two started at once).
+        if error.error_code != "RESOURCE_ALREADY_EXISTS":
+            raise
+        return client.get_experiment_by_name(tracking.experiment_name).experiment_id
+
+
 def use_tracking(tracking: Tracking) -> str:
     """Point MLflow at the tracking store and return the experiment id, creating it if needed."""
     check_reachable(tracking.uri)
     mlflow.set_tracking_uri(tracking.uri)
     mlflow.set_registry_uri(tracking.uri)
-    client = MlflowClient()
-    experiment = client.get_experiment_by_name(tracking.experiment_name)
-    experiment_id = (
-        experiment.experiment_id
-        if experiment is not None
-        else client.create_experiment(
-            tracking.experiment_name, artifact_location=tracking.artifact_location
-        )
-    )
+    experiment_id = experiment_id_made_if_needed(MlflowClient(), tracking)
     # Runs started without an explicit experiment (candidates, nested runs) belong here too.
     mlflow.set_experiment(experiment_id=experiment_id)
     return experiment_id
