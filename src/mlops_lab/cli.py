@@ -245,7 +245,10 @@ COMMAND_SECTIONS = (
     ),
     ("Optional stages (dvc.yaml, frozen: run on purpose)", ("tune", "ablate")),
     ("Results", ("summary", "ui")),
-    ("Serving and after", ("serve", "replay", "monitor", "score", "rollback", "swarm")),
+    (
+        "Serving and after",
+        ("serve", "replay", "monitor", "harvest", "score", "rollback", "swarm"),
+    ),
 )
 
 
@@ -501,6 +504,23 @@ def monitor(config_path: Path, **options: Any) -> None:
         click.echo(line)
     if summary["alerts"]:
         sys.exit(RETRAINING_ADVISED)
+
+
+@main.command("harvest")
+@config_option
+def harvest(config_path: Path) -> None:
+    """Turn the logged predictions that got feedback into labelled listings (the fields as the
+    model took them, the latest truth sent), written to config.yaml's data.harvested_path for
+    data_prep to add; dropped ones are counted by reason."""
+    from mlops_lab.commands.harvest import task
+    from mlops_lab.config import load_config
+
+    try:
+        config = load_config(config_path, tuned_params=False)
+        harvested = task.run(config, dict(os.environ))
+    except UserError as error:
+        _fail(str(error))
+    click.echo("\n".join(task.summary_lines(harvested)))
 
 
 @main.command("rollback")

@@ -31,6 +31,8 @@ class TrackingConfig(_Section):
 
 class DataConfig(_Section):
     raw_path: Path
+    # What `mlops-lab harvest` wrote: listings labelled by feedback, which data_prep adds.
+    harvested_path: Path
     prepared_path: Path
 
 
@@ -295,6 +297,10 @@ class PromotionConfig(_Section):
     registration_path: Path
     # Scoring the champion again and finding the alias moved meanwhile: give up after this.
     attempts: int = Field(default=3, ge=1)
+    # On the test part's listings labelled by the service's traffic (when there are at least
+    # monitoring.minimum_window), the challenger may score at most this much below the
+    # champion (selection score) and still be promoted.
+    recent_traffic_tolerance: float = Field(default=0.01, ge=0)
 
 
 class PredictionAppConfig(_Section):

@@ -4,11 +4,13 @@ and beat the champion moves the alias, and the champion is what `make serve` ser
 import filecmp
 import json
 import os
+import re
 import signal
 import subprocess
 from pathlib import Path
 
 import mlflow
+import pandas as pd
 import pytest
 import requests
 from mlflow.tracking import MlflowClient
@@ -21,6 +23,8 @@ from projects import (
     tiny_run,
     wait_until_ok,
 )
+
+from mlops_lab.evaluation.prepared import HARVESTED_COLUMNS, split_like_notebook
 
 pytestmark = pytest.mark.integration
 
@@ -190,3 +194,38 @@ def test_two_pipelines_racing_leave_the_better_model_champion(tmp_path, mlflow_s
     assert read_json(worse, "models/registration.json")["champion"]["version"] == better_version
     meta = (worse.path / "models" / "price_category" / "registered_model_meta").read_text()
     assert f"model_version: '{better_version}'" in meta
+
+
+def feedback_on_test_listings(project: LabProject, listings: int) -> None:
+    """Truths sent for `listings` of the test part, as `mlops-lab harvest` writes them: the
+    recent traffic's labelled listings."""
+    prepared = pd.read_parquet(project.path / "data" / "prepared" / "listings.parquet")
+    test = prepared.loc[split_like_notebook(prepared, 0.15, 1).test_features.index[:listings]]
+    harvested = project.path / "data" / "harvested" / "labelled_listings.parquet"
+    test[HARVESTED_COLUMNS].to_parquet(harvested, index=False)
+
+
+def test_the_gate_judges_a_challenger_on_recent_traffic_too(small_project):
+    def judge_recent_traffic(config: dict) -> None:
+        config["monitoring"]["minimum_window"] = 150
+        config["promotion"]["recent_traffic_tolerance"] = 0.0
+
+    small_project.edit_config(judge_recent_traffic)
+    small_project.edit_config(tiny_run)
+    small_project.commit("two candidates, recent traffic judged from 150 listings")
+    better = (small_project.path / "config.yaml").read_text()
+    small_project.edit_config(make_worse)
+    small_project.commit("a worse model first")
+    first = small_project.run(["dvc", "repro"])
+    assert first.returncode == 0, first.stdout + first.stderr
+    feedback_on_test_listings(small_project, 150)
+    (small_project.path / "config.yaml").write_text(better)
+    second = small_project.run(["dvc", "repro"])
+    assert second.returncode == 0, second.stdout + second.stderr
+    registration = read_json(small_project, "models/registration.json")
+    reason = registration["challenger"]["reason"]
+    # Better on the test part, and not worse on the listings recent callers labelled.
+    assert reason.startswith("v2 becomes the champion: v2 scores"), reason
+    found = re.search(r"recent traffic: (0\.\d+) against the champion's (0\.\d+) on 150", reason)
+    assert found and float(found[1]) >= float(found[2]), reason
+    assert registration["champion"]["version"] == "2"

@@ -95,7 +95,15 @@ def test_the_package_has_the_expected_rooms():
         "tune",
         "ablate",
     }
-    assert steps("commands") == {"score", "replay", "monitor", "rollback", "swarm", "summary"}
+    assert steps("commands") == {
+        "score",
+        "replay",
+        "monitor",
+        "harvest",
+        "rollback",
+        "swarm",
+        "summary",
+    }
     assert {path.name for path in PACKAGE.iterdir() if path.is_dir()} >= set(BELOW) - {
         "config",
         "stages.context",

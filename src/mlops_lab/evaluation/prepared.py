@@ -3,6 +3,7 @@ ablation all score on."""
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 import pandas as pd
@@ -13,6 +14,13 @@ from mlops_lab.config import LabConfig
 from mlops_lab.kernel.listing import MODEL_INPUT_FIELDS
 
 TARGET = "price_category"
+# Where data_prep says each prepared listing came from: the raw file (its price perhaps
+# replaced by feedback) or feedback alone (a listing the raw file does not have).
+SOURCE = "source"
+FROM_RAW = "raw"
+FROM_FEEDBACK = "feedback"
+# The columns of what `mlops-lab harvest` writes and data_prep adds: listings labelled by feedback.
+HARVESTED_COLUMNS = ["id", *MODEL_INPUT_FIELDS, "price", TARGET]
 
 
 class PreparedTableMissing(UserError, FileNotFoundError):
@@ -25,15 +33,51 @@ class Split:
     test_features: pd.DataFrame
     train_target: pd.Series
     test_target: pd.Series
+    # Which test listings came with feedback (a price from the service's traffic, or the
+    # listing itself): the recent slice the promotion gate looks at too.
+    test_from_traffic: pd.Series
+
+
+def traffic_mask(listings: pd.DataFrame) -> pd.Series:
+    """Whether each listing's label came from feedback on the service's traffic."""
+    if SOURCE not in listings:
+        return pd.Series(False, index=listings.index)
+    return listings[SOURCE].ne(FROM_RAW)
 
 
 def split_like_notebook(listings: pd.DataFrame, test_size: float, random_state: int) -> Split:
-    """The notebook's train_test_split (not stratified) over model inputs and price_category."""
-    features = listings[["id", *MODEL_INPUT_FIELDS]]
-    train_x, test_x, train_y, test_y = train_test_split(
-        features, listings[TARGET], test_size=test_size, random_state=random_state
+    """The notebook's train_test_split (not stratified) of the raw file's listings, and each
+    listing known from feedback alone in the part its id gives: a listing's part never
+    changes as the data grows."""
+    features = ["id", *MODEL_INPUT_FIELDS]
+    # A table without the column predates harvesting: every listing in it is the raw file's.
+    from_feedback = (
+        listings[SOURCE].eq(FROM_FEEDBACK)
+        if SOURCE in listings
+        else pd.Series(False, index=listings.index)
     )
-    return Split(train_x, test_x, train_y, test_y)
+    shipped, added = listings[~from_feedback], listings[from_feedback]
+    train_x, test_x, train_y, test_y = train_test_split(
+        shipped[features], shipped[TARGET], test_size=test_size, random_state=random_state
+    )
+    from_traffic = traffic_mask(listings)
+    if added.empty:
+        return Split(train_x, test_x, train_y, test_y, from_traffic.loc[test_x.index])
+    in_test = added["id"].map(lambda listing_id: id_fraction(listing_id) < test_size).astype(bool)
+    test_features = pd.concat([test_x, added.loc[in_test, features]])
+    return Split(
+        pd.concat([train_x, added.loc[~in_test, features]]),
+        test_features,
+        pd.concat([train_y, added.loc[~in_test, TARGET]]),
+        pd.concat([test_y, added.loc[in_test, TARGET]]),
+        from_traffic.loc[test_features.index],
+    )
+
+
+def id_fraction(listing_id: object) -> float:
+    """A number in [0, 1) that depends on the listing's id alone, spread evenly."""
+    digest = hashlib.sha256(str(listing_id).encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
 
 
 def read_split(config: LabConfig, purpose: str) -> Split:

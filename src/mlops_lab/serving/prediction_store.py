@@ -274,3 +274,29 @@ def latest_feedback(engine: Engine, listing_ids: Iterable[str]) -> dict[str, str
             # Later feedback for a listing overwrites earlier: the last word counts.
             found.update((key, category) for key, category in connection.execute(query))
     return found
+
+
+def labelled_predictions(engine: Engine) -> list[dict[str, Any]]:
+    """Every listing that has feedback, once: the fields of its latest prediction as the model
+    took them, its latest truth (price, category) and how many truths were sent for it."""
+    feedback, predictions = FEEDBACK.c, PREDICTIONS.c
+    labelled: dict[str, dict[str, Any]] = {}
+    with engine.connect() as connection:
+        truths = connection.execute(
+            select(feedback.listing_id, feedback.price, feedback.price_category).order_by(
+                feedback.received_at, feedback.record_id
+            )
+        )
+        for listing_id, price, category in truths:
+            sent = labelled.get(listing_id, {}).get("truths_sent", 0) + 1
+            # A later truth for a listing replaces an earlier one: the last word counts.
+            labelled[listing_id] = {"price": price, "price_category": category, "truths_sent": sent}
+        for ids in _in_slices(labelled):
+            query = (
+                select(predictions.listing_id, predictions.listing)
+                .where(predictions.listing_id.in_(ids))
+                .order_by(predictions.predicted_at, predictions.record_id)
+            )
+            for listing_id, listing in connection.execute(query):
+                labelled[listing_id]["listing"] = listing
+    return [{"id": listing_id, **truth} for listing_id, truth in labelled.items()]

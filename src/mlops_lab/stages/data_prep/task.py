@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import mlflow
 import pandas as pd
 
 from mlops_lab.common.files import atomic_path, write_json_atomically
+from mlops_lab.evaluation.prepared import HARVESTED_COLUMNS
 from mlops_lab.kernel.inside_airbnb import read_raw_listings
 from mlops_lab.stages.context import StageContext
 from mlops_lab.stages.data_prep.transform import (
@@ -17,10 +19,20 @@ from mlops_lab.stages.data_prep.transform import (
     prepare_listings,
     sample_listings,
     summarize,
+    with_harvested,
 )
 from mlops_lab.tracking.runs import PREPARED_DATA_TAG, sha256_file, stage_run
 
 log = logging.getLogger(__name__)
+
+
+def read_harvested(path: Path) -> pd.DataFrame:
+    """The listings `mlops-lab harvest` labelled, or none before the first harvest."""
+    if not path.is_file():
+        return pd.DataFrame(columns=HARVESTED_COLUMNS).astype({"id": "int64"})
+    harvested = pd.read_parquet(path)
+    log.info("read %d listings labelled by feedback from %s", len(harvested), path)
+    return harvested
 
 
 def run(context: StageContext) -> None:
@@ -47,6 +59,7 @@ def run(context: StageContext) -> None:
         prepared = sample_listings(
             prepared, config.data_prep.sample_rows, config.data_prep.sample_seed
         )
+        prepared = with_harvested(prepared, read_harvested(config.data.harvested_path))
         metrics = summarize(len(raw), prepared, drops, config.data_prep.price_categories)
         log.info(
             "kept %d of %d rows; dropped %s",

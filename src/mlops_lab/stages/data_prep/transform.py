@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 
 from mlops_lab.common.errors import UserError
+from mlops_lab.evaluation.prepared import FROM_FEEDBACK, FROM_RAW, SOURCE
 from mlops_lab.kernel.inside_airbnb import parse_listings
 from mlops_lab.kernel.listing import (
     BOROUGHS,
@@ -67,17 +68,35 @@ def sample_listings(listings: pd.DataFrame, rows: int | None, seed: int) -> pd.D
     return listings.sample(n=rows, random_state=seed).sort_index().reset_index(drop=True)
 
 
+def with_harvested(prepared: pd.DataFrame, harvested: pd.DataFrame) -> pd.DataFrame:
+    """The prepared listings and the harvested ones: a listing the raw file has takes the
+    price and category its feedback gives; one it lacks is added. `source` says which is
+    which: raw, raw_price_from_feedback or feedback."""
+    listings = prepared.assign(**{SOURCE: FROM_RAW})
+    truths = harvested.set_index("id")
+    known = listings["id"].isin(truths.index)
+    for column in ("price", "price_category"):
+        listings.loc[known, column] = listings.loc[known, "id"].map(truths[column])
+    listings.loc[known, SOURCE] = "raw_price_from_feedback"
+    added = harvested[~harvested["id"].isin(listings["id"])].assign(**{SOURCE: FROM_FEEDBACK})
+    if added.empty:
+        return listings
+    return pd.concat([listings, added.reindex(columns=listings.columns)], ignore_index=True)
+
+
 def summarize(
     rows_in: int, prepared: pd.DataFrame, drops: dict[str, int], categories: list[str]
 ) -> dict[str, object]:
     """The data_prep metrics: rows in and out, drops by reason, listings per price category."""
     counts = prepared["price_category"].value_counts()
+    sources = prepared[SOURCE].value_counts()
     return {
         "rows_in": rows_in,
         "rows_out": len(prepared),
         "rows_dropped": sum(drops.values()),
         "dropped_by_reason": drops,
         "rows_by_price_category": {name: int(counts.get(name, 0)) for name in categories},
+        "rows_by_source": {str(source): int(count) for source, count in sources.items()},
     }
 
 

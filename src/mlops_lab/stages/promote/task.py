@@ -11,19 +11,24 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+from dataclasses import dataclass
+from typing import Any
 
 import mlflow
+import pandas as pd
 from mlflow.tracking import MlflowClient
 
 from mlops_lab.common.errors import UserError
 from mlops_lab.common.files import replace_directory_atomically, write_json_atomically
-from mlops_lab.evaluation.prepared import read_split
+from mlops_lab.config import LabConfig
+from mlops_lab.evaluation.prepared import Split, read_split
 from mlops_lab.evaluation.scores import scores_on_views, selection_score
 from mlops_lab.stages.context import StageContext
 from mlops_lab.stages.promote.transform import (
     champion_change,
     measure_name,
     promotion_verdict,
+    recent_traffic_verdict,
     smoke_problem,
 )
 from mlops_lab.tracking.registry import (
@@ -47,10 +52,43 @@ class PromotionError(UserError, RuntimeError):
     """The challenger cannot be judged: it has not answered, or the alias will not hold still."""
 
 
-def champion_score(context: StageContext, model_name: str, version: str) -> float:
-    """A registered version's selection score on this pipeline's test part."""
-    config = context.config
-    split = read_split(config, "promotion")
+@dataclass(frozen=True)
+class Judged:
+    """What the challenger and the champion are scored on: the test part, and its listings
+    labelled by the service's traffic when there are enough of them to judge."""
+
+    split: Split
+    recent: pd.Series
+    judge_recent: bool
+
+    @classmethod
+    def read(cls, config: LabConfig) -> Judged:
+        split = read_split(config, "promotion")
+        recent = split.test_from_traffic
+        return cls(split, recent, int(recent.sum()) >= config.monitoring.minimum_window)
+
+
+def scores_of(config: LabConfig, model: Any, judged: Judged) -> tuple[float, float | None]:
+    """A model's selection score on the test part, and on its recent traffic if judged."""
+    split, categories = judged.split, config.data_prep.price_categories
+
+    def score(features: pd.DataFrame, target: pd.Series) -> float:
+        scores = scores_on_views(model, features, target, categories)
+        return selection_score(
+            {view: scored[0] for view, scored in scores.items()}, config.training.selection
+        )
+
+    whole = score(split.test_features, split.test_target)
+    if not judged.judge_recent:
+        return whole, None
+    return whole, score(split.test_features[judged.recent], split.test_target[judged.recent])
+
+
+def champion_scores(
+    config: LabConfig, model_name: str, version: str, judged: Judged
+) -> tuple[float, float | None]:
+    """A registered version's selection scores on this pipeline's test part and its recent
+    traffic."""
     try:
         champion = load_version(model_name, version)
     except Exception as error:  # whatever the reason, it cannot be judged against: say so
@@ -60,14 +98,45 @@ def champion_score(context: StageContext, model_name: str, version: str) -> floa
             f"version is retired on purpose, remove its alias in the MLflow UI (Models → "
             f"{model_name} → v{version}) and rerun dvc repro"
         ) from error
-    scores = scores_on_views(
-        champion,
-        split.test_features,
-        split.test_target,
-        config.data_prep.price_categories,
+    return scores_of(config, champion, judged)
+
+
+def verdict(
+    config: LabConfig, challenger: dict, champion: str | None, judged: Judged, measure: str
+) -> tuple[bool, str]:
+    """Whether the challenger wins against this champion, on the test part and then on the
+    recent traffic, and why."""
+    version = challenger["version"]
+    if champion is None:
+        return promotion_verdict(version, challenger["test_selection_score"], None, None, measure)
+    score, champion_recent = champion_scores(config, challenger["model_name"], champion, judged)
+    promoted, reason = promotion_verdict(
+        version, challenger["test_selection_score"], champion, score, measure
     )
-    return selection_score(
-        {view: scored[0] for view, scored in scores.items()}, config.training.selection
+    if not promoted:
+        return promoted, reason
+    recent_scores = None
+    if judged.judge_recent:
+        model = load_version(challenger["model_name"], version)
+        recent_scores = (scores_of(config, model, judged)[1], champion_recent)
+        mlflow.log_metrics(
+            {
+                "recent_traffic.challenger": recent_scores[0],
+                "recent_traffic.champion": champion_recent,
+            }
+        )
+    passes, why = recent_traffic_verdict(
+        int(judged.recent.sum()),
+        config.monitoring.minimum_window,
+        recent_scores,
+        config.promotion.recent_traffic_tolerance,
+    )
+    if passes:
+        return True, f"{reason}; {why}"
+    return False, (
+        f"v{version} is not promoted and becomes the challenger: it wins on the test part "
+        f"(v{version} scores {challenger['test_selection_score']:.4f} and champion "
+        f"v{champion} {score:.4f}, {measure}) and loses on recent traffic ({why})"
     )
 
 
@@ -76,14 +145,13 @@ def judge(context: StageContext, challenger: dict, measure: str) -> tuple[bool, 
     The champion is read again just before the alias moves; if it changed, it is scored again."""
     model_name, version = challenger["model_name"], challenger["version"]
     client = MlflowClient()
+    judged = Judged.read(context.config)
+    mlflow.log_metric("recent_traffic.listings", int(judged.recent.sum()))
     for _ in range(context.config.promotion.attempts):
         champion = alias_version(client, model_name, CHAMPION)
         if champion == version:
             return True, f"v{version} is already the champion", champion
-        score = None if champion is None else champion_score(context, model_name, champion)
-        promoted, reason = promotion_verdict(
-            version, challenger["test_selection_score"], champion, score, measure
-        )
+        promoted, reason = verdict(context.config, challenger, champion, judged, measure)
         now = alias_version(client, model_name, CHAMPION)
         if now != champion:
             log.warning(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 
@@ -53,3 +54,28 @@ def champion_change(when_trained: str | None, when_judged: str | None) -> str:
     then = "there was none" if when_trained is None else f"it was v{when_trained}"
     now = "there is none" if when_judged is None else f"it is v{when_judged}"
     return f"when this run trained {then}; now {now}"
+
+
+def recent_traffic_verdict(
+    listings: int,
+    minimum: int,
+    scores: tuple[float, float] | None,
+    tolerance: float,
+) -> tuple[bool, str]:
+    """Whether the challenger may be promoted as far as the recent traffic's listings go
+    (challenger's score, champion's score), and the sentence that says why."""
+    if listings < minimum or scores is None:
+        return True, (
+            f"recent traffic not judged: {listings} labelled test listings, fewer than "
+            f"{minimum}"
+        )
+    challenger, champion = scores
+    if math.isnan(challenger) or math.isnan(champion):
+        return True, (
+            f"recent traffic not judged: its {listings} labelled test listings cannot be "
+            "scored (they lack a category the score needs)"
+        )
+    comparison = f"{challenger:.4f} against the champion's {champion:.4f} on {listings} listings"
+    if challenger >= champion - tolerance:
+        return True, f"recent traffic: {comparison}, within {tolerance:g}"
+    return False, f"recent traffic: {comparison}, more than {tolerance:g} below: refused"

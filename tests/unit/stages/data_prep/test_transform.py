@@ -12,6 +12,7 @@ from mlops_lab.stages.data_prep.transform import (
     prepare_listings,
     sample_listings,
     summarize,
+    with_harvested,
 )
 
 EDGES = [10, 90, 180, 400]
@@ -71,7 +72,9 @@ def test_sample_listings_is_seeded_and_keeps_order():
 
 
 def test_summarize_counts_rows_and_categories():
-    prepared = pd.DataFrame({"price_category": ["low", "low", "lux"]})
+    prepared = pd.DataFrame(
+        {"price_category": ["low", "low", "lux"], "source": ["raw", "raw", "feedback"]}
+    )
     summary = summarize(5, prepared, {"price_outside_bins": 2}, CATEGORIES)
     assert summary == {
         "rows_in": 5,
@@ -79,6 +82,7 @@ def test_summarize_counts_rows_and_categories():
         "rows_dropped": 2,
         "dropped_by_reason": {"price_outside_bins": 2},
         "rows_by_price_category": {"low": 2, "mid": 0, "high": 0, "lux": 1},
+        "rows_by_source": {"raw": 2, "feedback": 1},
     }
 
 
@@ -100,3 +104,23 @@ def test_a_file_that_leaves_too_little_is_refused(rows_in, kept, message):
     with pytest.raises(DataQualityError, match=message):
         check_quality(rows_in, kept, {"price_missing_or_unreadable": rows_in - kept}, 100, 0.5)
     check_quality(1000, 900, {"borough_unknown": 100}, 100, 0.5)
+
+
+def test_harvested_listings_update_known_ones_and_add_new_ones():
+    raw = pd.DataFrame([raw_listing(id=1, price="$50.00"), raw_listing(id=2, price="$60.00")])
+    prepared, _ = prepare_listings(raw, EDGES, CATEGORIES)
+    new = prepared.iloc[[0]].assign(id=99, price=500.0, price_category="lux")
+    known = prepared.iloc[[1]].assign(price=150.0, price_category="mid")
+    merged = with_harvested(prepared, pd.concat([known, new]))
+    assert list(merged["id"]) == [1, 2, 99]
+    assert list(merged["price_category"]) == ["low", "mid", "lux"]
+    assert list(merged["source"]) == ["raw", "raw_price_from_feedback", "feedback"]
+    assert merged.dtypes["id"] == "int64" and merged.loc[2, "borough"] == prepared.loc[0, "borough"]
+
+
+def test_without_harvested_listings_every_listing_is_the_raw_files():
+    raw = pd.DataFrame([raw_listing(id=1, price="$50.00")])
+    prepared, _ = prepare_listings(raw, EDGES, CATEGORIES)
+    empty = pd.DataFrame(columns=["id", "price", "price_category"]).astype({"id": "int64"})
+    merged = with_harvested(prepared, empty)
+    assert merged.drop(columns="source").equals(prepared) and list(merged["source"]) == ["raw"]

@@ -4,6 +4,7 @@ from mlops_lab.stages.promote.transform import (
     champion_change,
     measure_name,
     promotion_verdict,
+    recent_traffic_verdict,
     smoke_problem,
 )
 
@@ -43,3 +44,20 @@ def test_measure_name_gives_weights_as_shares():
 def test_champion_change_says_what_moved():
     assert champion_change(None, "3") == "when this run trained there was none; now it is v3"
     assert champion_change("2", "3") == "when this run trained it was v2; now it is v3"
+
+
+@pytest.mark.parametrize(
+    ("listings", "scores", "passes", "says"),
+    [
+        (99, (0.5, 0.9), True, "not judged: 99 labelled test listings, fewer than 100"),
+        (100, (0.885, 0.89), True, "0.8850 against the champion's 0.8900 on 100 listings, within"),
+        (100, (0.87, 0.89), False, "more than 0.01 below: refused"),
+        (500, (0.95, 0.89), True, "within 0.01"),
+        (500, (float("nan"), 0.89), True, "not judged: its 500 labelled test listings cannot be"),
+    ],
+)
+def test_recent_traffic_refuses_a_challenger_only_past_the_tolerance(
+    listings, scores, passes, says
+):
+    verdict = recent_traffic_verdict(listings, 100, scores, 0.01)
+    assert verdict[0] is passes and says in verdict[1], verdict
