@@ -58,30 +58,30 @@ class Judged:
     labelled by the service's traffic when there are enough of them to judge."""
 
     split: Split
-    recent: pd.Series
+    recent_listings: int
     judge_recent: bool
 
     @classmethod
     def read(cls, config: LabConfig) -> Judged:
         split = read_split(config, "promotion")
-        recent = split.test_from_traffic
-        return cls(split, recent, int(recent.sum()) >= config.monitoring.minimum_window)
+        recent = int(split.test_from_traffic.sum())
+        return cls(split, recent, recent >= config.monitoring.minimum_window)
 
 
-def scores_of(config: LabConfig, model: Any, judged: Judged) -> tuple[float, float | None]:
-    """A model's selection score on the test part, and on its recent traffic if judged."""
-    split, categories = judged.split, config.data_prep.price_categories
+def selection_on(config: LabConfig, model: Any, features: pd.DataFrame, target: pd.Series) -> float:
+    """A model's selection score on these listings."""
+    scores = scores_on_views(model, features, target, config.data_prep.price_categories)
+    return selection_score(
+        {view: scored[0] for view, scored in scores.items()}, config.training.selection
+    )
 
-    def score(features: pd.DataFrame, target: pd.Series) -> float:
-        scores = scores_on_views(model, features, target, categories)
-        return selection_score(
-            {view: scored[0] for view, scored in scores.items()}, config.training.selection
-        )
 
-    whole = score(split.test_features, split.test_target)
+def recent_score(config: LabConfig, model: Any, judged: Judged) -> float | None:
+    """A model's selection score on the test part's recent traffic; None when not judged."""
     if not judged.judge_recent:
-        return whole, None
-    return whole, score(split.test_features[judged.recent], split.test_target[judged.recent])
+        return None
+    split, recent = judged.split, judged.split.test_from_traffic
+    return selection_on(config, model, split.test_features[recent], split.test_target[recent])
 
 
 def champion_scores(
@@ -98,35 +98,39 @@ def champion_scores(
             f"version is retired on purpose, remove its alias in the MLflow UI (Models → "
             f"{model_name} → v{version}) and rerun dvc repro"
         ) from error
-    return scores_of(config, champion, judged)
+    split = judged.split
+    whole = selection_on(config, champion, split.test_features, split.test_target)
+    return whole, recent_score(config, champion, judged)
 
 
 def verdict(
-    config: LabConfig, challenger: dict, champion: str | None, judged: Judged, measure: str
+    config: LabConfig,
+    challenger: dict,
+    champion: str | None,
+    judged: Judged,
+    challenger_recent: float | None,
+    measure: str,
 ) -> tuple[bool, str]:
     """Whether the challenger wins against this champion, on the test part and then on the
     recent traffic, and why."""
-    version = challenger["version"]
+    version, challenger_score = challenger["version"], challenger["test_selection_score"]
     if champion is None:
-        return promotion_verdict(version, challenger["test_selection_score"], None, None, measure)
+        return promotion_verdict(version, challenger_score, None, None, measure)
     score, champion_recent = champion_scores(config, challenger["model_name"], champion, judged)
-    promoted, reason = promotion_verdict(
-        version, challenger["test_selection_score"], champion, score, measure
-    )
+    promoted, reason = promotion_verdict(version, challenger_score, champion, score, measure)
     if not promoted:
         return promoted, reason
     recent_scores = None
-    if judged.judge_recent:
-        model = load_version(challenger["model_name"], version)
-        recent_scores = (scores_of(config, model, judged)[1], champion_recent)
+    if challenger_recent is not None and champion_recent is not None:
+        recent_scores = (challenger_recent, champion_recent)
         mlflow.log_metrics(
             {
-                "recent_traffic.challenger": recent_scores[0],
+                "recent_traffic.challenger": challenger_recent,
                 "recent_traffic.champion": champion_recent,
             }
         )
     passes, why = recent_traffic_verdict(
-        int(judged.recent.sum()),
+        judged.recent_listings,
         config.monitoring.minimum_window,
         recent_scores,
         config.promotion.recent_traffic_tolerance,
@@ -135,8 +139,8 @@ def verdict(
         return True, f"{reason}; {why}"
     return False, (
         f"v{version} is not promoted and becomes the challenger: it wins on the test part "
-        f"(v{version} scores {challenger['test_selection_score']:.4f} and champion "
-        f"v{champion} {score:.4f}, {measure}) and loses on recent traffic ({why})"
+        f"(v{version} scores {challenger_score:.4f} and champion v{champion} {score:.4f}, "
+        f"{measure}) and loses on recent traffic ({why})"
     )
 
 
@@ -146,12 +150,21 @@ def judge(context: StageContext, challenger: dict, measure: str) -> tuple[bool, 
     model_name, version = challenger["model_name"], challenger["version"]
     client = MlflowClient()
     judged = Judged.read(context.config)
-    mlflow.log_metric("recent_traffic.listings", int(judged.recent.sum()))
+    mlflow.log_metric("recent_traffic.listings", judged.recent_listings)
+    # The challenger's own score on recent traffic, once: the champion's may change between
+    # attempts, the challenger's cannot.
+    challenger_recent = (
+        recent_score(context.config, load_version(model_name, version), judged)
+        if judged.judge_recent
+        else None
+    )
     for _ in range(context.config.promotion.attempts):
         champion = alias_version(client, model_name, CHAMPION)
         if champion == version:
             return True, f"v{version} is already the champion", champion
-        promoted, reason = verdict(context.config, challenger, champion, judged, measure)
+        promoted, reason = verdict(
+            context.config, challenger, champion, judged, challenger_recent, measure
+        )
         now = alias_version(client, model_name, CHAMPION)
         if now != champion:
             log.warning(
