@@ -18,6 +18,7 @@ TARGET = "price_category"
 # replaced by feedback) or feedback alone (a listing the raw file does not have).
 SOURCE = "source"
 FROM_RAW = "raw"
+FROM_RAW_PRICE_FROM_FEEDBACK = "raw_price_from_feedback"
 FROM_FEEDBACK = "feedback"
 # The columns of what `mlops-lab harvest` writes and data_prep adds: listings labelled by feedback.
 HARVESTED_COLUMNS = ["id", *MODEL_INPUT_FIELDS, "price", TARGET]
@@ -38,29 +39,18 @@ class Split:
     test_from_traffic: pd.Series
 
 
-def traffic_mask(listings: pd.DataFrame) -> pd.Series:
-    """Whether each listing's label came from feedback on the service's traffic."""
-    if SOURCE not in listings:
-        return pd.Series(False, index=listings.index)
-    return listings[SOURCE].ne(FROM_RAW)
-
-
 def split_like_notebook(listings: pd.DataFrame, test_size: float, random_state: int) -> Split:
     """The notebook's train_test_split (not stratified) of the raw file's listings, and each
     listing known from feedback alone in the part its id gives: a listing's part never
     changes as the data grows."""
     features = ["id", *MODEL_INPUT_FIELDS]
     # A table without the column predates harvesting: every listing in it is the raw file's.
-    from_feedback = (
-        listings[SOURCE].eq(FROM_FEEDBACK)
-        if SOURCE in listings
-        else pd.Series(False, index=listings.index)
-    )
+    source = listings.get(SOURCE, pd.Series(FROM_RAW, index=listings.index))
+    from_feedback, from_traffic = source.eq(FROM_FEEDBACK), source.ne(FROM_RAW)
     shipped, added = listings[~from_feedback], listings[from_feedback]
     train_x, test_x, train_y, test_y = train_test_split(
         shipped[features], shipped[TARGET], test_size=test_size, random_state=random_state
     )
-    from_traffic = traffic_mask(listings)
     if added.empty:
         return Split(train_x, test_x, train_y, test_y, from_traffic.loc[test_x.index])
     in_test = added["id"].map(lambda listing_id: id_fraction(listing_id) < test_size).astype(bool)

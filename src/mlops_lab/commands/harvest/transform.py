@@ -19,9 +19,7 @@ def listing_number(listing_id: str) -> int | None:
     return int(text) if text.isdigit() and 0 < len(text) <= 18 else None
 
 
-def truth_category(
-    row: dict[str, Any], edges: list[float], categories: list[str]
-) -> str | float | None:
+def truth_category(row: dict[str, Any], edges: list[float], categories: list[str]) -> str | None:
     """The true category: from the price sent (binned as data_prep bins), else as sent; None
     when the price falls in no bin or the category is not one of ours."""
     if row["price"] is not None:
@@ -30,8 +28,9 @@ def truth_category(
     return row["price_category"] if row["price_category"] in categories else None
 
 
-def drop_reason(row: dict[str, Any], edges: list[float], categories: list[str]) -> str | None:
-    """Why a labelled prediction cannot be a training listing, or None when it can."""
+def drop_reason(row: dict[str, Any], category: str | None) -> str | None:
+    """Why a labelled prediction, whose true category is this, cannot be a training listing,
+    or None when it can."""
     if row.get("listing") is None:
         return "prediction_not_logged"
     if listing_number(row["id"]) is None:
@@ -40,7 +39,7 @@ def drop_reason(row: dict[str, Any], edges: list[float], categories: list[str]) 
         Listing.model_validate(row["listing"])
     except ValidationError:
         return "refused_by_the_api"
-    if truth_category(row, edges, categories) is None:
+    if category is None:
         return "price_impossible" if row["price"] is not None else "category_unknown"
     return None
 
@@ -54,7 +53,8 @@ def labelled_listings(
     counts: Counter[str] = Counter()
     for row in rows:
         counts["truth_replaced"] += row["truths_sent"] - 1
-        reason = drop_reason(row, edges, categories)
+        category = truth_category(row, edges, categories)
+        reason = drop_reason(row, category)
         if reason is not None:
             counts[reason] += 1
             continue
@@ -63,7 +63,7 @@ def labelled_listings(
                 **row["listing"],
                 "id": listing_number(row["id"]),
                 "price": float("nan") if row["price"] is None else float(row["price"]),
-                "price_category": truth_category(row, edges, categories),
+                "price_category": category,
             }
         )
     table = pd.DataFrame(kept, columns=HARVESTED_COLUMNS).sort_values("id", kind="stable")

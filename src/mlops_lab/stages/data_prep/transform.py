@@ -6,7 +6,12 @@ import numpy as np
 import pandas as pd
 
 from mlops_lab.common.errors import UserError
-from mlops_lab.evaluation.prepared import FROM_FEEDBACK, FROM_RAW, SOURCE
+from mlops_lab.evaluation.prepared import (
+    FROM_FEEDBACK,
+    FROM_RAW,
+    FROM_RAW_PRICE_FROM_FEEDBACK,
+    SOURCE,
+)
 from mlops_lab.kernel.inside_airbnb import parse_listings
 from mlops_lab.kernel.listing import (
     BOROUGHS,
@@ -77,7 +82,7 @@ def with_harvested(prepared: pd.DataFrame, harvested: pd.DataFrame) -> pd.DataFr
     known = listings["id"].isin(truths.index)
     for column in ("price", "price_category"):
         listings.loc[known, column] = listings.loc[known, "id"].map(truths[column])
-    listings.loc[known, SOURCE] = "raw_price_from_feedback"
+    listings.loc[known, SOURCE] = FROM_RAW_PRICE_FROM_FEEDBACK
     added = harvested[~harvested["id"].isin(listings["id"])].assign(**{SOURCE: FROM_FEEDBACK})
     if added.empty:
         return listings
