@@ -193,6 +193,7 @@ def main(verbose: bool) -> None:
         _fail(str(error))
 
 
+PROMOTE_MODULE = "mlops_lab.stages.promote.task"
 # The pipeline's stages, as dvc.yaml calls them: command, module, and what it does.
 STAGES = (
     (
@@ -217,7 +218,7 @@ STAGES = (
     ),
     (
         "promote",
-        "mlops_lab.stages.promote.task",
+        PROMOTE_MODULE,
         "Give this run's model the champion alias if it answered and beats the champion.",
     ),
 )
@@ -235,7 +236,41 @@ def stage_command(name: str, module: str, summary: str) -> click.Command:
 
 
 for _stage in STAGES:
-    main.add_command(stage_command(*_stage))
+    if _stage[0] != "promote":
+        main.add_command(stage_command(*_stage))
+
+
+@main.command("promote")
+@config_option
+@click.option(
+    "--approve",
+    "version",
+    default=None,
+    metavar="VERSION",
+    help="Instead of the stage: make champion a version that passed the gate and waits for "
+    "approval (loop.require_approval).",
+)
+def promote(config_path: Path, version: str | None) -> None:
+    """Give this run's model the champion alias if it answered and beats the champion."""
+    if version is None:
+        _run_stage(
+            config_path, lambda context: importlib.import_module(PROMOTE_MODULE).run(context)
+        )
+        return
+    from mlflow.exceptions import MlflowException
+
+    from mlops_lab.commands.approve import task
+    from mlops_lab.config import load_config
+
+    _client_settings()
+    try:
+        previous = task.run(load_config(config_path, tuned_params=False), dict(os.environ), version)
+    except MlflowException as error:
+        _fail(_lost_server(error) or _refused(error) or str(error))
+    except UserError as error:
+        _fail(str(error))
+    click.echo(f"champion: v{version}" + (f" (was v{previous})" if previous else ""))
+
 
 # `mlops-lab --help` in sections: what dvc.yaml runs, and what a person runs.
 COMMAND_SECTIONS = (
@@ -247,7 +282,16 @@ COMMAND_SECTIONS = (
     ("Results", ("summary", "ui")),
     (
         "Serving and after",
-        ("serve", "replay", "monitor", "harvest", "score", "rollback", "swarm"),
+        (
+            "serve",
+            "replay",
+            "monitor",
+            "harvest",
+            "loop",
+            "score",
+            "rollback",
+            "swarm",
+        ),
     ),
 )
 
@@ -437,6 +481,14 @@ def score(config_path: Path, **options: Any) -> None:
     "--batch-size", type=click.IntRange(1, 1000), default=100, show_default=True, help="Per POST."
 )
 @click.option("--feedback", is_flag=True, help="Then post each listing's true price to /feedback.")
+@click.option(
+    "--price-factor",
+    type=click.FloatRange(min=0, min_open=True),
+    default=1.0,
+    show_default=True,
+    help="With --feedback: send each true price times this, as if the market moved (a "
+    "rehearsal of the loop).",
+)
 def replay(config_path: Path, **options: Any) -> None:
     """Send listings of the prepared table to a running service, as traffic to monitor: the test
     part as it is, or a shifted sample (--where), with their true prices as feedback."""
@@ -521,6 +573,33 @@ def harvest(config_path: Path) -> None:
     except UserError as error:
         _fail(str(error))
     click.echo("\n".join(task.summary_lines(harvested)))
+
+
+@main.command("loop")
+@config_option
+def loop(config_path: Path) -> None:
+    """One turn of the loop: monitor; on an alert, harvest; when the labelled traffic is new,
+    retrain as a DVC experiment (`dvc exp run --temp`: the working tree is left alone) and
+    let the promote stage's gate judge it. Prints the decision as one JSON line, logs it to
+    MLflow and posts it to loop.notify_url; exits 1 when a step failed."""
+    from mlflow.exceptions import MlflowException
+
+    from mlops_lab.config import load_config
+    from mlops_lab.loop import task
+
+    _client_settings()
+    # Standard output is the decision's one line, for whatever reads it; not MLflow's run links.
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+    try:
+        config = load_config(config_path, tuned_params=False)
+        document, faultless = task.run(config, dict(os.environ))
+    except MlflowException as error:
+        _fail(_lost_server(error) or _refused(error) or str(error))
+    except UserError as error:
+        _fail(str(error))
+    click.echo(task.decision_line(document))
+    if not faultless:
+        sys.exit(1)
 
 
 @main.command("rollback")

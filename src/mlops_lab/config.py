@@ -383,6 +383,25 @@ class MonitoringConfig(_Section):
     quality: QualityConfig
 
 
+class LoopConfig(_Section):
+    # `mlops-lab loop`'s decisions go to an experiment of their own, beside the pipeline's.
+    experiment_name: str
+    # Each decision is also POSTed here as JSON; empty: nowhere.
+    notify_url: str = ""
+    # A challenger that passes the gate waits as `challenger` until a person runs
+    # `mlops-lab promote --approve VERSION`.
+    require_approval: bool = False
+    # When the stack's scheduler runs the loop: a cron expression, in UTC.
+    schedule: str = Field(min_length=9)
+
+    @field_validator("notify_url")
+    @classmethod
+    def _http_or_empty(cls, url: str) -> str:
+        if url and not url.startswith(("http://", "https://")):
+            raise ValueError(f"{url!r} is not an http:// or https:// URL (or empty)")
+        return url
+
+
 class LabConfig(_Section):
     tracking: TrackingConfig
     data: DataConfig
@@ -396,6 +415,7 @@ class LabConfig(_Section):
     serving: ServingConfig
     scoring: ScoringConfig
     monitoring: MonitoringConfig
+    loop: LoopConfig
 
 
 def with_tuned_params(candidate: CandidateConfig) -> CandidateConfig:

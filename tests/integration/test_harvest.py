@@ -61,6 +61,12 @@ def test_harvest_labels_what_got_feedback_and_data_prep_adds_it(
         NEW_LISTING: "low",
     }
     assert table.set_index("id").loc[NEW_LISTING, "borough"] == CHALLENGE["neighbourhood"]
+    # The log has nothing the file lacks: the version DVC tracks stays as it is.
+    tracked_before = tracked.read_text()
+    again = small_project.run(harvest, {"PREDICTION_LOG_URI": prediction_store["uri"]})
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.startswith("nothing new:"), again.stdout
+    assert tracked.read_text() == tracked_before
 
     assert small_project.run(["mlops-lab", "data-prep"]).returncode == 0
     after = pd.read_parquet(prepared_path).set_index("id")

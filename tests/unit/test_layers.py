@@ -1,11 +1,12 @@
 """The package's rooms, read from its own imports. Each room stands only on the rooms below it:
 
     common → kernel → config → evaluation, tracking → serving → service
-                                                  ↘ stages, commands
+                                                  ↘ stages, commands → loop
 
 Stages never import each other or a command (kedro's rule: pipelines never import each other's
 nodes), commands never import each other or a stage, and only the HTTP service imports the
-service: the batch commands and the smoke stage answer through serving/, as the service does."""
+service: the batch commands and the smoke stage answer through serving/, as the service does.
+The loop, on top, wires two commands (monitor, harvest) and runs the stages through DVC."""
 
 import ast
 from pathlib import Path
@@ -23,6 +24,16 @@ BELOW = {
     "serving": {"common", "kernel", "config", "evaluation", "tracking"},
     "service": {"common", "kernel", "config", "evaluation", "tracking", "serving"},
     "stages.context": {"common", "config", "tracking"},
+    "loop": {
+        "common",
+        "kernel",
+        "config",
+        "evaluation",
+        "tracking",
+        "serving",
+        "commands.monitor",
+        "commands.harvest",
+    },
 }
 # Stages and commands stand on any room but the service; a stage on its context too.
 UNDER_STEPS = {"common", "kernel", "config", "evaluation", "tracking", "serving"}
@@ -100,6 +111,7 @@ def test_the_package_has_the_expected_rooms():
         "replay",
         "monitor",
         "harvest",
+        "approve",
         "rollback",
         "swarm",
         "summary",

@@ -31,6 +31,11 @@ CHALLENGER = "challenger"
 # Set by promote on a version it makes champion: only those may be rolled back to.
 GATE_TAG = "mlops_lab.gate"
 GATE_PASSED = "passed"
+# A version that passed the gate while promotion required approval, and the champion it beat.
+APPROVAL_TAG = "mlops_lab.approval"
+AWAITING_APPROVAL = "awaiting"
+APPROVED = "approved"
+JUDGED_AGAINST_TAG = "mlops_lab.judged_against"
 # Set by rollback on the version it leaves and the one it goes back to: who, when and why.
 ROLLBACK_TAG = "mlops_lab.rollback"
 # What loading and serving the model needs. The package's own modules travel with the model
@@ -145,6 +150,20 @@ def download_version(model_name: str, model_version: str, target: Path) -> None:
             artifact_uri=version_uri(model_name, model_version), dst_path=str(path)
         ),
     )
+
+
+def make_champion(client: MlflowClient, model_name: str, model_version: str, folder: Path) -> None:
+    """Give a version the champion alias, with its files in the champion folder: the alias
+    moves once the files are here, and the folder is swapped in only after, so a failure on
+    the way leaves both as they were."""
+
+    def fill(path: Path) -> None:
+        mlflow.artifacts.download_artifacts(
+            artifact_uri=version_uri(model_name, model_version), dst_path=str(path)
+        )
+        client.set_registered_model_alias(model_name, CHAMPION, model_version)
+
+    replace_directory_atomically(folder, fill)
 
 
 def local_version(model_dir: Path) -> tuple[str, str] | None:

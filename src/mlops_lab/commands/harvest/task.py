@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+import pandas as pd
 from sqlalchemy import inspect
 
 from mlops_lab.commands.harvest.transform import labelled_listings
@@ -38,6 +39,8 @@ class Harvested:
     dropped: dict[str, int]
     # The DVC remote the version was pushed to, if there is a default one.
     pushed_to: str | None
+    # False when the log holds exactly what the last harvest wrote: the file is left as it was.
+    new: bool = True
 
 
 def run(config: LabConfig, environment: Mapping[str, str]) -> Harvested:
@@ -57,6 +60,9 @@ def run(config: LabConfig, environment: Mapping[str, str]) -> Harvested:
     data_prep = config.data_prep
     table, dropped = labelled_listings(rows, data_prep.price_bin_edges, data_prep.price_categories)
     path = config.data.harvested_path
+    if path.is_file() and pd.read_parquet(path).equals(table):
+        log.info("%s already holds these %d labelled listings", path, len(table))
+        return Harvested(path, len(table), dropped, pushed_to=None, new=False)
     with atomic_path(path) as temporary:
         table.to_parquet(temporary, index=False)
     log.info("%d labelled listings written to %s; left out: %s", len(table), path, dropped)
@@ -85,6 +91,11 @@ def versioned(path: Path) -> str | None:
 def summary_lines(harvested: Harvested) -> list[str]:
     """What a person reads after a harvest."""
     left_out = ", ".join(f"{reason} {count}" for reason, count in harvested.dropped.items())
+    if not harvested.new:
+        return [
+            f"nothing new: {harvested.path} already holds these {harvested.listings} labelled "
+            f"listings (left out: {left_out or 'none'})"
+        ]
     pushed = f", pushed to DVC remote {harvested.pushed_to}" if harvested.pushed_to else ""
     return [
         f"{harvested.listings} labelled listings in {harvested.path}",

@@ -22,6 +22,7 @@ from mlops_lab.commands.monitor.transform import (
     PREDICTED,
     Findings,
     MonitorError,
+    TooFewPredictions,
     Window,
     alerts,
     answers_table,
@@ -105,7 +106,7 @@ def read_window(
             if others
             else ""
         )
-        raise MonitorError(
+        raise TooFewPredictions(
             f"the window holds {len(rows)} predictions of {model.name} v{model.version}, and "
             f"at least {minimum} are needed (monitoring.minimum_window){elsewhere}"
         )

@@ -45,6 +45,10 @@ class MonitorError(UserError, ValueError):
     """The window cannot be judged: a bad option, no predictions of the model, too few."""
 
 
+class TooFewPredictions(MonitorError):
+    """The log holds too few predictions of the served model to judge: not yet a fault."""
+
+
 def parse_moment(text: str, now: datetime) -> datetime:
     """A time given as a span back from `now` (30m, 6h, 7d) or an ISO date or time, in UTC
     unless it names its zone."""

@@ -103,6 +103,7 @@ class ReplayOptions:
     seed: int = 0
     batch_size: int = 100
     feedback: bool = False
+    price_factor: float = 1.0
 
 
 def run(config: LabConfig, environment: Mapping[str, str], options: ReplayOptions) -> Replayed:
@@ -131,7 +132,7 @@ def run(config: LabConfig, environment: Mapping[str, str], options: ReplayOption
         log.info("replayed %d listings of the %s part to %s/predict", len(bodies), part, url)
         if feedback_token is not None:
             session.headers["Authorization"] = f"Bearer {feedback_token}"
-            for batch in batches(feedback_records(listings), batch_size):
+            for batch in batches(feedback_records(listings, options.price_factor), batch_size):
                 answer = post_json(session, f"{url}/feedback", batch, wait_for_log=True)
                 sent += answer["received"]
             log.info("posted %d true prices to %s/feedback", sent, url)

@@ -73,9 +73,10 @@ def batches(items: list[Any], size: int) -> list[list[Any]]:
     return [items[start : start + size] for start in range(0, len(items), size)]
 
 
-def feedback_records(listings: pd.DataFrame) -> list[dict[str, Any]]:
-    """Each listing's true price, as /feedback takes it."""
+def feedback_records(listings: pd.DataFrame, price_factor: float = 1.0) -> list[dict[str, Any]]:
+    """Each listing's true price times `price_factor` (a market that moved), as /feedback
+    takes it."""
     return [
-        {"id": int(listing_id), "price": float(price)}
+        {"id": int(listing_id), "price": round(float(price) * price_factor, 2)}
         for listing_id, price in zip(listings["id"], listings["price"], strict=True)
     ]

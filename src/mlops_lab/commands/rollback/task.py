@@ -4,11 +4,8 @@ why. Running services follow the alias or the folder within their refresh interv
 
 from __future__ import annotations
 
-import getpass
 import json
 import logging
-import os
-import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -18,7 +15,8 @@ import mlflow
 from mlflow.tracking import MlflowClient
 
 from mlops_lab.commands.rollback.transform import RollbackError, rollback_note, rollback_target
-from mlops_lab.common.files import replace_directory_atomically, write_json_atomically
+from mlops_lab.common.files import write_json_atomically
+from mlops_lab.common.who import who_runs
 from mlops_lab.config import LabConfig
 from mlops_lab.tracking.registry import (
     CHAMPION,
@@ -26,6 +24,7 @@ from mlops_lab.tracking.registry import (
     GATE_TAG,
     ROLLBACK_TAG,
     alias_version,
+    make_champion,
     version_uri,
 )
 from mlops_lab.tracking.runs import tracking_uri
@@ -40,17 +39,6 @@ def gated_versions(client: MlflowClient, model_name: str) -> list[str]:
         for version in client.search_model_versions(f"name = '{model_name}'")
         if version.tags.get(GATE_TAG) == GATE_PASSED
     ]
-
-
-def who_runs(environment: Mapping[str, str]) -> str:
-    """The MLflow login, else the system user (a uid without a name in a container), @host."""
-    user = environment.get("MLFLOW_TRACKING_USERNAME", "")
-    if not user:
-        try:
-            user = getpass.getuser()
-        except (KeyError, OSError):  # a uid with no passwd entry, as in a container
-            user = f"uid {os.getuid()}"
-    return f"{user}@{socket.gethostname()}"
 
 
 @dataclass(frozen=True)
@@ -77,15 +65,7 @@ def run(config: LabConfig, environment: Mapping[str, str], options: RollbackOpti
     when = datetime.now(UTC).isoformat(timespec="seconds")
     who = who_runs(environment)
 
-    def fill(path: Path) -> None:
-        # The alias moves once the files are here, and the folder is swapped in only after:
-        # a failure on the way leaves both as they were.
-        mlflow.artifacts.download_artifacts(
-            artifact_uri=version_uri(model_name, target), dst_path=str(path)
-        )
-        client.set_registered_model_alias(model_name, CHAMPION, target)
-
-    replace_directory_atomically(config.promotion.champion_dir, fill)
+    make_champion(client, model_name, target, config.promotion.champion_dir)
     for version, note in rollback_note(when, who, options.reason, champion, target).items():
         client.set_model_version_tag(model_name, version, ROLLBACK_TAG, note)
     registration_path = config.promotion.registration_path

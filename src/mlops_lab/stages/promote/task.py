@@ -32,10 +32,13 @@ from mlops_lab.stages.promote.transform import (
     smoke_problem,
 )
 from mlops_lab.tracking.registry import (
+    APPROVAL_TAG,
+    AWAITING_APPROVAL,
     CHALLENGER,
     CHAMPION,
     GATE_PASSED,
     GATE_TAG,
+    JUDGED_AGAINST_TAG,
     alias_version,
     download_version,
     load_version,
@@ -114,9 +117,11 @@ def verdict(
     """Whether the challenger wins against this champion, on the test part and then on the
     recent traffic, and why."""
     version, challenger_score = challenger["version"], challenger["test_selection_score"]
+    mlflow.log_metric("test.challenger", challenger_score)
     if champion is None:
         return promotion_verdict(version, challenger_score, None, None, measure)
     score, champion_recent = champion_scores(config, challenger["model_name"], champion, judged)
+    mlflow.log_metric("test.champion", score)
     promoted, reason = promotion_verdict(version, challenger_score, champion, score, measure)
     if not promoted:
         return promoted, reason
@@ -145,8 +150,9 @@ def verdict(
 
 
 def judge(context: StageContext, challenger: dict, measure: str) -> tuple[bool, str, str | None]:
-    """Set the alias the challenger earns: (promoted, why, the champion it was judged against).
-    The champion is read again just before the alias moves; if it changed, it is scored again."""
+    """Set the alias the challenger earns: (won, why, the champion it was judged against). A
+    winner waits as challenger when promotion requires approval. The champion is read again
+    just before the alias moves; if it changed, it is scored again."""
     model_name, version = challenger["model_name"], challenger["version"]
     client = MlflowClient()
     judged = Judged.read(context.config)
@@ -171,7 +177,17 @@ def judge(context: StageContext, challenger: dict, measure: str) -> tuple[bool, 
                 "the champion moved from v%s to v%s while it was scored: again", champion, now
             )
             continue
-        client.set_registered_model_alias(model_name, CHAMPION if promoted else CHALLENGER, version)
+        takes_champion = promoted and (not context.config.loop.require_approval or not champion)
+        client.set_registered_model_alias(
+            model_name, CHAMPION if takes_champion else CHALLENGER, version
+        )
+        if promoted and not takes_champion:
+            client.set_model_version_tag(model_name, version, APPROVAL_TAG, AWAITING_APPROVAL)
+            client.set_model_version_tag(model_name, version, JUDGED_AGAINST_TAG, champion or "")
+            reason += (
+                f"; it waits for approval (loop.require_approval): mlops-lab promote "
+                f"--approve {version}"
+            )
         if champion != challenger["champion_when_trained"]:
             change = champion_change(challenger["champion_when_trained"], champion)
             reason += f" (the champion moved while this run went on: {change})"
@@ -221,7 +237,10 @@ def run(context: StageContext) -> None:
     with stage_run(
         context.tracking, context.lineage, "promote", tags={"mlops_lab.version": version}
     ):
-        promoted, reason, previous = judge(context, challenger, measure)
+        won, reason, previous = judge(context, challenger, measure)
+        # The first champion needs no approval: without one, nothing would serve.
+        awaiting_approval = won and config.loop.require_approval and previous not in (None, version)
+        promoted = won and not awaiting_approval
         champion = version if promoted else previous
         hold_champion(context, model_name, champion)
         registration = {
@@ -236,6 +255,7 @@ def run(context: StageContext) -> None:
                 "model_uri": version_uri(model_name, version),
                 "local_path": str(config.training.model_dir),
                 "promoted": promoted,
+                "awaiting_approval": awaiting_approval,
                 "reason": reason,
             },
             "previous_champion": previous,
@@ -246,7 +266,12 @@ def run(context: StageContext) -> None:
         if promoted:
             client.set_model_version_tag(model_name, version, GATE_TAG, GATE_PASSED)
         mlflow.set_tags(
-            {"mlops_lab.promoted": str(promoted).lower(), "mlops_lab.champion": champion}
+            {
+                "mlops_lab.promoted": str(promoted).lower(),
+                "mlops_lab.awaiting_approval": str(awaiting_approval).lower(),
+                "mlops_lab.champion": champion or "",
+                "mlops_lab.measure": measure,
+            }
         )
         mlflow.log_dict(registration, "registration.json")
         log.info("%s", reason)

@@ -66,3 +66,10 @@ def test_batches_and_feedback_records():
         {"id": 1, "price": 100.0},
         {"id": 2, "price": 60.0},
     ]
+
+
+def test_a_price_factor_moves_every_true_price_to_the_cent():
+    assert feedback_records(LISTINGS.head(2), price_factor=1.333) == [
+        {"id": 1, "price": 133.3},
+        {"id": 2, "price": 79.98},
+    ]

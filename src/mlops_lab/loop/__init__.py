@@ -1,0 +1,1 @@
+"""loop: one turn of monitor → harvest → retrain as a DVC experiment → the promotion gate."""
