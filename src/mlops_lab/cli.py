@@ -181,6 +181,8 @@ def main(verbose: bool) -> None:
     )
     # MLflow's own INFO lines (run links, model-size notes) drown the stage's progress.
     logging.getLogger("mlflow").setLevel(logging.WARNING)
+    # Every request of the scheduler's client, twice a minute: only its failures.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     # `serve` leaves the signals to its server and its workers.
     if click.get_current_context().invoked_subcommand != "serve":
         signal.signal(signal.SIGTERM, _stop_as_interrupted)
@@ -188,9 +190,14 @@ def main(verbose: bool) -> None:
     # client and `tune` read, for this process and every one it starts (dvc's stages, the
     # service's workers).
     try:
-        os.environ.update(passwords_from_files(os.environ))
+        passwords = passwords_from_files(os.environ)
     except SecretFileError as error:
         _fail(str(error))
+    os.environ.update(passwords)
+    # Read once: a command this one starts (`mlops-lab loop` runs dvc's stages, the scheduler
+    # runs `mlops-lab loop`) takes the variable, and would refuse it beside its file.
+    for name in passwords:
+        os.environ.pop(f"{name}_FILE", None)
 
 
 PROMOTE_MODULE = "mlops_lab.stages.promote.task"
@@ -288,6 +295,7 @@ COMMAND_SECTIONS = (
             "monitor",
             "harvest",
             "loop",
+            "schedule",
             "score",
             "rollback",
             "swarm",
@@ -600,6 +608,42 @@ def loop(config_path: Path) -> None:
     click.echo(task.decision_line(document))
     if not faultless:
         sys.exit(1)
+
+
+@main.group("schedule")
+def schedule() -> None:
+    """The stack's scheduler, Prefect (docker compose --profile loop): its server, and the
+    worker that runs `mlops-lab loop` nightly and on demand (docs/loop.md)."""
+
+
+@schedule.command("server")
+def schedule_server() -> None:
+    """Prefect's server, its database and login from the stack's settings."""
+    from mlops_lab.loop import scheduler_settings
+
+    try:
+        scheduler_settings.start_server(dict(os.environ))
+    except UserError as error:
+        _fail(str(error))
+
+
+@schedule.command("worker")
+@config_option
+def schedule_worker(config_path: Path) -> None:
+    """Register the loop's flow on the server, on config.yaml's loop.schedule, and run its runs
+    in this checkout until stopped."""
+    from mlops_lab.config import load_config
+    from mlops_lab.loop import scheduler_settings
+
+    try:
+        config = load_config(config_path, tuned_params=False)
+        os.environ.update(scheduler_settings.worker_settings(os.environ))
+    except UserError as error:
+        _fail(str(error))
+    # Prefect reads its settings as it is imported: only now.
+    from mlops_lab.loop import schedule as scheduling
+
+    scheduling.serve_flow(config.loop.schedule, Path.cwd())
 
 
 @main.command("rollback")

@@ -138,7 +138,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     start_engine()
     lab = Lab(checkout(tmp_path_factory.mktemp("compose") / "mlops-lab"))
     # Leftovers of an interrupted earlier run would hold the ports and old data.
-    lab.run("docker", "compose", "--profile", "serve", "down", "--volumes", check=False)
+    lab.run("docker", "compose", "--profile", "*", "down", "--volumes", check=False)
     # The tests read the tracking server from the host as the lab's account, as a user with
     # the lab's password would (MLflow's client takes it from these variables).
     settings = lab.settings()
@@ -157,13 +157,13 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
-        logs = lab.run("docker", "compose", "--profile", "serve", "logs", "--no-color", check=False)
+        logs = lab.run("docker", "compose", "--profile", "*", "logs", "--no-color", check=False)
         (lab.path.parent / "compose.log").write_text(logs.stdout + logs.stderr)
         lab.run(
             "docker",
             "compose",
             "--profile",
-            "serve",
+            "*",
             "down",
             "--volumes",
             "--remove-orphans",

@@ -13,12 +13,15 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 import requests
 import yaml
+from browser import devtools
 from calls import Callers, metric_sum, metric_text_samples, prediction_callers
 from hostile import (
     Crowd,
@@ -218,6 +221,122 @@ def test_monitor_in_the_lab_judges_the_services_log_in_postgres(lab):
     assert run.data.tags["mlops_lab.model_version"] == "1"
 
 
+SCHEDULER = "http://localhost:4200"
+
+
+class DecisionReceiver:
+    """loop.notify_url: an HTTP endpoint on the host that keeps the decisions POSTed to it."""
+
+    def __init__(self) -> None:
+        self.bodies: list[dict] = []
+        received = self.bodies
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *_: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("0.0.0.0", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+def scheduler_api(lab, method: str, path: str, body: dict | None = None) -> requests.Response:
+    """The scheduler's API, logged in as .env's SCHEDULER_USER, as the UI is."""
+    settings = lab.settings()
+    login = (settings["SCHEDULER_USER"], settings["SCHEDULER_PASSWORD"])
+    return requests.request(method, f"{SCHEDULER}/api{path}", json=body, auth=login, timeout=30)
+
+
+def scheduler_run_page(lab, run_id: str, picture: Path) -> str:
+    """The run's page in the scheduler's UI, logged in as a person would: its rendered text."""
+    settings = lab.settings()
+    login = f"{settings['SCHEDULER_USER']}:{settings['SCHEDULER_PASSWORD']}"
+    with devtools(picture.parent / "profile") as page:
+        page.open(f"{SCHEDULER}/")
+        poll_until(lambda: page.evaluate("document.readyState") == "complete", 60, "the UI")
+        page.evaluate(f"localStorage.setItem('prefect-password', btoa({json.dumps(login)}))")
+        page.open(f"{SCHEDULER}/runs/flow-run/{run_id}")
+        # Drawn: the state, the flow's name and the log down to the decision.
+        shown = ("Completed", "lab-loop", '"decision": ')
+        text = read_until(page.text, lambda now: all(part in now for part in shown), 90, "the page")
+        page.screenshot(picture)
+    return " ".join(text.replace("\xa0", " ").split())
+
+
+def test_the_scheduler_runs_the_loop_on_demand_and_the_receiver_gets_the_decision(lab, tmp_path):
+    receiver = DecisionReceiver()
+    # The host, as the stack's containers reach it: their network's gateway.
+    mlflow_container = lab.run("docker", "compose", "ps", "-q", "mlflow").stdout.strip()
+    network = lab.run(
+        *("docker", "inspect", mlflow_container),
+        *("--format", "{{range .NetworkSettings.Networks}}{{.Gateway}}{{end}}"),
+    ).stdout.strip()
+    config_path = lab.path / "config.yaml"
+    config_text = config_path.read_text()
+    notify = f"http://{network}:{receiver.server.server_port}/decisions"
+    # The window the monitor test judged (the last 600 predictions), and where to send.
+    edited = config_text.replace("window_size: 5000", "window_size: 600")
+    config_path.write_text(edited.replace("notify_url: ''", f"notify_url: {notify}"))
+    try:
+        lab.timed(
+            "loop_up_to_healthy",
+            "docker",
+            "compose",
+            "--profile",
+            "loop",
+            "up",
+            "-d",
+            "--wait",
+            "scheduler",
+            "loop_worker",
+        )
+        assert (
+            requests.post(f"{SCHEDULER}/api/flows/filter", json={}, timeout=10).status_code == 401
+        )
+        deployment = poll_until(
+            lambda: scheduler_api(lab, "GET", "/deployments/name/lab-loop/nightly").ok
+            and scheduler_api(lab, "GET", "/deployments/name/lab-loop/nightly").json(),
+            120,
+            "the worker to register the loop's deployment",
+        )
+        assert deployment["schedules"][0]["schedule"]["cron"] == "0 3 * * *"
+        started = time.monotonic()
+        run = scheduler_api(lab, "POST", f"/deployments/{deployment['id']}/create_flow_run", {})
+        run_id = run.json()["id"]
+        finished = read_until(
+            lambda: scheduler_api(lab, "GET", f"/flow_runs/{run_id}").json()["state_type"],
+            lambda state: state in {"COMPLETED", "FAILED", "CRASHED"},
+            600,
+            "the loop's run to finish",
+        )
+        lab.timings["loop_run"] = round(time.monotonic() - started, 1)
+        logs = scheduler_api(
+            lab,
+            "POST",
+            "/logs/filter",
+            {"logs": {"flow_run_id": {"any_": [run_id]}}, "sort": "TIMESTAMP_ASC"},
+        ).json()
+        lines = [entry["message"] for entry in logs]
+        assert finished == "COMPLETED", "\n".join(lines[-40:])
+        text = scheduler_run_page(lab, run_id, tmp_path / "scheduler-run.png")
+    finally:
+        config_path.write_text(config_text)
+        lab.run("docker", "compose", "--profile", "loop", "stop", "scheduler", "loop_worker")
+        receiver.server.shutdown()
+    # The steps, in the run's log as the UI shows them: monitor's window, then the decision.
+    assert any(f"window: 600 predictions of {MODEL} v1" in line for line in lines), lines[-40:]
+    (decision,) = receiver.bodies
+    assert decision["decision"] == "no alert"
+    assert any(line == json.dumps(decision) for line in lines)
+    assert f"window: 600 predictions of {MODEL} v1" in text, text[-3000:]
+    assert '"decision": "no alert"' in text, text[-3000:]
+    shutil.copy(tmp_path / "scheduler-run.png", lab.path.parent / "scheduler-run.png")
+
+
 # What the official python:3.11-slim (bookworm, amd64) unpacks to. The sandbox's stand-in for
 # it is larger (Debian's full Python), so there the budget applies to the layers we add.
 OFFICIAL_PYTHON_SLIM_MB = 130
@@ -393,7 +512,7 @@ def test_each_database_login_reaches_its_own_database_only(lab):
             check=False,
         )
 
-    for login in ("OPTUNA", "PREDICTIONS"):
+    for login in ("OPTUNA", "PREDICTIONS", "PREFECT"):
         user, password = settings[f"{login}_DB_USER"], settings[f"{login}_DB_PASSWORD"]
         assert psql(user, password, settings[f"{login}_DB_NAME"]).returncode == 0
         refused = psql(user, password, settings["MLFLOW_DB_NAME"])

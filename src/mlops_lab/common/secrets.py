@@ -10,13 +10,16 @@ from urllib.parse import quote, urlsplit, urlunsplit
 from mlops_lab.common.errors import UserError
 
 # The passwords the lab reads: MLflow's client's own variable, the one `mlops-lab tune` puts
-# into OPTUNA_STORAGE, the one the prediction log puts into PREDICTION_LOG_URI, and the token
-# /feedback takes (serving/feedback_token.py).
+# into OPTUNA_STORAGE, the one the prediction log puts into PREDICTION_LOG_URI, the token
+# /feedback takes (serving/feedback_token.py), and the scheduler's database password and login
+# (loop/schedule.py).
 PASSWORD_VARIABLES = (
     "MLFLOW_TRACKING_PASSWORD",
     "OPTUNA_STORAGE_PASSWORD",
     "PREDICTION_LOG_PASSWORD",
     "FEEDBACK_TOKEN",
+    "PREFECT_DB_PASSWORD",
+    "SCHEDULER_PASSWORD",
 )
 
 
