@@ -499,11 +499,14 @@ def test_mlflow_lets_strangers_and_the_service_change_nothing_and_the_lab_write(
 
 def test_no_container_shows_a_password(lab):
     passwords = [value for name, value in lab.settings().items() if name.endswith("PASSWORD")]
-    assert len(passwords) == 7
-    containers = lab.run("docker", "compose", "--profile", "serve", "ps", "-q").stdout.split()
-    assert len(containers) == 5  # postgres, mlflow, the lab, the service and its front door
+    assert len(passwords) == 9
+    profiles = ("--profile", "serve", "--profile", "loop")
+    # The scheduler's two are stopped, not gone, since its test: inspected all the same.
+    containers = lab.run("docker", "compose", *profiles, "ps", "--all", "-q").stdout.split()
+    # postgres, mlflow, the lab, the service and its front door, the scheduler and its worker
+    assert len(containers) == 7
     inspected = lab.run("docker", "inspect", *containers).stdout
-    shown = lab.run("docker", "compose", "--profile", "serve", "config").stdout
+    shown = lab.run("docker", "compose", *profiles, "config").stdout
     for password in passwords:
         assert password not in inspected and password not in shown
 
