@@ -21,10 +21,10 @@ import time
 from pathlib import Path
 
 import mlflow
-import pandas as pd
 
 from mlops_lab.commands.score.transform import api_fields_of_scrape, validate_rows
 from mlops_lab.common.files import write_json_atomically
+from mlops_lab.common.tables import read_parquet
 from mlops_lab.config import load_config
 from mlops_lab.kernel.inside_airbnb import read_raw_listings
 from mlops_lab.kernel.listing import NUMERIC_FIELDS
@@ -89,7 +89,7 @@ def main() -> None:
             env={key: value for key, value in os.environ.items() if not key.startswith("MLFLOW_")},
         )
         command_seconds = time.perf_counter() - started
-        assert len(pd.read_parquet(output)) == listings
+        assert len(read_parquet(output)) == listings
     results = {
         "listings": listings,
         "cpu_count": os.cpu_count(),

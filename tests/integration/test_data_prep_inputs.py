@@ -16,6 +16,8 @@ from mlflow.tracking import MlflowClient
 from projects import LabProject, small_run
 from waiting import poll_until
 
+from mlops_lab.common.tables import read_parquet
+
 pytestmark = pytest.mark.integration
 
 # Inside Airbnb's listings.csv columns (74), in their order.
@@ -115,7 +117,7 @@ def test_a_full_inside_airbnb_scrape_needs_only_its_path_in_config(small_project
         "borough_unknown": 1,
         "price_missing_or_unreadable": 1,
     }
-    prepared = pd.read_parquet(small_project.path / "data/prepared/listings.parquet")
+    prepared = read_parquet(small_project.path / "data/prepared/listings.parquet")
     big = prepared[prepared["price"] >= 1000]
     assert len(big) == 10
     assert set(big["price_category"]) == {"lux"}

@@ -9,6 +9,7 @@ from calls import post
 from projects import challenge_payload
 from stores import wait_for_logged
 
+from mlops_lab.common.tables import read_parquet
 from mlops_lab.evaluation.prepared import split_like_notebook
 
 pytestmark = pytest.mark.integration
@@ -31,7 +32,7 @@ def test_harvest_labels_what_got_feedback_and_data_prep_adds_it(
     assert small_project.run(add_remote).returncode == 0
     assert small_project.run(["mlops-lab", "data-prep"]).returncode == 0
     prepared_path = small_project.path / "data" / "prepared" / "listings.parquet"
-    before = pd.read_parquet(prepared_path)
+    before = read_parquet(prepared_path)
     known = int(before["id"].iloc[0])
     model = str(Path(trained_lab.path) / "models" / "price_category")
     service = service_factory({"PREDICTION_LOG_URI": prediction_store["uri"], "MODEL_URI": model})
@@ -55,7 +56,7 @@ def test_harvest_labels_what_got_feedback_and_data_prep_adds_it(
     assert "pushed to DVC remote team" in harvested.stdout
     status = small_project.run(["dvc", "status", "--cloud", str(tracked)])
     assert "are in sync" in status.stdout and any(remote.rglob("*")), status.stdout
-    table = pd.read_parquet(small_project.path / "data" / "harvested" / "labelled_listings.parquet")
+    table = read_parquet(small_project.path / "data" / "harvested" / "labelled_listings.parquet")
     assert dict(zip(table["id"], table["price_category"], strict=True)) == {
         known: "lux",
         NEW_LISTING: "low",
@@ -69,7 +70,7 @@ def test_harvest_labels_what_got_feedback_and_data_prep_adds_it(
     assert tracked.read_text() == tracked_before
 
     assert small_project.run(["mlops-lab", "data-prep"]).returncode == 0
-    after = pd.read_parquet(prepared_path).set_index("id")
+    after = read_parquet(prepared_path).set_index("id")
     assert after.loc[known, ["price_category", "source"]].tolist() == [
         "lux",
         "raw_price_from_feedback",

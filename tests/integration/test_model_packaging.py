@@ -6,12 +6,12 @@ import os
 import subprocess
 import sys
 
-import pandas as pd
 import pytest
 import requests
 from calls import post
 from projects import free_port, wait_until_ok
 
+from mlops_lab.common.tables import read_parquet
 from mlops_lab.kernel.listing import MODEL_INPUT_FIELDS, REQUIRED_FIELDS
 from mlops_lab.serving.payloads import payloads
 
@@ -39,7 +39,7 @@ with open(out_path, "w") as out:
 def listings_from_the_data(lab) -> list[dict]:
     """200 prepared listings as callers send them: every other one with the required fields
     only, so both of a router's members answer."""
-    prepared = pd.read_parquet(lab.path / "data/prepared/listings.parquet")
+    prepared = read_parquet(lab.path / "data/prepared/listings.parquet")
     sample = payloads(prepared.sample(LISTINGS, random_state=5)[["id", *MODEL_INPUT_FIELDS]])
     required = ("id", *REQUIRED_FIELDS)
     return [

@@ -10,7 +10,6 @@ import subprocess
 from pathlib import Path
 
 import mlflow
-import pandas as pd
 import pytest
 import requests
 from mlflow.tracking import MlflowClient
@@ -24,6 +23,7 @@ from projects import (
     wait_until_ok,
 )
 
+from mlops_lab.common.tables import read_parquet
 from mlops_lab.evaluation.prepared import HARVESTED_COLUMNS, split_like_notebook
 
 pytestmark = pytest.mark.integration
@@ -199,7 +199,7 @@ def test_two_pipelines_racing_leave_the_better_model_champion(tmp_path, mlflow_s
 def feedback_on_test_listings(project: LabProject, listings: int) -> None:
     """Truths sent for `listings` of the test part, as `mlops-lab harvest` writes them: the
     recent traffic's labelled listings."""
-    prepared = pd.read_parquet(project.path / "data" / "prepared" / "listings.parquet")
+    prepared = read_parquet(project.path / "data" / "prepared" / "listings.parquet")
     test = prepared.loc[split_like_notebook(prepared, 0.15, 1).test_features.index[:listings]]
     harvested = project.path / "data" / "harvested" / "labelled_listings.parquet"
     test[HARVESTED_COLUMNS].to_parquet(harvested, index=False)

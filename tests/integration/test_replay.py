@@ -10,6 +10,7 @@ from sqlalchemy import select
 from stores import logged_ids
 from waiting import poll_until
 
+from mlops_lab.common.tables import read_parquet
 from mlops_lab.evaluation.prepared import split_like_notebook
 from mlops_lab.serving.prediction_store import FEEDBACK, PREDICTIONS
 
@@ -48,7 +49,7 @@ def test_replaying_the_test_part_logs_each_listing_once_with_its_true_price(
     assert len(feedback) == feedback["listing_id"].nunique() == 300
     assert set(feedback["listing_id"]) == set(ids)
     config = yaml.safe_load((trained_lab.path / "config.yaml").read_text())
-    prepared = pd.read_parquet(trained_lab.path / "data" / "prepared" / "listings.parquet")
+    prepared = read_parquet(trained_lab.path / "data" / "prepared" / "listings.parquet")
     split = split_like_notebook(
         prepared, config["training"]["test_size"], config["training"]["split_random_state"]
     )

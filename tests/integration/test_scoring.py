@@ -12,6 +12,7 @@ import requests
 from projects import VENV_BIN, challenge_payload
 from waiting import poll_until, skip_or_fail
 
+from mlops_lab.common.tables import read_parquet
 from mlops_lab.kernel.inside_airbnb import parse_listings, read_raw_listings
 
 pytestmark = pytest.mark.integration
@@ -33,7 +34,7 @@ def test_scoring_the_shipped_raw_file_gives_the_services_answers(trained_lab, lo
     result = trained_lab.run(["mlops-lab", "score", str(raw_path), "scores.parquet"])
     assert result.returncode == 0, result.stderr[-3000:]
     assert "listings/s" in result.stderr
-    scores = pd.read_parquet(trained_lab.path / "scores.parquet")
+    scores = read_parquet(trained_lab.path / "scores.parquet")
     raw = read_raw_listings(raw_path)
     assert len(scores) == len(raw)
     assert set(scores["model_version"]) == {"1"}

@@ -10,6 +10,7 @@ import pandas as pd
 from sklearn.model_selection import train_test_split
 
 from mlops_lab.common.errors import UserError
+from mlops_lab.common.tables import read_parquet
 from mlops_lab.config import LabConfig
 from mlops_lab.kernel.listing import MODEL_INPUT_FIELDS
 
@@ -78,7 +79,7 @@ def read_split(config: LabConfig, purpose: str) -> Split:
             f"{prepared_path} does not exist: run `dvc repro data_prep` before {purpose}"
         )
     return split_like_notebook(
-        pd.read_parquet(prepared_path),
+        read_parquet(prepared_path),
         config.training.test_size,
         config.training.split_random_state,
     )

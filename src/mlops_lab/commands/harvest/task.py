@@ -9,12 +9,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-import pandas as pd
 from sqlalchemy import inspect
 
 from mlops_lab.commands.harvest.transform import labelled_listings
 from mlops_lab.common.errors import UserError
 from mlops_lab.common.files import atomic_path
+from mlops_lab.common.tables import read_parquet
 from mlops_lab.config import LabConfig
 from mlops_lab.serving.prediction_store import (
     FEEDBACK,
@@ -60,7 +60,7 @@ def run(config: LabConfig, environment: Mapping[str, str]) -> Harvested:
     data_prep = config.data_prep
     table, dropped = labelled_listings(rows, data_prep.price_bin_edges, data_prep.price_categories)
     path = config.data.harvested_path
-    if path.is_file() and pd.read_parquet(path).equals(table):
+    if path.is_file() and read_parquet(path).equals(table):
         log.info("%s already holds these %d labelled listings", path, len(table))
         return Harvested(path, len(table), dropped, pushed_to=None, new=False)
     with atomic_path(path) as temporary:

@@ -24,6 +24,7 @@ from mlops_lab.commands.replay.transform import (
     sampled,
     shifted,
 )
+from mlops_lab.common.tables import read_parquet
 from mlops_lab.config import LabConfig
 from mlops_lab.evaluation.prepared import PreparedTableMissing, split_like_notebook
 from mlops_lab.kernel.listing import MODEL_INPUT_FIELDS
@@ -48,7 +49,7 @@ def read_part(config: LabConfig, part: str) -> pd.DataFrame:
     path = config.data.prepared_path
     if not path.is_file():
         raise PreparedTableMissing(f"{path} does not exist: run `dvc repro data_prep` first")
-    listings = pd.read_parquet(path)
+    listings = read_parquet(path)
     if part == "all":
         return listings
     split = split_like_notebook(

@@ -31,6 +31,7 @@ from mlops_lab.commands.score.transform import (
     validate_rows,
 )
 from mlops_lab.common.files import atomic_path
+from mlops_lab.common.tables import read_parquet
 from mlops_lab.config import LabConfig
 from mlops_lab.kernel.inside_airbnb import raw_columns_to_read, read_listings_csv
 from mlops_lab.serving.loading import ServedModel, load_served_model, served_model_uri
@@ -48,7 +49,7 @@ def read_listings(path: Path) -> tuple[pd.DataFrame, str]:
         if not path.is_file():
             raise ScoringInputError(f"{path} does not exist")
         try:
-            return pd.read_parquet(path), kind
+            return read_parquet(path), kind
         except (OSError, ValueError) as error:
             # pyarrow's errors for a file that is no Parquet are ValueErrors too.
             raise ScoringInputError(f"{path} cannot be read: {error}") from error

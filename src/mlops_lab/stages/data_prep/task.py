@@ -9,6 +9,7 @@ import mlflow
 import pandas as pd
 
 from mlops_lab.common.files import atomic_path, write_json_atomically
+from mlops_lab.common.tables import read_parquet
 from mlops_lab.evaluation.prepared import HARVESTED_COLUMNS
 from mlops_lab.kernel.inside_airbnb import read_raw_listings
 from mlops_lab.stages.context import StageContext
@@ -30,7 +31,7 @@ def read_harvested(path: Path) -> pd.DataFrame:
     """The listings `mlops-lab harvest` labelled, or none before the first harvest."""
     if not path.is_file():
         return pd.DataFrame(columns=HARVESTED_COLUMNS).astype({"id": "int64"})
-    harvested = pd.read_parquet(path)
+    harvested = read_parquet(path)
     log.info("read %d listings labelled by feedback from %s", len(harvested), path)
     return harvested
 
