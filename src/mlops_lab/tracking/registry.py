@@ -7,6 +7,7 @@ champion on the same test part; otherwise it gets `challenger`.
 
 from __future__ import annotations
 
+import json
 import shutil
 import sys
 import tempfile
@@ -23,7 +24,7 @@ from mlflow.tracking import MlflowClient
 from mlflow.types import ColSpec, Schema
 
 import mlops_lab
-from mlops_lab.common.files import replace_directory_atomically
+from mlops_lab.common.files import replace_directory_atomically, write_json_atomically
 from mlops_lab.kernel.modelling import MODEL_MODULES, SKOPS_TRUSTED_TYPES, Model
 
 CHAMPION = "champion"
@@ -164,6 +165,37 @@ def make_champion(client: MlflowClient, model_name: str, model_version: str, fol
         client.set_registered_model_alias(model_name, CHAMPION, model_version)
 
     replace_directory_atomically(folder, fill)
+
+
+def champion_entry(model_name: str, model_version: str, folder: Path) -> dict[str, str]:
+    """registration.json's champion: its version, its registry URI and the folder it is in."""
+    return {
+        "version": model_version,
+        "model_uri": version_uri(model_name, model_version),
+        "local_path": str(folder),
+    }
+
+
+def record_champion(
+    registration_path: Path,
+    model_name: str,
+    model_version: str,
+    folder: Path,
+    previous: str | None,
+    how: dict[str, object],
+) -> None:
+    """Rewrite registration.json for a champion set by a person (an approval, a rollback):
+    the champion, the one before, and `how` it changed; the last promotion's record stays."""
+    registration = json.loads(registration_path.read_text()) if registration_path.is_file() else {}
+    registration.update(
+        {
+            "model_name": model_name,
+            "champion": champion_entry(model_name, model_version, folder),
+            "previous_champion": previous,
+            **how,
+        }
+    )
+    write_json_atomically(registration_path, registration)
 
 
 def local_version(model_dir: Path) -> tuple[str, str] | None:

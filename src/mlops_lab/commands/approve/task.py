@@ -4,7 +4,6 @@ Running services follow the alias or the folder within their refresh interval.""
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -14,7 +13,6 @@ import mlflow
 from mlflow.tracking import MlflowClient
 
 from mlops_lab.commands.approve.transform import ApprovalError, approval_note, approval_problem
-from mlops_lab.common.files import write_json_atomically
 from mlops_lab.common.who import who_runs
 from mlops_lab.config import LabConfig
 from mlops_lab.tracking.registry import (
@@ -26,8 +24,8 @@ from mlops_lab.tracking.registry import (
     JUDGED_AGAINST_TAG,
     alias_version,
     make_champion,
+    record_champion,
     version_tag,
-    version_uri,
 )
 from mlops_lab.tracking.runs import tracking_uri
 
@@ -59,20 +57,13 @@ def run(config: LabConfig, environment: Mapping[str, str], version: str) -> str 
         (APPROVAL_NOTE_TAG, note),
     ):
         client.set_model_version_tag(model_name, version, tag, value)
-    registration_path = config.promotion.registration_path
-    registration = json.loads(registration_path.read_text()) if registration_path.is_file() else {}
-    registration.update(
-        {
-            "model_name": model_name,
-            "champion": {
-                "version": version,
-                "model_uri": version_uri(model_name, version),
-                "local_path": str(config.promotion.champion_dir),
-            },
-            "previous_champion": champion,
-            "approval": note,
-        }
+    record_champion(
+        config.promotion.registration_path,
+        model_name,
+        version,
+        config.promotion.champion_dir,
+        champion,
+        {"approval": note},
     )
-    write_json_atomically(registration_path, registration)
     log.info("champion of %s: v%s → v%s (%s)", model_name, champion, version, note)
     return champion

@@ -4,7 +4,6 @@ why. Running services follow the alias or the folder within their refresh interv
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -15,7 +14,6 @@ import mlflow
 from mlflow.tracking import MlflowClient
 
 from mlops_lab.commands.rollback.transform import RollbackError, rollback_note, rollback_target
-from mlops_lab.common.files import write_json_atomically
 from mlops_lab.common.who import who_runs
 from mlops_lab.config import LabConfig
 from mlops_lab.tracking.registry import (
@@ -25,7 +23,7 @@ from mlops_lab.tracking.registry import (
     ROLLBACK_TAG,
     alias_version,
     make_champion,
-    version_uri,
+    record_champion,
 )
 from mlops_lab.tracking.runs import tracking_uri
 
@@ -68,26 +66,14 @@ def run(config: LabConfig, environment: Mapping[str, str], options: RollbackOpti
     make_champion(client, model_name, target, config.promotion.champion_dir)
     for version, note in rollback_note(when, who, options.reason, champion, target).items():
         client.set_model_version_tag(model_name, version, ROLLBACK_TAG, note)
-    registration_path = config.promotion.registration_path
-    registration = json.loads(registration_path.read_text()) if registration_path.is_file() else {}
-    registration.update(
-        {
-            "model_name": model_name,
-            "champion": {
-                "version": target,
-                "model_uri": version_uri(model_name, target),
-                "local_path": str(config.promotion.champion_dir),
-            },
-            "previous_champion": champion,
-            "rollback": {
-                "from": champion,
-                "to": target,
-                "at": when,
-                "by": who,
-                "reason": options.reason,
-            },
-        }
+    rollback = {"from": champion, "to": target, "at": when, "by": who, "reason": options.reason}
+    record_champion(
+        config.promotion.registration_path,
+        model_name,
+        target,
+        config.promotion.champion_dir,
+        champion,
+        {"rollback": rollback},
     )
-    write_json_atomically(registration_path, registration)
     log.info("champion of %s: v%s → v%s (%s)", model_name, champion, target, options.reason)
     return target

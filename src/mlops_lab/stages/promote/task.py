@@ -25,6 +25,7 @@ from mlops_lab.evaluation.prepared import Split, read_split
 from mlops_lab.evaluation.scores import scores_on_views, selection_score
 from mlops_lab.stages.context import StageContext
 from mlops_lab.stages.promote.transform import (
+    awaits_approval,
     champion_change,
     measure_name,
     promotion_verdict,
@@ -40,6 +41,7 @@ from mlops_lab.tracking.registry import (
     GATE_TAG,
     JUDGED_AGAINST_TAG,
     alias_version,
+    champion_entry,
     download_version,
     load_version,
     local_version,
@@ -149,10 +151,24 @@ def verdict(
     )
 
 
-def judge(context: StageContext, challenger: dict, measure: str) -> tuple[bool, str, str | None]:
-    """Set the alias the challenger earns: (won, why, the champion it was judged against). A
-    winner waits as challenger when promotion requires approval. The champion is read again
-    just before the alias moves; if it changed, it is scored again."""
+@dataclass(frozen=True)
+class Judgement:
+    """The alias the challenger earned, why, and the champion it was judged against."""
+
+    won: bool
+    # A winner that waits as challenger, because promotion requires approval.
+    awaiting_approval: bool
+    reason: str
+    champion: str | None
+
+    @property
+    def promoted(self) -> bool:
+        return self.won and not self.awaiting_approval
+
+
+def judge(context: StageContext, challenger: dict, measure: str) -> Judgement:
+    """Set the alias the challenger earns. The champion is read again just before the alias
+    moves; if it changed, it is scored again."""
     model_name, version = challenger["model_name"], challenger["version"]
     client = MlflowClient()
     judged = Judged.read(context.config)
@@ -167,7 +183,7 @@ def judge(context: StageContext, challenger: dict, measure: str) -> tuple[bool, 
     for _ in range(context.config.promotion.attempts):
         champion = alias_version(client, model_name, CHAMPION)
         if champion == version:
-            return True, f"v{version} is already the champion", champion
+            return Judgement(True, False, f"v{version} is already the champion", champion)
         promoted, reason = verdict(
             context.config, challenger, champion, judged, challenger_recent, measure
         )
@@ -177,11 +193,11 @@ def judge(context: StageContext, challenger: dict, measure: str) -> tuple[bool, 
                 "the champion moved from v%s to v%s while it was scored: again", champion, now
             )
             continue
-        takes_champion = promoted and (not context.config.loop.require_approval or not champion)
+        waits = awaits_approval(promoted, context.config.loop.require_approval, champion, version)
         client.set_registered_model_alias(
-            model_name, CHAMPION if takes_champion else CHALLENGER, version
+            model_name, CHAMPION if promoted and not waits else CHALLENGER, version
         )
-        if promoted and not takes_champion:
+        if waits:
             client.set_model_version_tag(model_name, version, APPROVAL_TAG, AWAITING_APPROVAL)
             client.set_model_version_tag(model_name, version, JUDGED_AGAINST_TAG, champion or "")
             reason += (
@@ -191,7 +207,7 @@ def judge(context: StageContext, challenger: dict, measure: str) -> tuple[bool, 
         if champion != challenger["champion_when_trained"]:
             change = champion_change(challenger["champion_when_trained"], champion)
             reason += f" (the champion moved while this run went on: {change})"
-        return promoted, reason, champion
+        return Judgement(promoted, waits, reason, champion)
     raise PromotionError(
         f"the champion alias of {model_name} moved each of the "
         f"{context.config.promotion.attempts} times v{version} was judged against it: not "
@@ -237,25 +253,19 @@ def run(context: StageContext) -> None:
     with stage_run(
         context.tracking, context.lineage, "promote", tags={"mlops_lab.version": version}
     ):
-        won, reason, previous = judge(context, challenger, measure)
-        # The first champion needs no approval: without one, nothing would serve.
-        awaiting_approval = won and config.loop.require_approval and previous not in (None, version)
-        promoted = won and not awaiting_approval
+        judgement = judge(context, challenger, measure)
+        promoted, reason, previous = judgement.promoted, judgement.reason, judgement.champion
         champion = version if promoted else previous
         hold_champion(context, model_name, champion)
         registration = {
             "model_name": model_name,
-            "champion": {
-                "version": champion,
-                "model_uri": version_uri(model_name, champion),
-                "local_path": str(config.promotion.champion_dir),
-            },
+            "champion": champion_entry(model_name, champion, config.promotion.champion_dir),
             "challenger": {
                 "version": version,
                 "model_uri": version_uri(model_name, version),
                 "local_path": str(config.training.model_dir),
                 "promoted": promoted,
-                "awaiting_approval": awaiting_approval,
+                "awaiting_approval": judgement.awaiting_approval,
                 "reason": reason,
             },
             "previous_champion": previous,
@@ -268,7 +278,7 @@ def run(context: StageContext) -> None:
         mlflow.set_tags(
             {
                 "mlops_lab.promoted": str(promoted).lower(),
-                "mlops_lab.awaiting_approval": str(awaiting_approval).lower(),
+                "mlops_lab.awaiting_approval": str(judgement.awaiting_approval).lower(),
                 "mlops_lab.champion": champion or "",
                 "mlops_lab.measure": measure,
             }

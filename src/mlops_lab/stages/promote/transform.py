@@ -42,6 +42,12 @@ def promotion_verdict(
     )
 
 
+def awaits_approval(won: bool, require_approval: bool, champion: str | None, version: str) -> bool:
+    """Whether a winning challenger waits for approval instead of taking the champion alias."""
+    # The first champion needs none: without it, nothing would serve.
+    return won and require_approval and champion not in (None, version)
+
+
 def measure_name(metric: str, view_weights: dict[str, float]) -> str:
     """The selection score in words, e.g. 'roc_auc_ovr weighted required 0.75, full 0.25'."""
     total = sum(view_weights.values())

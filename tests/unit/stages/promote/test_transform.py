@@ -1,6 +1,7 @@
 import pytest
 
 from mlops_lab.stages.promote.transform import (
+    awaits_approval,
     champion_change,
     measure_name,
     promotion_verdict,
@@ -61,3 +62,20 @@ def test_recent_traffic_refuses_a_challenger_only_past_the_tolerance(
 ):
     verdict = recent_traffic_verdict(listings, 100, scores, 0.01)
     assert verdict[0] is passes and says in verdict[1], verdict
+
+
+@pytest.mark.parametrize(
+    ("won", "require_approval", "champion", "waits"),
+    [
+        (True, True, "1", True),
+        (True, False, "1", False),
+        (False, True, "1", False),
+        # The first champion, and a version that is already the champion, need no approval.
+        (True, True, None, False),
+        (True, True, "2", False),
+    ],
+)
+def test_only_a_winner_replacing_another_champion_waits_for_approval(
+    won, require_approval, champion, waits
+):
+    assert awaits_approval(won, require_approval, champion, "2") is waits
