@@ -13,9 +13,7 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -32,6 +30,7 @@ from hostile import (
 )
 from mlflow import MlflowClient
 from projects import challenge_payload, small_run
+from receiver import JsonReceiver
 from waiting import poll_until, read_until
 
 from mlops_lab.tracking.registry import GATE_PASSED, GATE_TAG
@@ -224,26 +223,6 @@ def test_monitor_in_the_lab_judges_the_services_log_in_postgres(lab):
 SCHEDULER = "http://localhost:4200"
 
 
-class DecisionReceiver:
-    """loop.notify_url: an HTTP endpoint on the host that keeps the decisions POSTed to it."""
-
-    def __init__(self) -> None:
-        self.bodies: list[dict] = []
-        received = self.bodies
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-                self.send_response(204)
-                self.end_headers()
-
-            def log_message(self, *_: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("0.0.0.0", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-
 def scheduler_api(lab, method: str, path: str, body: dict | None = None) -> requests.Response:
     """The scheduler's API, logged in as .env's SCHEDULER_USER, as the UI is."""
     settings = lab.settings()
@@ -274,66 +253,66 @@ def scheduler_run_page(lab, run_id: str, picture: Path) -> str:
 
 
 def test_the_scheduler_runs_the_loop_on_demand_and_the_receiver_gets_the_decision(lab, tmp_path):
-    receiver = DecisionReceiver()
-    # The host, as the stack's containers reach it: their network's gateway.
-    mlflow_container = lab.run("docker", "compose", "ps", "-q", "mlflow").stdout.strip()
-    network = lab.run(
-        *("docker", "inspect", mlflow_container),
-        *("--format", "{{range .NetworkSettings.Networks}}{{.Gateway}}{{end}}"),
-    ).stdout.strip()
-    config_path = lab.path / "config.yaml"
-    config_text = config_path.read_text()
-    notify = f"http://{network}:{receiver.server.server_port}/decisions"
-    # The window the monitor test judged (the last 600 predictions), and where to send.
-    edited = config_text.replace("window_size: 5000", "window_size: 600")
-    config_path.write_text(edited.replace("notify_url: ''", f"notify_url: {notify}"))
-    try:
-        lab.timed(
-            "loop_up_to_healthy",
-            "docker",
-            "compose",
-            "--profile",
-            "loop",
-            "up",
-            "-d",
-            "--wait",
-            "scheduler",
-            "loop_worker",
-        )
-        assert (
-            requests.post(f"{SCHEDULER}/api/flows/filter", json={}, timeout=10).status_code == 401
-        )
-        deployment = poll_until(
-            lambda: scheduler_api(lab, "GET", "/deployments/name/lab-loop/nightly").ok
-            and scheduler_api(lab, "GET", "/deployments/name/lab-loop/nightly").json(),
-            120,
-            "the worker to register the loop's deployment",
-        )
-        assert deployment["schedules"][0]["schedule"]["cron"] == "0 3 * * *"
-        started = time.monotonic()
-        run = scheduler_api(lab, "POST", f"/deployments/{deployment['id']}/create_flow_run", {})
-        run_id = run.json()["id"]
-        finished = read_until(
-            lambda: scheduler_api(lab, "GET", f"/flow_runs/{run_id}").json()["state_type"],
-            lambda state: state in {"COMPLETED", "FAILED", "CRASHED"},
-            600,
-            "the loop's run to finish",
-        )
-        lab.timings["loop_run"] = round(time.monotonic() - started, 1)
-        # A run's last log lines reach the server a second or two after its end.
-        lines = read_until(
-            lambda: [entry["message"] for entry in run_logs(lab, run_id)],
-            lambda messages: finished != "COMPLETED"
-            or any(message.startswith('{"decision"') for message in messages),
-            60,
-            "the run's log to hold the decision",
-        )
-        assert finished == "COMPLETED", "\n".join(lines[-40:])
-        text = scheduler_run_page(lab, run_id, tmp_path / "scheduler-run.png")
-    finally:
-        config_path.write_text(config_text)
-        lab.run("docker", "compose", "--profile", "loop", "stop", "scheduler", "loop_worker")
-        receiver.server.shutdown()
+    with JsonReceiver("0.0.0.0") as receiver:
+        # The host, as the stack's containers reach it: their network's gateway.
+        mlflow_container = lab.run("docker", "compose", "ps", "-q", "mlflow").stdout.strip()
+        network = lab.run(
+            *("docker", "inspect", mlflow_container),
+            *("--format", "{{range .NetworkSettings.Networks}}{{.Gateway}}{{end}}"),
+        ).stdout.strip()
+        config_path = lab.path / "config.yaml"
+        config_text = config_path.read_text()
+        notify = f"http://{network}:{receiver.port}/decisions"
+        # The window the monitor test judged (the last 600 predictions), and where to send.
+        edited = config_text.replace("window_size: 5000", "window_size: 600")
+        config_path.write_text(edited.replace("notify_url: ''", f"notify_url: {notify}"))
+        try:
+            lab.timed(
+                "loop_up_to_healthy",
+                "docker",
+                "compose",
+                "--profile",
+                "loop",
+                "up",
+                "-d",
+                "--wait",
+                "scheduler",
+                "loop_worker",
+            )
+            assert (
+                requests.post(f"{SCHEDULER}/api/flows/filter", json={}, timeout=10).status_code
+                == 401
+            )
+            deployment = poll_until(
+                lambda: scheduler_api(lab, "GET", "/deployments/name/lab-loop/nightly").ok
+                and scheduler_api(lab, "GET", "/deployments/name/lab-loop/nightly").json(),
+                120,
+                "the worker to register the loop's deployment",
+            )
+            assert deployment["schedules"][0]["schedule"]["cron"] == "0 3 * * *"
+            started = time.monotonic()
+            run = scheduler_api(lab, "POST", f"/deployments/{deployment['id']}/create_flow_run", {})
+            run_id = run.json()["id"]
+            finished = read_until(
+                lambda: scheduler_api(lab, "GET", f"/flow_runs/{run_id}").json()["state_type"],
+                lambda state: state in {"COMPLETED", "FAILED", "CRASHED"},
+                600,
+                "the loop's run to finish",
+            )
+            lab.timings["loop_run"] = round(time.monotonic() - started, 1)
+            # A run's last log lines reach the server a second or two after its end.
+            lines = read_until(
+                lambda: [entry["message"] for entry in run_logs(lab, run_id)],
+                lambda messages: finished != "COMPLETED"
+                or any(message.startswith('{"decision"') for message in messages),
+                60,
+                "the run's log to hold the decision",
+            )
+            assert finished == "COMPLETED", "\n".join(lines[-40:])
+            text = scheduler_run_page(lab, run_id, tmp_path / "scheduler-run.png")
+        finally:
+            config_path.write_text(config_text)
+            lab.run("docker", "compose", "--profile", "loop", "stop", "scheduler", "loop_worker")
     # The steps, in the run's log as the UI shows them: monitor's window, then the decision.
     assert any(f"window: 600 predictions of {MODEL} v1" in line for line in lines), lines[-40:]
     (decision,) = receiver.bodies

@@ -6,14 +6,13 @@ teaches nothing new; with approval required, a winner waits until a person appro
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import requests
 from mlflow import MlflowClient
 from projects import PROJECT_ROOT, LabProject, challenge_payload, tiny_run
+from receiver import JsonReceiver
 from services import FEEDBACK_TOKEN
 from waiting import read_until
 
@@ -28,33 +27,10 @@ MOVED = ("--where", "borough=Manhattan", "--feedback", "--price-factor")
 STAYED = ("--where", "borough=Brooklyn", "--feedback")
 
 
-class Receiver:
-    """An HTTP endpoint that keeps the JSON bodies POSTed to it: loop.notify_url."""
-
-    def __init__(self) -> None:
-        self.bodies: list[dict] = []
-        received = self.bodies
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                length = int(self.headers["Content-Length"])
-                received.append(json.loads(self.rfile.read(length)))
-                self.send_response(204)
-                self.end_headers()
-
-            def log_message(self, *_: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}/decisions"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-
 @pytest.fixture()
-def receiver() -> Iterator[Receiver]:
-    receiving = Receiver()
-    yield receiving
-    receiving.server.shutdown()
+def receiver() -> Iterator[JsonReceiver]:
+    with JsonReceiver() as receiving:
+        yield receiving
 
 
 def looped_lab(notify_url: str):
@@ -105,7 +81,7 @@ def test_the_loop_retrains_on_moved_prices_and_the_service_follows_then_waits_fo
     store = store_cluster.database("looped_predictions", "looped_service")
     settings = {"MLFLOW_TRACKING_URI": mlflow_server["uri"], "PREDICTION_LOG_URI": store}
     lab = LabProject(tmp_path / "lab")
-    lab.edit_config(looped_lab(receiver.url))
+    lab.edit_config(looped_lab(f"http://127.0.0.1:{receiver.port}/decisions"))
     lab.commit("the loop's settings")
     first = lab.run(["dvc", "repro"], settings)
     assert first.returncode == 0, first.stderr[-3000:]
