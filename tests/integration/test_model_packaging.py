@@ -1,39 +1,30 @@
 """The logged model is self-contained: its own requirements.txt is enough to load and serve it,
-with MLflow's own server, where mlops-lab is not installed."""
+with MLflow's own server, where mlops-lab is not installed; and MLflow's tools get the answers
+the service gives, in full."""
 
-import json
 import os
 import subprocess
 import sys
 
+import mlflow.pyfunc
+import numpy as np
+import pandas as pd
 import pytest
 import requests
+import yaml
 from calls import post
-from projects import free_port, wait_until_ok
+from mlflow.exceptions import MlflowException
+from projects import challenge_payload, free_port, wait_until_ok
 
 from mlops_lab.common.tables import read_parquet
+from mlops_lab.evaluation.prepared import split_like_notebook
 from mlops_lab.kernel.listing import MODEL_INPUT_FIELDS, REQUIRED_FIELDS
+from mlops_lab.kernel.pyfunc import probability_column
 from mlops_lab.serving.payloads import payloads
 
 pytestmark = pytest.mark.integration
 
 LISTINGS = 200
-# In the model's own environment: the probabilities of the listings of a request body, for the
-# very frame `mlflow models serve` makes of it (parsed by the model's input schema).
-PROBABILITIES = """
-import json, sys
-import mlflow.pyfunc, mlflow.sklearn
-from mlflow.pyfunc.scoring_server import infer_and_parse_data
-
-model_dir, body_path, out_path = sys.argv[1:]
-schema = mlflow.pyfunc.load_model(model_dir).metadata.get_input_schema()
-with open(body_path) as body:
-    frame = infer_and_parse_data(json.load(body), schema)
-model = mlflow.sklearn.load_model(model_dir)
-rows = model.predict_proba(frame).tolist()
-with open(out_path, "w") as out:
-    json.dump([dict(zip(map(str, model.classes_), row)) for row in rows], out)
-"""
 
 
 def listings_from_the_data(lab) -> list[dict]:
@@ -120,23 +111,47 @@ def test_mlflow_serves_the_champion_from_its_own_requirements(trained_lab, local
     finally:
         server.terminate()
         server.wait(timeout=30)
-    assert answer.json()["predictions"] == [a["price_category"] for a in our_answers]
+    # MLflow's server answers in full: each listing's category and probabilities, as ours does.
+    theirs = answer.json()["predictions"]
+    assert [row["price_category"] for row in theirs] == [a["price_category"] for a in our_answers]
+    for row, our_answer in zip(theirs, our_answers, strict=True):
+        expected = {probability_column(c): p for c, p in our_answer["probabilities"].items()}
+        assert {name: row[name] for name in expected} == pytest.approx(expected, abs=1e-12)
 
-    # `mlflow models serve` answers labels only: the probabilities come from the same package,
-    # loaded in the same environment, for the same frame.
-    body_path, out_path = tmp_path / "body.json", tmp_path / "probabilities.json"
-    body_path.write_text(json.dumps({"dataframe_records": listings}))
-    computed = subprocess.run(
-        [venv / "bin" / "python", "-c", PROBABILITIES, model, body_path, out_path],
-        cwd=tmp_path,
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert computed.returncode == 0, computed.stderr[-3000:]
-    theirs = json.loads(out_path.read_text())
-    assert len(theirs) == len(our_answers)
-    for listing, their_row, our_answer in zip(listings, theirs, our_answers, strict=True):
-        # Ours are rounded to 6 decimals.
-        assert their_row == pytest.approx(our_answer["probabilities"], abs=1e-6), listing
+
+def test_mlflows_pyfunc_answers_in_full_as_the_service_and_batch_scoring_do(
+    trained_lab, local_service, tmp_path
+):
+    model = mlflow.pyfunc.load_model(str(trained_lab.path / "models" / "price_category"))
+    # The README's payload as callers send it: counts as integers.
+    challenge = challenge_payload()
+    assert isinstance(challenge["accommodates"], int) and isinstance(challenge["bathrooms"], int)
+    answer = model.predict(pd.DataFrame([challenge]))
+    served = post(local_service, [challenge]).json()["predictions"][0]
+    assert answer.to_dict("records") == [
+        {
+            "price_category": served["price_category"],
+            **{probability_column(c): p for c, p in served["probabilities"].items()},
+        }
+    ]
+
+    # The whole test part, through batch scoring and through MLflow's pyfunc.
+    training = yaml.safe_load((trained_lab.path / "config.yaml").read_text())["training"]
+    prepared = read_parquet(trained_lab.path / "data" / "prepared" / "listings.parquet")
+    split = split_like_notebook(prepared, training["test_size"], training["split_random_state"])
+    listings = prepared.loc[split.test_features.index, ["id", *MODEL_INPUT_FIELDS]]
+    listings.to_parquet(tmp_path / "test_part.parquet", index=False)
+    scoring = ["mlops-lab", "score", str(tmp_path / "test_part.parquet"), "test_scores.parquet"]
+    assert trained_lab.run(scoring).returncode == 0
+    scores = read_parquet(trained_lab.path / "test_scores.parquet")
+    answers = model.predict(listings.reset_index(drop=True))
+    assert len(answers) == len(scores) == len(listings)
+    assert answers["price_category"].tolist() == scores["price_category"].tolist()
+    columns = [column for column in answers.columns if column.startswith("probability_")]
+    assert columns == [column for column in scores.columns if column.startswith("probability_")]
+    np.testing.assert_allclose(answers[columns], scores[columns], rtol=0, atol=1e-12)
+
+    # A listing outside the API's contract is named, row and field.
+    broken = pd.DataFrame([challenge, {**challenge, "bathrooms": 1.25}])
+    with pytest.raises(MlflowException, match=r"\[1\]\.bathrooms: Input should be a multiple"):
+        model.predict(broken)

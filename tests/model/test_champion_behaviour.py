@@ -16,10 +16,10 @@ import pytest
 from mlops_lab.config import CandidateConfig
 from mlops_lab.evaluation.prepared import Split, split_like_notebook
 from mlops_lab.evaluation.scores import stratified_folds
+from mlops_lab.kernel.contract import Listing
 from mlops_lab.kernel.features import conform_records
 from mlops_lab.kernel.listing import MODEL_INPUT_FIELDS, REQUIRED_FIELDS
 from mlops_lab.serving.loading import ServedModel, choose_predictor, complete_listings
-from mlops_lab.serving.schema import Listing
 from mlops_lab.stages.training.transform import input_example, train_candidates
 
 CATEGORIES = ["low", "mid", "high", "lux"]

@@ -3,6 +3,7 @@ service's defaults and config.yaml, the payloads and what the API accepts."""
 
 from pydantic import ValidationError
 
+from mlops_lab.kernel.contract import Listing
 from mlops_lab.kernel.listing import (
     BOROUGH_ALIAS,
     FLAG_FIELDS,
@@ -13,7 +14,6 @@ from mlops_lab.kernel.listing import (
 )
 from mlops_lab.service.openapi import openapi_document
 from mlops_lab.service.settings import ServiceSettings
-from mlops_lab.serving.schema import Listing
 from mlops_lab.stages.prediction_app.transform import validated_payloads
 from mlops_lab.tracking.registry import alias_uri
 

@@ -43,10 +43,6 @@ SKOPS_TRUSTED_TYPES = [
     "sklearn.tree._tree.Tree",
 ]
 
-# The package's modules a saved model needs to load: logged with it, so the model's own
-# requirements.txt is enough to load and serve it anywhere.
-MODEL_MODULES = ("listing", "features", "decision", "blend", "routing")
-
 Model = Pipeline | FieldRouter
 
 

@@ -6,13 +6,13 @@ from typing import Any
 
 from pydantic.json_schema import models_json_schema
 
+from mlops_lab.kernel.contract import Listing
 from mlops_lab.service.settings import ServiceSettings
 from mlops_lab.serving.schema import (
     API_VERSION,
     ErrorResponse,
     Feedback,
     FeedbackResponse,
-    Listing,
     Prediction,
     PredictionResponse,
 )

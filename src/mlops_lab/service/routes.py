@@ -23,6 +23,7 @@ from sqlalchemy import Engine, insert
 from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from mlops_lab.kernel.contract import Listing, validation_details
 from mlops_lab.kernel.prices import price_category
 from mlops_lab.service.errors import RequestError
 from mlops_lab.service.following import ModelSlot
@@ -36,7 +37,7 @@ from mlops_lab.serving.prediction_store import (
     listing_key,
     logged_listing_ids,
 )
-from mlops_lab.serving.schema import API_VERSION, Feedback, Listing, validation_details
+from mlops_lab.serving.schema import API_VERSION, Feedback
 
 routes = Blueprint("service", __name__)
 

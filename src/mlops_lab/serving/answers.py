@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 
+from mlops_lab.kernel.contract import PROBABILITY_DECIMALS
 from mlops_lab.kernel.decision import weighted_labels
 
 
@@ -21,7 +22,10 @@ def format_predictions(
         {
             "id": listing_id,
             "price_category": label,
-            "probabilities": {name: round(p, 6) for name, p in zip(categories, row, strict=True)},
+            "probabilities": {
+                name: round(p, PROBABILITY_DECIMALS)
+                for name, p in zip(categories, row, strict=True)
+            },
         }
         for listing_id, label, row in zip(
             ids, labels.astype(str).tolist(), probabilities.tolist(), strict=True

@@ -20,13 +20,13 @@ from mlflow.tracking import MlflowClient
 from mlops_lab.common.errors import UserError
 from mlops_lab.common.files import replace_directory_atomically
 from mlops_lab.config import LabConfig
+from mlops_lab.kernel.contract import Listing
 from mlops_lab.kernel.decision import ordered_probabilities, row_decision_weights
 from mlops_lab.kernel.features import Columns, conform_listings, conform_records, present_fields
 from mlops_lab.kernel.modelling import Model
 from mlops_lab.serving.answers import format_predictions
 from mlops_lab.serving.attribution import explain_listings, top_contributions
 from mlops_lab.serving.compiled import CompiledModel, RowThreads, UnsupportedModel, compile_model
-from mlops_lab.serving.schema import Listing
 from mlops_lab.tracking.registry import CHAMPION, alias_uri, load_logged_model, local_version
 
 log = logging.getLogger(__name__)

@@ -34,7 +34,7 @@ from mlops_lab.common.secrets import with_password
 URI_VARIABLE = "PREDICTION_LOG_URI"
 PASSWORD_VARIABLE = "PREDICTION_LOG_PASSWORD"
 SWITCH_VARIABLE = "PREDICTION_LOG"
-# Ids are bounded by the API (schema.ID_MAX_LENGTH); kept as text, whatever type was sent.
+# Ids are bounded by the API (contract.ID_MAX_LENGTH); kept as text, whatever type was sent.
 ID_LENGTH = 100
 
 # Tries at switching a SQLite store out of WAL (50 ms apart) while other processes open it.

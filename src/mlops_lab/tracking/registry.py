@@ -18,14 +18,18 @@ import mlflow
 import pandas as pd
 import yaml
 from mlflow.exceptions import MlflowException
+from mlflow.models import Model as MlflowModel
 from mlflow.models import ModelSignature
 from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST, ErrorCode
 from mlflow.tracking import MlflowClient
 from mlflow.types import ColSpec, Schema
+from mlflow.types.schema import AnyType
 
 import mlops_lab
 from mlops_lab.common.files import replace_directory_atomically, write_json_atomically
-from mlops_lab.kernel.modelling import MODEL_MODULES, SKOPS_TRUSTED_TYPES, Model
+from mlops_lab.kernel.modelling import SKOPS_TRUSTED_TYPES, Model
+from mlops_lab.kernel.pyfunc import CATEGORIES_KEY, answer_columns
+from mlops_lab.tracking import flavor
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
@@ -39,17 +43,27 @@ APPROVED = "approved"
 JUDGED_AGAINST_TAG = "mlops_lab.judged_against"
 # Set by rollback on the version it leaves and the one it goes back to: who, when and why.
 ROLLBACK_TAG = "mlops_lab.rollback"
-# What loading and serving the model needs. The package's own modules travel with the model
-# (`code_paths`), so it loads where mlops-lab is not installed.
-MODEL_PACKAGES = ("mlflow", "numpy", "pandas", "scikit-learn", "scipy", "skops")
+# What loading and serving the model needs: these kernel modules travel with the model
+# (`code_paths`) and these packages are its requirements, so it loads and answers where
+# mlops-lab is not installed.
+MODEL_MODULES = ("listing", "contract", "features", "decision", "blend", "routing", "pyfunc")
+MODEL_PACKAGES = ("mlflow", "numpy", "pandas", "pydantic", "scikit-learn", "scipy", "skops")
 
 
-def signature(field_types: dict[str, tuple[str, bool]]) -> ModelSignature:
-    """The model's input contract (required and optional fields) and its one-label output."""
+def signature(field_types: dict[str, tuple[str, bool]], categories: list[str]) -> ModelSignature:
+    """The model's input fields (which are required) and its answer's columns."""
+    # Numbers as "any" type: MLflow refuses integers for a double column ("Can not safely convert
+    # int64 to float64"), and callers send counts as integers. The model's predict checks every
+    # value against the API's contract instead.
     inputs = Schema(
-        [ColSpec(kind, name, required=required) for name, (kind, required) in field_types.items()]
+        [
+            ColSpec(AnyType() if kind == "double" else kind, name, required=required)
+            for name, (kind, required) in field_types.items()
+        ]
     )
-    return ModelSignature(inputs=inputs, outputs=Schema([ColSpec("string")]))
+    columns = answer_columns(categories)
+    outputs = Schema([ColSpec("string", columns[0]), *(ColSpec("double", c) for c in columns[1:])])
+    return ModelSignature(inputs=inputs, outputs=outputs)
 
 
 def model_requirements() -> list[str]:
@@ -73,14 +87,19 @@ def log_and_register(
     model_name: str,
     input_example: pd.DataFrame,
     field_types: dict[str, tuple[str, bool]],
+    categories: list[str],
 ) -> str:
     """Log the model to the active run with its code and pinned requirements, register it as a
     new version of `model_name` (no alias yet) and return the version."""
     with tempfile.TemporaryDirectory(prefix="mlops-lab-model-code-") as staging:
-        info = mlflow.sklearn.log_model(
-            model,
+        info = MlflowModel.log(
+            # Named by `name`, as MLflow 3 asks; the argument is positional still.
+            artifact_path=None,
             name="model",
-            signature=signature(field_types),
+            flavor=flavor,
+            sk_model=model,
+            signature=signature(field_types, categories),
+            metadata={CATEGORIES_KEY: categories},
             input_example=input_example,
             skops_trusted_types=SKOPS_TRUSTED_TYPES,
             code_paths=[str(model_code(Path(staging)))],

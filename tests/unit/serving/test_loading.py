@@ -74,7 +74,7 @@ def test_a_compiled_model_that_disagrees_is_logged_and_the_pipeline_answers(
         model,
         str(directory),
         # As training logs a model: its input contract and an example, here five listings.
-        signature=signature(input_field_types()),
+        signature=signature(input_field_types(), CATEGORIES),
         input_example=listings.head(5),
         pip_requirements=[],
         skops_trusted_types=SKOPS_TRUSTED_TYPES,

@@ -5,8 +5,9 @@ import json
 import pytest
 from pydantic import ValidationError
 
+from mlops_lab.kernel.contract import ID_MAX_LENGTH
 from mlops_lab.serving.prediction_store import ID_LENGTH
-from mlops_lab.serving.schema import ID_MAX_LENGTH, Feedback
+from mlops_lab.serving.schema import Feedback
 
 
 def problems(record: dict) -> list[tuple[tuple, str]]:

@@ -9,8 +9,8 @@ import pandas as pd
 from pydantic import ValidationError
 
 from mlops_lab.evaluation.prepared import HARVESTED_COLUMNS
+from mlops_lab.kernel.contract import Listing
 from mlops_lab.kernel.prices import price_category
-from mlops_lab.serving.schema import Listing
 
 
 def listing_number(listing_id: str) -> int | None:

@@ -11,9 +11,9 @@ import pandas as pd
 from pydantic import TypeAdapter, ValidationError
 
 from mlops_lab.common.errors import UserError
+from mlops_lab.kernel.contract import Listing, validation_details
 from mlops_lab.kernel.inside_airbnb import parse_listings
 from mlops_lab.kernel.listing import NUMERIC_FIELDS
-from mlops_lab.serving.schema import Listing, validation_details
 
 LISTING = TypeAdapter(Listing)
 CSV_SUFFIXES = (".csv", ".csv.gz")

@@ -7,7 +7,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from mlops_lab.config import ConfigError
-from mlops_lab.serving.schema import Listing, validation_details
+from mlops_lab.kernel.contract import Listing, validation_details
 
 
 def validated_payloads(payloads: list[dict[str, Any]]) -> list[Listing]:

@@ -24,6 +24,7 @@ from mlops_lab.kernel.listing import input_field_types
 from mlops_lab.stages.context import StageContext
 from mlops_lab.stages.training.transform import (
     CANDIDATE_KEY_TAG,
+    PACKAGING_TAG,
     CandidateResult,
     Trained,
     candidate_keys,
@@ -44,6 +45,7 @@ from mlops_lab.stages.training.transform import (
 )
 from mlops_lab.tracking.registry import (
     CHAMPION,
+    MODEL_PACKAGES,
     alias_version,
     download_version,
     log_and_register,
@@ -75,17 +77,25 @@ TRAINING_CODE = (
     "src/mlops_lab/stages/training/transform.py",
 )
 TRAINING_LIBRARIES = ("scikit-learn", "numpy", "pandas", "scipy")
+# What a registered model's files depend on besides its fit: the code logged with it and the code
+# that logs it. A winner registered by other code is registered again (its fit is reused).
+PACKAGING_CODE = (
+    "src/mlops_lab/kernel/contract.py",
+    "src/mlops_lab/kernel/pyfunc.py",
+    "src/mlops_lab/tracking/flavor.py",
+    "src/mlops_lab/tracking/registry.py",
+)
 
 
-def training_code_digest() -> str:
-    """A hash of the code that decides a trained model and of the fitting libraries' versions."""
+def code_digest(files: tuple[str, ...], libraries: tuple[str, ...]) -> str:
+    """A hash of the package's files and of the libraries' versions."""
     package = Path(mlops_lab.__file__).parent
     digest = hashlib.sha256()
-    for name in TRAINING_CODE:
+    for name in files:
         path = package / Path(name).relative_to("src/mlops_lab")
         digest.update(name.encode())
         digest.update(path.read_bytes())
-    for library in TRAINING_LIBRARIES:
+    for library in libraries:
         digest.update(f"{library}=={version(library)}".encode())
     return digest.hexdigest()
 
@@ -111,16 +121,24 @@ def cache_candidate(
 
 
 def registered_challenger(
-    client: MlflowClient, challenger_path: Path, model_dir: Path, model_name: str, key: str
+    client: MlflowClient,
+    challenger_path: Path,
+    model_dir: Path,
+    model_name: str,
+    key: str,
+    packaging: str,
 ) -> str | None:
-    """The version registered earlier for this very winner (same key), if it is still in the
-    registry and its files are still here: registering it again would change nothing."""
+    """The version registered earlier for this very winner (same key), packaged as now, if it
+    is still in the registry and its files are still here: registering it again would change
+    nothing."""
     if not (challenger_path.is_file() and (model_dir / "MLmodel").is_file()):
         return None
     earlier = json.loads(challenger_path.read_text())
     if earlier.get("candidate_key") != key or earlier.get("model_name") != model_name:
         return None
     if version_tag(client, model_name, earlier["version"], CANDIDATE_KEY_TAG) != key:
+        return None
+    if version_tag(client, model_name, earlier["version"], PACKAGING_TAG) != packaging:
         return None
     return str(earlier["version"])
 
@@ -258,6 +276,7 @@ def register_winner(
     split: Split,
     training: TrainingConfig,
     model_name: str,
+    categories: list[str],
     training_run_id: str,
     lineage_tags: dict[str, str],
 ) -> str:
@@ -265,33 +284,29 @@ def register_winner(
     for byte, else a new version, tagged, downloaded to models/ and described for the stages
     after."""
     client = MlflowClient()
+    packaging = code_digest(PACKAGING_CODE, MODEL_PACKAGES)
     model_version = registered_challenger(
-        client, training.challenger_path, training.model_dir, model_name, winner_key
+        client, training.challenger_path, training.model_dir, model_name, winner_key, packaging
     )
     if model_version is not None:
+        kept = (winner.name, model_name, model_version)
         # models/challenger and its JSON stay as they are, so the stages after this one,
         # which depend on them only, have nothing to redo.
-        log.info(
-            "the winner %s is unchanged since it was registered as %s v%s: kept",
-            winner.name,
-            model_name,
-            model_version,
-        )
+        log.info("%s is unchanged since it was registered as %s v%s: kept", *kept)
         return model_version
     started = time.perf_counter()
     model_version = log_and_register(
-        trained.model, model_name, input_example(split.test_features), input_field_types()
+        trained.model,
+        model_name,
+        input_example(split.test_features),
+        input_field_types(),
+        categories,
     )
-    tags = version_tags(winner, winner_key, training.selection, lineage_tags)
+    tags = version_tags(winner, winner_key, packaging, training.selection, lineage_tags)
     for key, value in tags.items():
         client.set_model_version_tag(model_name, model_version, key, value)
-    log.info(
-        "registered %s v%s (%s) in %.1f s, no alias yet: the promote stage decides",
-        model_name,
-        model_version,
-        winner.name,
-        time.perf_counter() - started,
-    )
+    seconds = time.perf_counter() - started
+    log.info("registered v%s (%s) in %.1f s, no alias yet", model_version, winner.name, seconds)
     # The local copy is the registered version itself, so explaining and serving it without a
     # tracking server runs exactly the bytes the registry holds.
     download_version(model_name, model_version, training.model_dir)
@@ -349,7 +364,9 @@ def run(context: StageContext) -> None:
         mlflow.set_tags(lineage_tags)
         log_split_and_settings(split, training)
         folds = stratified_folds(split.train_target, training.cv_folds, training.cv_random_state)
-        keys = candidate_keys(training, prepared_sha, categories, training_code_digest())
+        keys = candidate_keys(
+            training, prepared_sha, categories, code_digest(TRAINING_CODE, TRAINING_LIBRARIES)
+        )
         results, trained = trained_candidates(training, keys, split, folds, categories)
 
         winner = choose_winner(results, training.selection)
@@ -361,6 +378,7 @@ def run(context: StageContext) -> None:
             split,
             training,
             model_name,
+            categories,
             training_run.info.run_id,
             lineage_tags,
         )

@@ -40,6 +40,8 @@ from mlops_lab.kernel.modelling import Model, assemble_soft_vote, build_model, p
 
 # The registered version's tag that names the candidate key it was trained under.
 CANDIDATE_KEY_TAG = "candidate_key"
+# A registered version's tag: the hash of the code that packaged it (training/task.py).
+PACKAGING_TAG = "packaging"
 
 
 @dataclass(frozen=True)
@@ -157,13 +159,19 @@ def progress_line(result: CandidateResult, selection: SelectionConfig) -> str:
 
 
 def version_tags(
-    winner: CandidateResult, winner_key: str, selection: SelectionConfig, lineage: dict[str, str]
+    winner: CandidateResult,
+    winner_key: str,
+    packaging: str,
+    selection: SelectionConfig,
+    lineage: dict[str, str],
 ) -> dict[str, str]:
-    """The registered version's tags: lineage, candidate, and test scores on both views."""
+    """The registered version's tags: lineage, candidate, packaging and test scores on both
+    views."""
     return {
         **lineage,
         "candidate": winner.name,
         CANDIDATE_KEY_TAG: winner_key,
+        PACKAGING_TAG: packaging,
         "test_selection_score": f"{selection_score_on_test(winner, selection):.6f}",
         **{
             f"test_{view}_{name}": f"{value:.6f}"

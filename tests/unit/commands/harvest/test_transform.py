@@ -3,7 +3,7 @@ import math
 import pytest
 
 from mlops_lab.commands.harvest.transform import labelled_listings
-from mlops_lab.serving.schema import Listing
+from mlops_lab.kernel.contract import Listing
 
 EDGES, CATEGORIES = [10, 90, 180, 400], ["low", "mid", "high", "lux"]
 
