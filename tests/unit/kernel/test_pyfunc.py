@@ -1,0 +1,53 @@
+import math
+
+import pandas as pd
+import pytest
+from mlflow.exceptions import MlflowException
+
+from mlops_lab.kernel.pyfunc import answer_columns, checked_listings
+
+CHALLENGE = {
+    "id": 1001,
+    "accommodates": 4,
+    "room_type": "Entire home/apt",
+    "beds": 2,
+    "bedrooms": 1,
+    "bathrooms": 2,
+    "neighbourhood": "Brooklyn",
+    "tv": 1,
+    "elevator": 1,
+    "internet": 0,
+    "latitude": 40.71383,
+    "longitude": -73.9658,
+}
+
+
+def test_integers_and_floats_both_pass_and_a_gap_is_an_absent_field():
+    frame = pd.DataFrame([CHALLENGE, {**CHALLENGE, "accommodates": 4.0, "wifi": 1}])
+    listings = checked_listings(frame)
+    assert listings["accommodates"].tolist() == [4, 4]
+    assert listings["borough"].tolist() == ["Brooklyn", "Brooklyn"]
+    # The first listing sent no wifi: absent, as the API leaves it, not a value.
+    assert math.isnan(listings["wifi"].iloc[0]) and listings["wifi"].iloc[1] == 1
+    assert "id" not in listings.columns
+
+
+def test_each_listing_outside_the_contract_is_named_by_row_and_field():
+    broken = {**CHALLENGE, "bathrooms": 1.25, "neighbourhood": "Hoboken"}
+    del broken["room_type"]
+    with pytest.raises(MlflowException) as raised:
+        checked_listings(pd.DataFrame([CHALLENGE, broken]))
+    message = str(raised.value)
+    assert "[1].room_type: Field required" in message
+    assert "[1].bathrooms: Input should be a multiple of 0.5" in message
+    assert "[1].neighbourhood" in message and "[0]" not in message
+
+
+def test_the_answer_columns_are_the_category_then_each_probability_in_order():
+    assert answer_columns(["low", "mid", "high", "lux"]) == [
+        "price_category",
+        "probability_low",
+        "probability_mid",
+        "probability_high",
+        "probability_lux",
+    ]
