@@ -2,17 +2,21 @@
 own `mlflow.pyfunc` model on the same registered files, in the same run.
 
 Both score the shipped raw file's listings with the repository's champion
-(models/price_category), in this process, after loading once:
+(models/price_category, or --model), in this process, after loading once:
 - ours: every row checked against the API's schema, then answered through the service's path
   (categories and all four probabilities), in config.yaml's chunks;
 - the peer: `mlflow.pyfunc.load_model(...).predict(frame)` on the same listings as a frame,
-  which checks nothing and returns the category only.
+  which checks them against the same contract and answers in full too (kernel/pyfunc.py),
+  through scikit-learn instead of the compiled path.
 Then the command itself, end to end (start, read, load, score, write), in a subprocess.
 Results go to bench/results/scoring.json.
+
+    python bench/scoring.py [--model models/price_category]
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import subprocess
 import sys
@@ -27,7 +31,6 @@ from mlops_lab.common.files import write_json_atomically
 from mlops_lab.common.tables import read_parquet
 from mlops_lab.config import load_config
 from mlops_lab.kernel.inside_airbnb import read_raw_listings
-from mlops_lab.kernel.listing import NUMERIC_FIELDS
 from mlops_lab.serving.loading import load_served_model
 from mlops_lab.serving.payloads import payloads
 
@@ -48,8 +51,10 @@ def best_of(repeats: int, work) -> float:
 def main() -> None:
     os.chdir(ROOT)
     config = load_config(ROOT / "config.yaml", tuned_params=False)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", type=Path, default=ROOT / config.promotion.champion_dir)
+    model_dir = parser.parse_args().model.resolve()
     categories = config.data_prep.price_categories
-    model_dir = ROOT / config.promotion.champion_dir
     fields = api_fields_of_scrape(read_raw_listings(ROOT / config.data.raw_path))
     rows = payloads(fields)
     listings = len(rows)
@@ -65,8 +70,7 @@ def main() -> None:
             served.predict(valid)
 
     peer = mlflow.pyfunc.load_model(str(model_dir))
-    # The signature the model was logged with takes numbers as doubles.
-    frame = fields.drop(columns=["id"]).astype({name: float for name in NUMERIC_FIELDS})
+    frame = fields.drop(columns=["id"])
 
     def pyfunc() -> None:
         peer.predict(frame)
@@ -83,6 +87,8 @@ def main() -> None:
                 "score",
                 str(config.data.raw_path),
                 str(output),
+                "--model-uri",
+                str(model_dir),
             ],
             check=True,
             capture_output=True,
