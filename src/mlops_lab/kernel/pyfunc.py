@@ -63,7 +63,9 @@ class ListingAnswers:
         self.model = model
         self.categories = categories
 
-    def predict(self, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> Any:
+    def predict(
+        self, model_input: pd.DataFrame, params: dict[str, Any] | None = None
+    ) -> pd.DataFrame:
         """Each listing's price category and the probability of each category, in its row."""
         if model_input.empty:
             return pd.DataFrame(columns=answer_columns(self.categories))

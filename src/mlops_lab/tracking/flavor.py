@@ -13,9 +13,6 @@ from mlflow.pyfunc import MAIN as LOADER_MODULE_KEY
 
 from mlops_lab.kernel import pyfunc
 
-# What Model.log records as the logged model's flavor.
-FLAVOR_NAME = mlflow.sklearn.FLAVOR_NAME
-
 
 def save_model(path: str, mlflow_model: MlflowModel, sk_model: Any, **options: Any) -> None:
     """Save as `mlflow.sklearn.save_model` does, then point the pyfunc flavor at our loader."""
