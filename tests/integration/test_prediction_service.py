@@ -269,18 +269,27 @@ def test_sigterm_during_a_burst_answers_every_accepted_request_and_leaves_no_tem
             # and each worker four requests.
             "MAX_CONCURRENT_EXPLANATIONS": "6",
             "SERVICE_THREADS": "8",
+            # Requests long enough to be seen all running at once (below).
+            "MAX_EXPLAIN_LISTINGS": "400",
             "TMPDIR": str(temporary),
         }
     )
     service.wait_ready()
-    # Slow requests (100 listings explained, ~1 s each), beside two clients sending single
+    # Slow requests (400 listings explained, 1 to 4 s each), beside two clients sending single
     # listings without pause: fewer than the 2 x 8 worker threads, so none waits for a thread.
-    batch = [{**CHALLENGE, "id": n} for n in range(100)]
+    # With 100 listings, two of the six once took 0.28 s under CI's load: all six were held at
+    # once for less time than the poll could see.
+    batch = [{**CHALLENGE, "id": n} for n in range(400)]
     singles = Callers(lambda client, number: post(service, CHALLENGE), clients=2)
     with singles, ThreadPoolExecutor(6) as pool:
         singles.wait_for_calls(300)
         slow = [pool.submit(post, service, batch, "/predict?explain=true") for _ in range(6)]
-        poll_until(lambda: held_explanation_slots(temporary) == 6, 60, "six explanations running")
+        read_until(
+            lambda: held_explanation_slots(temporary),
+            lambda held: held == 6,
+            60,
+            "six explanations running",
+        )
         before_the_signal = list(singles.errors)
         service.process.send_signal(signal.SIGTERM)
         assert [future.result().status_code for future in slow] == [200] * 6
