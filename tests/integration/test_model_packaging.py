@@ -14,7 +14,7 @@ import requests
 import yaml
 from calls import post
 from mlflow.exceptions import MlflowException
-from projects import challenge_payload, free_port, wait_until_ok
+from projects import PROJECT_ROOT, challenge_payload, free_port, wait_until_ok
 
 from mlops_lab.common.tables import read_parquet
 from mlops_lab.evaluation.prepared import split_like_notebook
@@ -43,24 +43,19 @@ def test_mlflow_serves_the_champion_from_its_own_requirements(trained_lab, local
     model = trained_lab.path / "models" / "price_category"
     assert "mlops-lab" not in (model / "requirements.txt").read_text()
     venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     environment = {
         key: value
         for key, value in os.environ.items()
         if key not in ("VIRTUAL_ENV", "PYTHONPATH") and not key.startswith("MLFLOW_")
     }
     environment["PATH"] = f"{venv / 'bin'}{os.pathsep}{environment['PATH']}"
+    # A fresh environment from the model's requirements alone. uv, as make setup uses it: pip
+    # installs the same pins in 100 s here, uv from its cache in 14 s.
+    uv = str(PROJECT_ROOT / ".uv" / "bin" / "uv")
+    subprocess.run([uv, "venv", "--quiet", "--python", sys.executable, str(venv)], check=True)
     install = subprocess.run(
-        [
-            venv / "bin" / "python",
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "-r",
-            model / "requirements.txt",
-        ],
-        env=environment,
+        [uv, "pip", "install", "--quiet", "--compile-bytecode", "-r", model / "requirements.txt"],
+        env={**environment, "VIRTUAL_ENV": str(venv)},
         capture_output=True,
         text=True,
         timeout=900,
