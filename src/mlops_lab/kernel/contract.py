@@ -165,3 +165,20 @@ def validation_details(error: ValidationError) -> list[dict[str, str]]:
         )
         details.append({"field": field_path(location), "problem": problem["msg"]})
     return details
+
+
+def validation_summary(error: ValidationError) -> str:
+    """Each validation problem as `field: what is wrong`, on one line."""
+    return "; ".join(
+        f"{detail['field']}: {detail['problem']}" for detail in validation_details(error)
+    )
+
+
+def probability_column(category: str) -> str:
+    """The column of an answer that holds one category's probability."""
+    return f"probability_{category}"
+
+
+def answer_column_names(categories: list[str]) -> list[str]:
+    """The columns of the answers, in order: the category, then each category's probability."""
+    return ["price_category", *map(probability_column, categories)]

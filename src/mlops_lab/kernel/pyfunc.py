@@ -16,22 +16,18 @@ from mlflow.exceptions import MlflowException
 from mlflow.models import Model as MlflowModel
 from pydantic import TypeAdapter, ValidationError
 
-from mlops_lab.kernel.contract import PROBABILITY_DECIMALS, Listing, validation_details
+from mlops_lab.kernel.contract import (
+    PROBABILITY_DECIMALS,
+    Listing,
+    answer_column_names,
+    probability_column,
+    validation_summary,
+)
 from mlops_lab.kernel.decision import ordered_probabilities
 
 # Where the MLmodel file's metadata keeps the categories, in the order answers give them.
 CATEGORIES_KEY = "price_categories"
 LISTINGS = TypeAdapter(list[Listing])
-
-
-def probability_column(category: str) -> str:
-    """The column of an answer that holds one category's probability."""
-    return f"probability_{category}"
-
-
-def answer_columns(categories: list[str]) -> list[str]:
-    """The columns of the answers, in order: the category, then each category's probability."""
-    return ["price_category", *map(probability_column, categories)]
 
 
 def is_missing(value: Any) -> bool:
@@ -49,10 +45,9 @@ def checked_listings(model_input: pd.DataFrame) -> pd.DataFrame:
     try:
         listings = LISTINGS.validate_python(records)
     except ValidationError as error:
-        problems = "; ".join(
-            f"{detail['field']}: {detail['problem']}" for detail in validation_details(error)
-        )
-        raise MlflowException.invalid_parameter_value(f"listings not priced: {problems}") from None
+        raise MlflowException.invalid_parameter_value(
+            f"listings not priced: {validation_summary(error)}"
+        ) from None
     return pd.DataFrame([listing.model_input() for listing in listings], index=model_input.index)
 
 
@@ -68,7 +63,7 @@ class ListingAnswers:
     ) -> pd.DataFrame:
         """Each listing's price category and the probability of each category, in its row."""
         if model_input.empty:
-            return pd.DataFrame(columns=answer_columns(self.categories))
+            return pd.DataFrame(columns=answer_column_names(self.categories))
         listings = checked_listings(model_input)
         probabilities = ordered_probabilities(
             self.model.predict_proba(listings), list(self.model.classes_), self.categories

@@ -27,8 +27,9 @@ from mlflow.types.schema import AnyType
 
 import mlops_lab
 from mlops_lab.common.files import replace_directory_atomically, write_json_atomically
+from mlops_lab.kernel.contract import answer_column_names
 from mlops_lab.kernel.modelling import SKOPS_TRUSTED_TYPES, Model
-from mlops_lab.kernel.pyfunc import CATEGORIES_KEY, answer_columns
+from mlops_lab.kernel.pyfunc import CATEGORIES_KEY
 from mlops_lab.tracking import flavor
 
 CHAMPION = "champion"
@@ -61,7 +62,7 @@ def signature(field_types: dict[str, tuple[str, bool]], categories: list[str]) -
             for name, (kind, required) in field_types.items()
         ]
     )
-    columns = answer_columns(categories)
+    columns = answer_column_names(categories)
     outputs = Schema([ColSpec("string", columns[0]), *(ColSpec("double", c) for c in columns[1:])])
     return ModelSignature(inputs=inputs, outputs=outputs)
 

@@ -3,23 +3,13 @@ import math
 import pandas as pd
 import pytest
 from mlflow.exceptions import MlflowException
+from projects import challenge_payload
 
-from mlops_lab.kernel.pyfunc import answer_columns, checked_listings
+from mlops_lab.kernel.contract import answer_column_names
+from mlops_lab.kernel.pyfunc import checked_listings
 
-CHALLENGE = {
-    "id": 1001,
-    "accommodates": 4,
-    "room_type": "Entire home/apt",
-    "beds": 2,
-    "bedrooms": 1,
-    "bathrooms": 2,
-    "neighbourhood": "Brooklyn",
-    "tv": 1,
-    "elevator": 1,
-    "internet": 0,
-    "latitude": 40.71383,
-    "longitude": -73.9658,
-}
+# The README's payload as callers send it: counts as integers.
+CHALLENGE = challenge_payload()
 
 
 def test_integers_and_floats_both_pass_and_a_gap_is_an_absent_field():
@@ -44,7 +34,7 @@ def test_each_listing_outside_the_contract_is_named_by_row_and_field():
 
 
 def test_the_answer_columns_are_the_category_then_each_probability_in_order():
-    assert answer_columns(["low", "mid", "high", "lux"]) == [
+    assert answer_column_names(["low", "mid", "high", "lux"]) == [
         "price_category",
         "probability_low",
         "probability_mid",

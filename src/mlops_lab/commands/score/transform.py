@@ -11,7 +11,7 @@ import pandas as pd
 from pydantic import TypeAdapter, ValidationError
 
 from mlops_lab.common.errors import UserError
-from mlops_lab.kernel.contract import Listing, validation_details
+from mlops_lab.kernel.contract import Listing, probability_column, validation_summary
 from mlops_lab.kernel.inside_airbnb import parse_listings
 from mlops_lab.kernel.listing import NUMERIC_FIELDS
 
@@ -58,10 +58,7 @@ def validate_rows(
         try:
             valid.append(LISTING.validate_python(row))
         except ValidationError as error:
-            problems = "; ".join(
-                f"{detail['field']}: {detail['problem']}" for detail in validation_details(error)
-            )
-            rejected.append(RejectedRow(location, row.get("id"), problems))
+            rejected.append(RejectedRow(location, row.get("id"), validation_summary(error)))
             continue
         positions.append(position)
     return valid, positions, rejected
@@ -81,7 +78,7 @@ def scored_frame(
             "id": [str(prediction["id"]) for prediction in predictions],
             "price_category": [prediction["price_category"] for prediction in predictions],
             **{
-                f"probability_{category}": [
+                probability_column(category): [
                     prediction["probabilities"][category] for prediction in predictions
                 ]
                 for category in categories
