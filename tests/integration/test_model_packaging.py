@@ -18,8 +18,8 @@ from projects import PROJECT_ROOT, challenge_payload, free_port, wait_until_ok
 
 from mlops_lab.common.tables import read_parquet
 from mlops_lab.evaluation.prepared import split_like_notebook
+from mlops_lab.kernel.contract import probability_column
 from mlops_lab.kernel.listing import MODEL_INPUT_FIELDS, REQUIRED_FIELDS
-from mlops_lab.kernel.pyfunc import probability_column
 from mlops_lab.serving.payloads import payloads
 
 pytestmark = pytest.mark.integration
