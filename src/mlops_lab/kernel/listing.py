@@ -69,7 +69,8 @@ VIEWS: tuple[str, ...] = get_args(View)
 
 def input_field_types() -> dict[str, tuple[str, bool]]:
     """Each field the model accepts, with its MLflow type and whether callers must send it."""
-    fields: dict[str, tuple[str, bool]] = {"id": ("long", False)}
+    # The id is a number or text (the contract says which), and often missing.
+    fields: dict[str, tuple[str, bool]] = {"id": ("any", False)}
     for name in MODEL_INPUT_FIELDS:
         kind = "double" if name in NUMERIC_FIELDS else "string"
         # borough may come under the challenge's name instead, so neither is enforced here.

@@ -58,7 +58,7 @@ def signature(field_types: dict[str, tuple[str, bool]], categories: list[str]) -
     # value against the API's contract instead.
     inputs = Schema(
         [
-            ColSpec(AnyType() if kind == "double" else kind, name, required=required)
+            ColSpec(AnyType() if kind in ("double", "any") else kind, name, required=required)
             for name, (kind, required) in field_types.items()
         ]
     )

@@ -6,5 +6,5 @@ def test_input_field_types_require_the_challenge_fields_except_the_borough_name(
     required = {name for name, (_, needed) in fields.items() if needed}
     assert required == set(REQUIRED_FIELDS) - {"borough"}
     assert fields["neighbourhood"] == ("string", False)
-    assert fields["id"] == ("long", False)
+    assert fields["id"] == ("any", False)
     assert fields["accommodates"] == ("double", True)
