@@ -73,7 +73,7 @@ bench: setup
 ## resolved first and the others within it, so a package has one version in every role.
 LOCK := $(UV) pip compile --quiet --python-version 3.11
 lock: $(UV)
-	$(LOCK) pyproject.toml requirements/tracking-server.in --extra lab --extra dev \
+	$(LOCK) pyproject.toml requirements/tracking-server.in --extra lab --extra spark --extra dev \
 		-o requirements/dev.lock
 	$(LOCK) pyproject.toml --extra lab -c requirements/dev.lock -o requirements/runtime.lock
 	$(LOCK) pyproject.toml -c requirements/dev.lock -o requirements/serve.lock

@@ -445,6 +445,21 @@ SOME_ROWS_NOT_SCORED = 3
     help="The model to score with; by default what `make serve` serves (MODEL_URI, else the "
     "champion).",
 )
+@click.option(
+    "--engine",
+    type=click.Choice(["python", "spark"]),
+    default="python",
+    show_default=True,
+    help="python: in this process, through the service's own path; spark: on Apache Spark, "
+    "through MLflow's spark_udf, OUTPUT a Parquet folder (needs PySpark and Java 17).",
+)
+@click.option(
+    "--master",
+    default="local[*]",
+    show_default=True,
+    help="With --engine spark: the Spark master URL, e.g. spark://host:7077; local[*] runs "
+    "Spark in this process, one thread per core.",
+)
 def score(config_path: Path, **options: Any) -> None:
     """Score a file of listings (an Inside Airbnb listings.csv, or the API's fields as CSV or
     Parquet) with the champion, as the service would. OUTPUT gets each listing's category,

@@ -34,7 +34,12 @@ from mlops_lab.common.files import atomic_path
 from mlops_lab.common.tables import read_parquet
 from mlops_lab.config import LabConfig
 from mlops_lab.kernel.inside_airbnb import raw_columns_to_read, read_listings_csv
-from mlops_lab.serving.loading import ServedModel, load_served_model, served_model_uri
+from mlops_lab.serving.loading import (
+    ServedModel,
+    load_served_model,
+    named_identity,
+    served_model_uri,
+)
 from mlops_lab.serving.payloads import payloads
 from mlops_lab.tracking.runs import tracking_uri
 
@@ -160,6 +165,38 @@ class ScoreOptions:
     input_path: Path
     output_path: Path
     model_uri: str | None = None
+    # python: in this process, as the service answers; spark: mlflow.pyfunc.spark_udf on Spark.
+    engine: str = "python"
+    master: str = "local[*]"
+
+
+def run_on_spark(
+    config: LabConfig, environment: Mapping[str, str], options: ScoreOptions, uri: str
+) -> int:
+    """Score on Spark (score/spark.py) with the model `uri` names now; write the rows not
+    scored beside the scores. Returns the rejected count."""
+    from mlops_lab.commands.score import spark
+
+    if file_kind(options.output_path) != "parquet":
+        raise ScoringInputError(
+            f"{options.output_path}: Spark writes the scores as a Parquet folder (.parquet)"
+        )
+    spark.check_spark_can_run(environment)
+    identity = named_identity(uri)
+    # Pinned, so that an alias moving mid-job cannot mix two models.
+    pinned = f"models:/{identity.name}/{identity.version}" if uri.startswith("models:/") else uri
+    session = spark.spark_session(options.master, environment)
+    try:
+        written, rejected = spark.score_on_spark(
+            session,
+            (options.input_path, options.output_path),
+            (pinned, identity.name, identity.version),
+            list(config.data_prep.price_categories),
+        )
+        write_rejected(rejected, written + len(rejected), options.output_path)
+    finally:
+        session.stop()
+    return len(rejected)
 
 
 def run(config: LabConfig, environment: Mapping[str, str], options: ScoreOptions) -> int:
@@ -176,6 +213,8 @@ def run(config: LabConfig, environment: Mapping[str, str], options: ScoreOptions
     tracking = tracking_uri(environment, Path.cwd(), config.tracking.embedded_store_dir)
     mlflow.set_tracking_uri(tracking)
     mlflow.set_registry_uri(tracking)
+    if options.engine == "spark":
+        return run_on_spark(config, environment, options, uri)
     listings, input_kind = readable_listings(input_path)
     categories = list(config.data_prep.price_categories)
     # The parallel walk gives the serial one's answers bit for bit, on every core.

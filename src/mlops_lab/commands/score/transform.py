@@ -14,6 +14,7 @@ from mlops_lab.common.errors import UserError
 from mlops_lab.kernel.contract import Listing, probability_column, validation_summary
 from mlops_lab.kernel.inside_airbnb import parse_listings
 from mlops_lab.kernel.listing import NUMERIC_FIELDS
+from mlops_lab.serving.payloads import payloads
 
 LISTING = TypeAdapter(Listing)
 CSV_SUFFIXES = (".csv", ".csv.gz")
@@ -47,6 +48,14 @@ def api_fields_of_scrape(raw: pd.DataFrame) -> pd.DataFrame:
     return parsed
 
 
+def checked_row(row: dict[str, Any]) -> Listing | str:
+    """The row as the API's listing, or what breaks the API's contract in it."""
+    try:
+        return LISTING.validate_python(row)
+    except ValidationError as error:
+        return validation_summary(error)
+
+
 def validate_rows(
     rows: list[dict[str, Any]], locations: list[str]
 ) -> tuple[list[Listing], list[int], list[RejectedRow]]:
@@ -55,13 +64,20 @@ def validate_rows(
     positions: list[int] = []
     rejected: list[RejectedRow] = []
     for position, (row, location) in enumerate(zip(rows, locations, strict=True)):
-        try:
-            valid.append(LISTING.validate_python(row))
-        except ValidationError as error:
-            rejected.append(RejectedRow(location, row.get("id"), validation_summary(error)))
-            continue
-        positions.append(position)
+        checked = checked_row(row)
+        if isinstance(checked, str):
+            rejected.append(RejectedRow(location, row.get("id"), checked))
+        else:
+            valid.append(checked)
+            positions.append(position)
     return valid, positions, rejected
+
+
+def contract_problems(listings: pd.DataFrame, csv: bool) -> list[str | None]:
+    """What breaks the API's contract in each row (a CSV's text read as numbers where it
+    reads as one), None where nothing does."""
+    rows = payloads(numbers_where_readable(listings) if csv else listings)
+    return [checked if isinstance(checked, str) else None for checked in map(checked_row, rows)]
 
 
 def scored_frame(

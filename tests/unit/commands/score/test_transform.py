@@ -8,6 +8,7 @@ from mlops_lab.commands.score.transform import (
     ScoringInputError,
     api_fields_of_scrape,
     columns_the_api_ignores,
+    contract_problems,
     file_kind,
     is_inside_airbnb,
     numbers_where_readable,
@@ -48,6 +49,19 @@ def test_a_bad_row_is_rejected_with_where_it_is_and_the_field(challenge_payload)
     assert [row.location for row in rejected] == ["line 3", "line 4"]
     assert rejected[0].id == 7 and rejected[0].problem.startswith("bedrooms: ")
     assert rejected[1].problem == "room_type: Field required"
+
+
+def test_each_rows_contract_problems_are_named_as_the_rejected_rows_name_them(challenge_payload):
+    text = {key: str(value) for key, value in challenge_payload.items()}
+    rows = pd.DataFrame([text, {**text, "bedrooms": "two"}, {**text, "bathrooms": "1.25"}])
+    problems = contract_problems(rows, csv=True)
+    assert problems[0] is None
+    _, _, rejected = validate_rows(payloads(numbers_where_readable(rows)), ["a", "b", "c"])
+    assert problems[1:] == [row.problem for row in rejected]
+    assert problems[2] == "bathrooms: Input should be a multiple of 0.5"
+    # Typed columns (Parquet's) are taken as they are; a gap is an absent field.
+    typed = pd.DataFrame([challenge_payload, {**challenge_payload, "wifi": float("nan")}])
+    assert contract_problems(typed, csv=False) == [None, None]
 
 
 def test_rows_are_located_by_line_in_a_csv_and_by_row_elsewhere():
