@@ -82,10 +82,20 @@ class Lab:
         return json.loads(shown.stdout)
 
     def run(
-        self, *arguments: str, timeout: float = 1200, check: bool = True, input: str | None = None
+        self,
+        *arguments: str,
+        timeout: float = 1200,
+        check: bool = True,
+        input: str | None = None,
+        environment: dict[str, str] | None = None,
     ) -> subprocess.CompletedProcess:
-        environment = {**os.environ, "COMPOSE_PROJECT_NAME": PROJECT_NAME}
-        environment.pop("MLFLOW_TRACKING_URI", None)
+        """Run a command in the checkout: the test's environment, without its tracking URI
+        unless `environment` (added to it) gives one."""
+        environment = {
+            **{key: value for key, value in os.environ.items() if key != "MLFLOW_TRACKING_URI"},
+            "COMPOSE_PROJECT_NAME": PROJECT_NAME,
+            **(environment or {}),
+        }
         result = subprocess.run(
             list(arguments),
             cwd=self.path,
@@ -119,9 +129,15 @@ class Lab:
         pairs = (line.split("=", 1) for line in lines if "=" in line and not line.startswith("#"))
         return {name.strip(): value.strip() for name, value in pairs}
 
-    def timed(self, name: str, *arguments: str, timeout: float = 1200) -> None:
+    def timed(
+        self,
+        name: str,
+        *arguments: str,
+        timeout: float = 1200,
+        environment: dict[str, str] | None = None,
+    ) -> None:
         started = time.monotonic()
-        self.run(*arguments, timeout=timeout)
+        self.run(*arguments, timeout=timeout, environment=environment)
         self.timings[name] = round(time.monotonic() - started, 1)
 
 

@@ -29,10 +29,12 @@ from hostile import (
     status_and_json,
 )
 from mlflow import MlflowClient
-from projects import challenge_payload, small_run
+from mlflow.artifacts import download_artifacts
+from projects import challenge_payload, free_port, small_run
 from receiver import JsonReceiver
 from waiting import poll_until, read_until
 
+from mlops_lab.kernel.contract import probability_column
 from mlops_lab.tracking.registry import GATE_PASSED, GATE_TAG
 
 pytestmark = pytest.mark.compose
@@ -132,6 +134,66 @@ def test_the_service_is_reached_only_through_its_front_door(lab):
     logs = lab.run("docker", "compose", "logs", "--no-color", "front_door").stdout
     lines = [line.split("|", 1)[-1].strip() for line in logs.splitlines() if "door-1" in line]
     assert lines and json.loads(lines[-1])["request_id"] == "door-1", logs[-2000:]
+
+
+# MLflow's own serving image of the stack's champion, built as MLflow's docs say. The local
+# environment manager: the default (virtualenv) bases the image on ubuntu and downloads a Python.
+BUILT_IMAGE = "mlops-lab-mlflow-built:latest"
+
+
+def answers(url: str) -> bool:
+    """Whether `url` answers 200 now."""
+    try:
+        return requests.get(url, timeout=2).status_code == 200
+    except requests.RequestException:
+        return False
+
+
+def test_mlflows_own_image_of_the_champion_answers_as_the_service(lab, tmp_path):
+    champion = client().get_model_version_by_alias(MODEL, "champion")
+    files = client().get_model_version_download_uri(MODEL, champion.version)
+    python_environment = download_artifacts(
+        f"{files}/python_env.yaml", dst_path=str(tmp_path), tracking_uri=MLFLOW
+    )
+    python = yaml.safe_load(Path(python_environment).read_text())["python"]
+    # The image starts FROM python:<the model's Python>-slim, which a registry would give. The
+    # sandbox's stand-in takes its name, as the stand-ins take the official names.
+    base = f"python:{python}-slim"
+    if lab.run("docker", "image", "inspect", base, check=False).returncode != 0:
+        lab.run("docker", "tag", "python:3.11-slim", base)
+    lab.timed(
+        "mlflow_build_docker",
+        *(str(Path(sys.executable).with_name("mlflow")), "models", "build-docker"),
+        *("-m", f"models:/{MODEL}@champion", "-n", BUILT_IMAGE, "--env-manager", "local"),
+        timeout=1800,
+        environment={"MLFLOW_TRACKING_URI": MLFLOW},
+    )
+    port = free_port()
+    container = lab.run(
+        *("docker", "run", "--detach", "--rm", "--publish", f"127.0.0.1:{port}:8080"),
+        BUILT_IMAGE,
+    ).stdout.strip()
+    try:
+        poll_until(
+            lambda: answers(f"http://127.0.0.1:{port}/ping"),
+            120,
+            "MLflow's image to answer /ping",
+            lambda: lab.run("docker", "logs", container, check=False).stderr[-3000:],
+        )
+        built = requests.post(
+            f"http://127.0.0.1:{port}/invocations",
+            json={"dataframe_records": [CHALLENGE]},
+            timeout=60,
+        )
+    finally:
+        lab.run("docker", "rm", "--force", container, check=False)
+    assert built.status_code == 200, built.text
+    served = requests.post(f"{SERVICE}/predict", json=CHALLENGE, timeout=30).json()
+    [answer] = built.json()["predictions"]
+    assert answer == {
+        "price_category": served["price_category"],
+        **{probability_column(c): p for c, p in served["probabilities"].items()},
+    }
 
 
 # A fresh caller's patience while the front door is under attack: what it promises.
