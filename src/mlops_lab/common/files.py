@@ -68,6 +68,9 @@ def replace_directory_atomically(target: Path, fill: Callable[[Path], None]) -> 
             os.replace(content, target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+        # What it replaced may have been a file (a scores file, say, that a folder replaces).
+        if retired.is_file():
+            retired.unlink()
         shutil.rmtree(retired, ignore_errors=True)
 
 

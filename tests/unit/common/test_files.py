@@ -48,6 +48,19 @@ def test_replace_directory_atomically_swaps_and_keeps_old_on_failure(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["model"]
 
 
+def test_a_folder_replaces_a_file_of_its_name_and_leaves_nothing_else(tmp_path):
+    target = tmp_path / "scores.parquet"
+    target.write_text("a scores file")
+
+    def fill(path):
+        path.mkdir()
+        (path / "part-0.parquet").write_text("part")
+
+    replace_directory_atomically(target, fill)
+    assert [p.name for p in target.iterdir()] == ["part-0.parquet"]
+    assert [p.name for p in tmp_path.iterdir()] == ["scores.parquet"]
+
+
 def replace_with_own_copies(target, writer, times):
     """Replace `target` `times` times with a folder that names the writer."""
 
