@@ -3,6 +3,7 @@ master and two one-core workers, processes of the PySpark package on this machin
 MLflow's spark_udf, with exactly the answers of `mlops-lab score`; a machine without Java is
 told what to install."""
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,7 @@ import pandas as pd
 import pytest
 from projects import VENV_BIN, LabProject, challenge_payload
 from spark_cluster import SparkCluster
+from waiting import read_until, skip_or_fail
 
 from mlops_lab.commands.score.transform import api_fields_of_scrape
 from mlops_lab.common.tables import read_parquet
@@ -19,6 +21,13 @@ pytestmark = pytest.mark.integration
 
 SOME_ROWS_NOT_SCORED = 3
 LOOPBACK = {"SPARK_LOCAL_IP": "127.0.0.1"}
+
+
+@pytest.fixture()
+def java() -> None:
+    """Spark runs on Java: without it the tier skips, saying what to install (in CI: fails)."""
+    if shutil.which("java") is None:
+        skip_or_fail("Spark tier: no java here (apt-get install openjdk-17-jre-headless)")
 
 
 def shipped_listings(lab: LabProject, folder: Path) -> Path:
@@ -33,7 +42,7 @@ def shipped_listings(lab: LabProject, folder: Path) -> Path:
 
 
 def test_a_two_worker_spark_cluster_scores_the_shipped_listings_as_mlops_lab_score_does(
-    trained_lab, tmp_path
+    java, trained_lab, tmp_path
 ):
     listings = shipped_listings(trained_lab, tmp_path)
     ours = trained_lab.run(["mlops-lab", "score", str(listings), str(tmp_path / "ours.parquet")])
@@ -44,7 +53,10 @@ def test_a_two_worker_spark_cluster_scores_the_shipped_listings_as_mlops_lab_sco
         theirs = trained_lab.run(
             [*scoring, str(listings), str(tmp_path / "spark.parquet")], LOOPBACK
         )
-        status = cluster.status()
+        # The master files the application as completed once the driver has said goodbye.
+        status = read_until(
+            cluster.status, lambda seen: seen["completedapps"], 30, "the finished application"
+        )
     assert theirs.returncode == SOME_ROWS_NOT_SCORED, theirs.stderr[-3000:]
     assert "Traceback" not in theirs.stderr
     # It ran on the cluster: one application, an executor on each one-core worker.
@@ -82,3 +94,16 @@ def test_without_java_spark_scoring_says_what_to_install(trained_lab, tmp_path):
         "apt-get install openjdk-17-jre-headless (or set JAVA_HOME)"
     )
     assert not (tmp_path / "scores.parquet").exists()
+
+
+def test_a_file_spark_cannot_read_fails_in_one_line_and_writes_nothing(java, trained_lab, tmp_path):
+    listings = tmp_path / "listings.parquet"
+    listings.write_text("no Parquet at all")
+    scoring = ["mlops-lab", "score", "--engine", "spark", "--master", "local[1]"]
+    result = trained_lab.run([*scoring, str(listings), str(tmp_path / "scores.parquet")], LOOPBACK)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    [error] = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert error.startswith(f"error: Spark (local[1]) could not score {listings}: ")
+    assert "CANNOT_READ_FILE_FOOTER" in error, error
+    assert list(tmp_path.iterdir()) == [listings]

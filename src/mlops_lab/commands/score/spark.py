@@ -21,6 +21,7 @@ from mlops_lab.commands.score.transform import (
     ScoringInputError,
     columns_the_api_ignores,
     contract_problems,
+    file_kind,
     is_inside_airbnb,
 )
 from mlops_lab.common.errors import UserError
@@ -29,7 +30,7 @@ from mlops_lab.kernel.contract import answer_column_names
 from mlops_lab.kernel.listing import NUMERIC_FIELDS
 
 if TYPE_CHECKING:
-    from pyspark.sql import DataFrame, SparkSession
+    from pyspark.sql import Column, DataFrame, SparkSession
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +40,29 @@ PROBLEM = "problem"
 
 class SparkUnavailable(UserError, RuntimeError):
     """This machine cannot run Spark: PySpark or Java is missing."""
+
+
+class SparkJobFailed(UserError, RuntimeError):
+    """Spark could not run the job: a master out of reach, a file it cannot read, …"""
+
+
+def spark_errors() -> tuple[type[Exception], ...]:
+    """The exceptions by which PySpark reports a session or a job that failed."""
+    from py4j.protocol import Py4JError
+    from pyspark.errors import PySparkException
+
+    return (PySparkException, Py4JError)
+
+
+def failure_summary(error: Exception) -> str:
+    """A Spark failure in one line: the Java exception's own, else PySpark's first line, or
+    the last line of a Python worker's traceback."""
+    java_exception = getattr(error, "java_exception", None)
+    text = str(java_exception if java_exception is not None else error)
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if not lines:
+        return type(error).__name__
+    return lines[-1] if "Traceback (most recent call last)" in text else lines[0]
 
 
 def check_spark_can_run(environment: Mapping[str, str]) -> None:
@@ -117,7 +141,7 @@ def with_problems(frame: DataFrame, csv: bool) -> DataFrame:
     return frame.mapInPandas(check, schema)
 
 
-def location_column(csv: bool):
+def location_column(csv: bool) -> Column:
     """Where each row is, as `mlops-lab score` says it: a CSV's line, else a row number."""
     from pyspark.sql import functions as F
 
@@ -126,7 +150,7 @@ def location_column(csv: bool):
     return F.concat(F.lit("row "), (F.col(ROW_NUMBER) + 1).cast("string"))
 
 
-def model_inputs(frame: DataFrame, input_names: list[str]) -> list:
+def model_inputs(frame: DataFrame, input_names: list[str]) -> list[Column]:
     """The model signature's input columns in its order, numbers as doubles; a field the rows
     lack as nulls of its type (spark_udf would fill a text field with NaN, which MLflow's
     schema check refuses); the id as text."""
@@ -139,7 +163,9 @@ def model_inputs(frame: DataFrame, input_names: list[str]) -> list:
     return columns
 
 
-def scores_of(frame: DataFrame, model_uri: str, identity: tuple[str, str], csv: bool, categories):
+def scores_of(
+    frame: DataFrame, model_uri: str, identity: tuple[str, str], csv: bool, categories: list[str]
+) -> DataFrame:
     """The valid rows' scores, in `mlops-lab score`'s columns and the input's order."""
     import mlflow.pyfunc
     from pyspark.sql import functions as F
@@ -193,8 +219,6 @@ def score_on_spark(
 ) -> tuple[int, list[RejectedRow]]:
     """Score the listings at paths[0] with model (its URI, name and version) on Spark, write
     the scores as a Parquet folder at paths[1]; the count written and the rows refused."""
-    from mlops_lab.commands.score.transform import file_kind
-
     input_path, output_path = paths
     csv = file_kind(input_path) == "csv"
     table = read_table(spark, input_path, "csv" if csv else "parquet")

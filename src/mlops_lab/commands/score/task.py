@@ -185,17 +185,24 @@ def run_on_spark(
     identity = named_identity(uri)
     # Pinned, so that an alias moving mid-job cannot mix two models.
     pinned = f"models:/{identity.name}/{identity.version}" if uri.startswith("models:/") else uri
-    session = spark.spark_session(options.master, environment)
+    session = None
     try:
+        session = spark.spark_session(options.master, environment)
         written, rejected = spark.score_on_spark(
             session,
             (options.input_path, options.output_path),
             (pinned, identity.name, identity.version),
             list(config.data_prep.price_categories),
         )
-        write_rejected(rejected, written + len(rejected), options.output_path)
+    except spark.spark_errors() as error:
+        raise spark.SparkJobFailed(
+            f"Spark ({options.master}) could not score {options.input_path}: "
+            f"{spark.failure_summary(error)} (Spark's log above says more)"
+        ) from error
     finally:
-        session.stop()
+        if session is not None:
+            session.stop()
+    write_rejected(rejected, written + len(rejected), options.output_path)
     return len(rejected)
 
 
