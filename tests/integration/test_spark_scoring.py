@@ -13,13 +13,13 @@ from projects import VENV_BIN, LabProject, challenge_payload
 from spark_cluster import SparkCluster
 from waiting import read_until, skip_or_fail
 
+from mlops_lab.cli import SOME_ROWS_NOT_SCORED
 from mlops_lab.commands.score.transform import api_fields_of_scrape
 from mlops_lab.common.tables import read_parquet
 from mlops_lab.kernel.inside_airbnb import read_raw_listings
 
 pytestmark = pytest.mark.integration
 
-SOME_ROWS_NOT_SCORED = 3
 LOOPBACK = {"SPARK_LOCAL_IP": "127.0.0.1"}
 
 
